@@ -1,0 +1,149 @@
+"""Losses of UniSpeech: contrastive (InfoNCE), codebook diversity, CTC and the mixed-CTC input.
+
+All losses compute in float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+_COSINE_EPS = 1e-8  # torch.cosine_similarity's default
+
+
+def _unit(x):
+    """L2-normalise the last axis with a floor on the norm (no NaN at zero vectors)."""
+    norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
+    return x / jnp.maximum(norm, _COSINE_EPS)
+
+
+def negative_similarities(context_unit, targets_unit, negatives_idx):
+    """Cosine similarity of each frame's context with its distractor targets.
+
+    context_unit, targets_unit: [B, T, D] unit vectors; negatives_idx: [B, T, K].
+    Returns [B, T, K] float32.
+
+    Computed as a [B, T, T] Gram matrix followed by a gather, instead of gathering the
+    distractors as [B, T, K, D]: T*T is far smaller than T*K*D at our sizes (T ~ 1000,
+    K = 100, D >= 256), and the backward pass is one more matmul.
+    """
+    gram = jnp.einsum(
+        "btd,bsd->bts", context_unit, targets_unit, precision=jax.lax.Precision.HIGHEST
+    )
+    return jnp.take_along_axis(gram, negatives_idx, axis=2)
+
+
+def negatives_equal_positive(targets, negatives_idx):
+    """True where a distractor's target vector is exactly the positive one.
+
+    targets: [B, T, D]; negatives_idx: [B, T, K]. Returns bool [B, T, K].
+    Loops over K so memory stays at [B, T, D]; no gradient flows here.
+    """
+    targets = jax.lax.stop_gradient(targets)
+
+    def one(idx):  # idx: [B, T]
+        other = jnp.take_along_axis(targets, idx[:, :, None], axis=1)
+        return jnp.all(other == targets, axis=-1)
+
+    return jnp.moveaxis(jax.lax.map(one, jnp.moveaxis(negatives_idx, 2, 0)), 0, 2)
+
+
+def contrastive_logits(context, targets, negatives_idx, temperature: float):
+    """InfoNCE logits ``[positive, K distractors]`` = cosine / temperature.
+
+    context, targets: [B, T, D]; negatives_idx: [B, T, K] frame indices into ``targets``.
+    Returns float32 [B, T, 1 + K]; a distractor equal to the positive is ``-inf``.
+    """
+    context = context.astype(jnp.float32)
+    targets = targets.astype(jnp.float32)
+    context_unit, targets_unit = _unit(context), _unit(targets)
+    positive = jnp.sum(context_unit * targets_unit, axis=-1, keepdims=True)
+    negative = negative_similarities(context_unit, targets_unit, negatives_idx)
+    logits = jnp.concatenate([positive, negative], axis=-1) / temperature
+    same = negatives_equal_positive(targets, negatives_idx)
+    blocked = jnp.concatenate([jnp.zeros_like(same[..., :1]), same], axis=-1)
+    return jnp.where(blocked, -jnp.inf, logits)
+
+
+def contrastive_loss(context, targets, negatives_idx, mask, temperature: float):
+    """Summed InfoNCE loss over masked frames (wav2vec 2.0 / UniSpeech).
+
+    Args:
+      context: [B, T, D] predictions (projected Transformer output).
+      targets: [B, T, D] quantized targets (projected).
+      negatives_idx: [B, T, K] distractor frame indices (see ``masking.sample_negatives``).
+      mask: [B, T] bool, frames that count.
+      temperature: kappa (0.1).
+    Returns:
+      (loss_sum: float32 scalar, cross-entropy with target 0 summed over masked frames;
+       num_masked: float32 scalar;
+       accuracy: float32 scalar, fraction of masked frames whose positive logit is strictly
+       above every distractor, 0 when nothing is masked).
+    """
+    mask = mask.astype(bool)
+    logits = contrastive_logits(context, targets, negatives_idx, temperature)
+    # The positive is always finite, so logsumexp is finite even when all K are -inf.
+    per_frame = jax.nn.logsumexp(logits, axis=-1) - logits[..., 0]
+    loss_sum = jnp.sum(jnp.where(mask, per_frame, 0.0))
+    num_masked = jnp.sum(mask, dtype=jnp.float32)
+    correct = logits[..., 0] > jnp.max(logits[..., 1:], axis=-1)
+    accuracy = jnp.sum(correct & mask, dtype=jnp.float32) / jnp.maximum(num_masked, 1.0)
+    return loss_sum, num_masked, accuracy
+
+
+def diversity_loss(perplexity, num_codes):
+    """Codebook diversity ``(G*V - perplexity) / (G*V)``; 0 when all codes are used evenly."""
+    return (num_codes - perplexity) / num_codes
+
+
+def ctc_feasible(logit_valid, labels, label_valid):
+    """Whether a CTC alignment exists: frames >= labels + number of adjacent repeats.
+
+    A repeated label needs a blank between its copies, hence the extra frames.
+    logit_valid: [B, T] bool; labels: [B, L] int; label_valid: [B, L] bool. Returns bool [B].
+    """
+    label_valid = label_valid.astype(bool)
+    n_frames = jnp.sum(logit_valid, axis=1)
+    n_labels = jnp.sum(label_valid, axis=1)
+    repeats = (labels[:, 1:] == labels[:, :-1]) & label_valid[:, 1:] & label_valid[:, :-1]
+    return n_frames >= n_labels + jnp.sum(repeats, axis=1)
+
+
+def ctc_loss(logits, logit_valid, labels, label_valid, blank_id: int = 0, zero_infeasible=True):
+    """Per-example CTC negative log-likelihood (optax), float32.
+
+    Args:
+      logits: [B, T, C] unnormalised scores.
+      logit_valid: [B, T] bool, True on real frames.
+      labels: [B, L] int32 label ids (padding value irrelevant).
+      label_valid: [B, L] bool, True on real labels.
+      blank_id: CTC blank.
+      zero_infeasible: also zero the loss of examples whose labels cannot be aligned to their
+        frames (see ``ctc_feasible``; like torch's ``zero_infinity``). When False, optax
+        returns a huge but finite value for them (it uses log(0) = -1e5).
+    Returns:
+      [B] float32 losses. Examples with no label (unlabelled data) get exactly 0 and zero
+      gradient; use ``ctc_feasible`` to count the infeasible ones.
+    """
+    logits = logits.astype(jnp.float32)
+    label_valid = label_valid.astype(bool)
+    # optax convention: paddings are 1.0 on padded positions.
+    logit_paddings = 1.0 - logit_valid.astype(jnp.float32)
+    label_paddings = 1.0 - label_valid.astype(jnp.float32)
+    per_example = optax.ctc_loss(
+        logits, logit_paddings, labels.astype(jnp.int32), label_paddings, blank_id=blank_id
+    )
+    keep = jnp.any(label_valid, axis=1)
+    if zero_infeasible:
+        keep &= ctc_feasible(logit_valid, labels, label_valid)
+    return jnp.where(keep, per_example, 0.0)
+
+
+def mix_ctc_inputs(rng, context, quantized, prob: float):
+    """UniSpeech mixed CTC: each frame independently becomes its quantized vector w.p. ``prob``.
+
+    context, quantized: [B, T, D]. Returns [B, T, D] in ``context``'s dtype.
+    """
+    pick = jax.random.bernoulli(rng, prob, context.shape[:2])
+    return jnp.where(pick[:, :, None], quantized.astype(context.dtype), context)
