@@ -1,0 +1,465 @@
+"""Shared speech building blocks: conv feature encoder, positional conv, Transformer encoder.
+
+These modules are generic (UniSpeech and SpeechT5 both use them) and take plain attributes,
+never a whole config. Parameter names follow the Hugging Face wav2vec2 layout
+(`feature_extractor/conv_layers_i/conv`, `encoder/layers/attention/q_proj`, ...) so that
+`convert/hf.py` is a rename table, not a re-implementation.
+
+Shapes: `B` batch, `S` samples, `T` frames, `C` conv channels, `D` model dim, `F` FFN dim.
+
+Conventions:
+  * params are float32; `dtype` is the compute dtype of matmuls/convs. Layer norms compute
+    their statistics in float32 whatever `dtype` is (flax promotes them).
+  * every param carries logical axis names (`nn.with_logical_partitioning`) and the main
+    activations are constrained with `nn.with_logical_constraint` (ARCHITECTURE.md).
+  * `deterministic=True` turns off dropout and layerdrop (eval mode).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Big finite negative for masked attention logits: a row whose keys are all padding (a padding
+# example of weight 0) then gets a uniform softmax instead of NaN.
+_MASK_VALUE = -1e30
+
+ACT_BTD = ("act_batch", "act_length", "act_embed")
+ACT_BTF = ("act_batch", "act_length", "act_mlp")
+ACT_BTH = ("act_batch", "act_length", "act_heads")
+
+
+def gelu(x):
+    """Exact (erf) GELU, as torch.nn.GELU() and fairseq use."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _part(init, axes):
+    return nn.with_logical_partitioning(init, axes)
+
+
+def _symmetric_uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def conv_output_lengths(lengths, conv_kernel: Sequence[int], conv_stride: Sequence[int]):
+    """Frames produced by VALID strided convs from `lengths` samples (works on ints and arrays).
+
+    Per layer: `floor((n - k) / s) + 1`, the torch.nn.Conv1d formula; a frame only counts if
+    its whole receptive field lies inside the real samples.
+    """
+    for k, s in zip(conv_kernel, conv_stride):
+        lengths = (lengths - k) // s + 1
+    return lengths
+
+
+def frame_validity(audio_mask, conv_kernel, conv_stride):
+    """bool [B, T] frame validity from the bool [B, S] sample mask (right padding assumed)."""
+    num_frames = int(conv_output_lengths(audio_mask.shape[1], conv_kernel, conv_stride))
+    lengths = conv_output_lengths(audio_mask.sum(-1).astype(jnp.int32), conv_kernel, conv_stride)
+    return jnp.arange(num_frames)[None, :] < lengths[:, None]
+
+
+def scale_gradient(x, mult: float):
+    """Identity forward, gradient times `mult` backward (fairseq GradMultiply)."""
+    if mult == 1.0:
+        return x
+    if mult == 0.0:
+        return jax.lax.stop_gradient(x)
+    return x * mult + jax.lax.stop_gradient(x) * (1.0 - mult)
+
+
+# --------------------------------------------------------------------------------------------
+# Conv feature encoder
+# --------------------------------------------------------------------------------------------
+
+
+class ConvLayer(nn.Module):
+    """Conv1d (VALID, strided) → optional norm → GELU on [B, T_in, C_in] → [B, T_out, C_out].
+
+    norm: 'none', 'group' (GroupNorm with one group per channel: normalises every channel over
+    time, padding frames included exactly as in HF/fairseq), or 'layer' (LayerNorm over
+    channels per frame).
+    """
+
+    features: int
+    kernel: int
+    stride: int
+    use_bias: bool
+    norm: str = "none"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(
+            self.features,
+            kernel_size=(self.kernel,),
+            strides=(self.stride,),
+            padding="VALID",
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            kernel_init=_part(nn.initializers.he_normal(), ("conv_kernel", "conv_in", "conv_out")),
+            bias_init=_part(nn.initializers.zeros, ("conv_out",)),
+            name="conv",
+        )(x)
+        scale_init = _part(nn.initializers.ones, ("conv_out",))
+        bias_init = _part(nn.initializers.zeros, ("conv_out",))
+        if self.norm == "group":
+            x = nn.GroupNorm(
+                num_groups=self.features, epsilon=1e-5, dtype=self.dtype,
+                scale_init=scale_init, bias_init=bias_init, name="layer_norm",
+            )(x)
+        elif self.norm == "layer":
+            x = nn.LayerNorm(
+                epsilon=1e-5, dtype=self.dtype, scale_init=scale_init, bias_init=bias_init,
+                name="layer_norm",
+            )(x)
+        elif self.norm != "none":
+            raise ValueError(f"unknown conv norm {self.norm!r}")
+        return gelu(x)
+
+
+class ConvFeatureEncoder(nn.Module):
+    """wav2vec 2.0 waveform encoder: float [B, S] → float [B, T, conv_dim[-1]].
+
+    feat_extract_norm: 'group' (GroupNorm on the first conv only — base models) or 'layer'
+    (LayerNorm after every conv — large models). `grad_mult` scales the gradient flowing into
+    the conv stack (0 freezes it).
+    """
+
+    conv_dim: Sequence[int]
+    conv_kernel: Sequence[int]
+    conv_stride: Sequence[int]
+    conv_bias: bool = False
+    feat_extract_norm: str = "group"
+    grad_mult: float = 1.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, audio):
+        if self.feat_extract_norm not in ("group", "layer"):
+            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
+        x = audio[..., None].astype(self.dtype)
+        for i, (dim, k, s) in enumerate(zip(self.conv_dim, self.conv_kernel, self.conv_stride)):
+            if self.feat_extract_norm == "layer":
+                norm = "layer"
+            else:
+                norm = "group" if i == 0 else "none"
+            x = ConvLayer(dim, k, s, self.conv_bias, norm, self.dtype, name=f"conv_layers_{i}")(x)
+        return scale_gradient(x, self.grad_mult)
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm(C) → Dense(D) → dropout. Returns (projected [B,T,D], normed features [B,T,C]).
+
+    The normed features are what the quantizer sees (HF `extract_features`).
+    """
+
+    hidden_size: int
+    layer_norm_eps: float = 1e-5
+    dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        normed = nn.LayerNorm(
+            epsilon=self.layer_norm_eps, dtype=self.dtype,
+            scale_init=_part(nn.initializers.ones, ("conv_out",)),
+            bias_init=_part(nn.initializers.zeros, ("conv_out",)),
+            name="layer_norm",
+        )(x)
+        fan_in = x.shape[-1]
+        bound = 1.0 / math.sqrt(fan_in)
+        h = nn.Dense(
+            self.hidden_size, dtype=self.dtype,
+            kernel_init=_part(_symmetric_uniform(bound), ("conv_out", "embed")),
+            bias_init=_part(nn.initializers.zeros, ("embed",)),
+            name="projection",
+        )(normed)
+        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        return nn.with_logical_constraint(h, ACT_BTD), normed
+
+
+# --------------------------------------------------------------------------------------------
+# Positional conv embedding
+# --------------------------------------------------------------------------------------------
+
+
+class PositionalConvEmbedding(nn.Module):
+    """Grouped Conv1d with weight norm over the time kernel, "same" padding, GELU: [B,T,D] → [B,T,D].
+
+    Weight norm (torch `weight_norm(conv, dim=2)`): for every kernel tap k,
+    `w[k] = g[k] · v[k] / ‖v[k]‖` with the norm over (in/groups, out). Params:
+      weight_g [K], weight_v [K, D/groups, D] (flax conv layout), bias [D].
+    Padding K//2 on both sides; with an even K the conv yields T+1 frames and the last is
+    dropped (HF SamePad).
+    """
+
+    hidden_size: int
+    kernel: int = 128
+    groups: int = 16
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        d, k, g = self.hidden_size, self.kernel, self.groups
+        std = 2.0 * math.sqrt(1.0 / (k * d))
+        v = self.param(
+            "weight_v", _part(nn.initializers.normal(std), ("conv_kernel", None, "embed")), (k, d // g, d)
+        )
+        gain = self.param(
+            "weight_g",
+            _part(lambda key, shape: jnp.full(shape, std * math.sqrt(d * d / g), jnp.float32), ("conv_kernel",)),
+            (k,),
+        )
+        bias = self.param("bias", _part(nn.initializers.zeros, ("embed",)), (d,))
+        v_norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=(1, 2), keepdims=True))
+        w = (gain[:, None, None] * v / v_norm).astype(self.dtype)
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype), w,
+            window_strides=(1,),
+            padding=[(k // 2, k // 2)],
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            feature_group_count=g,
+        )
+        y = y + bias.astype(self.dtype)
+        if k % 2 == 0:
+            y = y[:, :-1]
+        return gelu(y)
+
+
+# --------------------------------------------------------------------------------------------
+# Transformer encoder
+# --------------------------------------------------------------------------------------------
+
+
+def _dense(features, axes, dtype, name, use_bias=True):
+    return nn.Dense(
+        features, dtype=dtype, use_bias=use_bias,
+        kernel_init=_part(nn.initializers.normal(0.02), axes),
+        bias_init=_part(nn.initializers.zeros, (axes[-1],)),
+        name=name,
+    )
+
+
+def _layer_norm(eps, dtype, name):
+    return nn.LayerNorm(
+        epsilon=eps, dtype=dtype,
+        scale_init=_part(nn.initializers.ones, ("embed",)),
+        bias_init=_part(nn.initializers.zeros, ("embed",)),
+        name=name,
+    )
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a key-padding mask: [B,T,D], bool [B,T] → [B,T,D].
+
+    Plain einsum attention with the softmax in float32 (exact fp32 parity with torch eager and
+    attention-probability dropout, which `jax.nn.dot_product_attention` does not offer).
+    Masked keys get a big finite negative logit.
+    """
+
+    hidden_size: int
+    num_heads: int
+    dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, valid, deterministic: bool = True):
+        b, t, d = x.shape
+        h = self.num_heads
+        hd = d // h
+        q = _dense(d, ("embed", "heads"), self.dtype, "q_proj")(x)
+        k = _dense(d, ("embed", "heads"), self.dtype, "k_proj")(x)
+        v = _dense(d, ("embed", "heads"), self.dtype, "v_proj")(x)
+        q, k, v = (nn.with_logical_constraint(a, ACT_BTH).reshape(b, t, h, hd) for a in (q, k, v))
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (hd ** -0.5), k).astype(jnp.float32)
+        logits = jnp.where(valid[:, None, None, :], logits, _MASK_VALUE)
+        probs = jax.nn.softmax(logits, axis=-1)
+        probs = nn.Dropout(self.dropout)(probs, deterministic=deterministic).astype(self.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, d)
+        out = nn.with_logical_constraint(out, ACT_BTH)
+        return _dense(d, ("heads", "embed"), self.dtype, "out_proj")(out)
+
+
+class FeedForward(nn.Module):
+    """Dense(F) → GELU → dropout(activation) → Dense(D) → dropout(hidden)."""
+
+    hidden_size: int
+    intermediate_size: int
+    activation_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        y = _dense(self.intermediate_size, ("embed", "mlp"), self.dtype, "intermediate_dense")(x)
+        y = nn.with_logical_constraint(gelu(y), ACT_BTF)
+        y = nn.Dropout(self.activation_dropout)(y, deterministic=deterministic)
+        y = _dense(self.hidden_size, ("mlp", "embed"), self.dtype, "output_dense")(y)
+        return nn.Dropout(self.hidden_dropout)(y, deterministic=deterministic)
+
+
+class EncoderLayer(nn.Module):
+    """One Transformer block, post-LN (wav2vec2 base) or pre-LN (`layer_norm_first`).
+
+    post-LN: x = LN(x + drop(attn(x))); x = LN'(x + ffn(x))
+    pre-LN:  x = x + drop(attn(LN(x))); x = x + ffn(LN'(x))
+
+    Layerdrop: in training the whole block is skipped with probability `layerdrop` (one draw
+    per layer per step, shared by the batch, from the 'dropout' rng stream). It is implemented
+    by selecting the block input instead of its output (`jnp.where`), so shapes, scan and remat
+    are untouched; the skipped block is still computed (no FLOP saving, same regularisation).
+
+    Signature fits nn.scan: (x, valid) → (x, None).
+    """
+
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    layer_norm_first: bool = False
+    layer_norm_eps: float = 1e-5
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    layerdrop: float = 0.0
+    deterministic: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, valid):
+        det = self.deterministic
+        attn = SelfAttention(self.hidden_size, self.num_heads, self.attention_dropout, self.dtype, name="attention")
+        ln_attn = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
+        ffn = FeedForward(
+            self.hidden_size, self.intermediate_size, self.activation_dropout, self.hidden_dropout,
+            self.dtype, name="feed_forward",
+        )
+        ln_ffn = _layer_norm(self.layer_norm_eps, self.dtype, "final_layer_norm")
+        drop = nn.Dropout(self.hidden_dropout)
+        if self.layer_norm_first:
+            y = x + drop(attn(ln_attn(x), valid, det), deterministic=det)
+            y = y + ffn(ln_ffn(y), det)
+        else:
+            y = ln_attn(x + drop(attn(x, valid, det), deterministic=det))
+            y = ln_ffn(y + ffn(y, det))
+        if self.layerdrop > 0.0 and not det:
+            skip = jax.random.bernoulli(self.make_rng("dropout"), self.layerdrop)
+            y = jnp.where(skip, x, y)
+        y = nn.with_logical_constraint(y.astype(x.dtype), ACT_BTD)
+        return y, None
+
+
+REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole block in the backward pass
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+}
+
+
+class TransformerEncoder(nn.Module):
+    """Positional conv + Transformer stack: [B,T,D], bool [B,T] → [B,T,D].
+
+    post-LN: zero padding frames → x + pos_conv(x) → LN → dropout → layers
+    pre-LN:  zero padding frames → x + pos_conv(x) → dropout → layers → LN
+
+    scan_layers: one `nn.scan` over identical layers; params gain a leading 'layers' axis
+    (module name `layers`). Otherwise the layers are `layers_0` … `layers_{n-1}`.
+    remat_policy: 'none', 'full', 'dots_saveable', … (REMAT_POLICIES) applied per layer.
+    """
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    layer_norm_first: bool = False
+    layer_norm_eps: float = 1e-5
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    layerdrop: float = 0.0
+    scan_layers: bool = True
+    remat_policy: str = "none"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, valid, deterministic: bool = True):
+        x = jnp.where(valid[..., None], x, 0).astype(self.dtype)
+        x = x + PositionalConvEmbedding(
+            self.hidden_size, self.num_conv_pos_embeddings, self.num_conv_pos_embedding_groups,
+            self.dtype, name="pos_conv_embed",
+        )(x)
+        final_ln = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
+        if not self.layer_norm_first:
+            x = final_ln(x)
+        x = nn.Dropout(self.hidden_dropout)(x, deterministic=deterministic)
+        x = nn.with_logical_constraint(x, ACT_BTD)
+
+        block = EncoderLayer
+        if self.remat_policy != "none":
+            if self.remat_policy not in REMAT_POLICIES:
+                raise ValueError(f"unknown remat_policy {self.remat_policy!r}; one of none, {list(REMAT_POLICIES)}")
+            block = nn.remat(block, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan_layers)
+        layer_kwargs = dict(
+            hidden_size=self.hidden_size, num_heads=self.num_heads, intermediate_size=self.intermediate_size,
+            layer_norm_first=self.layer_norm_first, layer_norm_eps=self.layer_norm_eps,
+            hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout, layerdrop=self.layerdrop,
+            deterministic=deterministic, dtype=self.dtype,
+        )
+        if self.scan_layers:
+            stack = nn.scan(
+                block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=nn.broadcast,
+                length=self.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(**layer_kwargs, name="layers")
+            x, _ = stack(x, valid)
+        else:
+            for i in range(self.num_layers):
+                x, _ = block(**layer_kwargs, name=f"layers_{i}")(x, valid)
+        if self.layer_norm_first:
+            x = final_ln(x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# FLOP counting helpers (forward pass, multiply-add = 2 FLOPs)
+# --------------------------------------------------------------------------------------------
+
+
+def conv_encoder_flops(batch: int, samples: int, conv_dim, conv_kernel, conv_stride) -> float:
+    flops, length, c_in = 0.0, samples, 1
+    for c_out, k, s in zip(conv_dim, conv_kernel, conv_stride):
+        length = (length - k) // s + 1
+        flops += 2.0 * batch * length * c_out * c_in * k
+        c_in = c_out
+    return flops
+
+
+def transformer_encoder_flops(batch, frames, hidden, ffn, layers, pos_kernel, pos_groups) -> float:
+    bt = batch * frames
+    pos = 2.0 * bt * hidden * (hidden / pos_groups) * pos_kernel
+    per_layer = 2.0 * bt * hidden * hidden * 4 + 2.0 * 2.0 * batch * frames * frames * hidden + 2.0 * bt * hidden * ffn * 2
+    return pos + layers * per_layer
+
+
+__all__ = [
+    "ConvFeatureEncoder", "ConvLayer", "FeatureProjection", "PositionalConvEmbedding", "SelfAttention",
+    "FeedForward", "EncoderLayer", "TransformerEncoder", "conv_output_lengths", "frame_validity",
+    "scale_gradient", "gelu", "REMAT_POLICIES", "conv_encoder_flops", "transformer_encoder_flops",
+]
