@@ -28,9 +28,7 @@ def error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
         else:  # jiwer < 4 refuses empty references; the count is trivial anyway.
             errors += len(hyp.split())
     if pairs:
-        # An empty hypothesis is fine for jiwer, but keep a placeholder-free path: map
-        # whitespace-only hypotheses to "" explicitly.
-        out = jiwer.process_words([r for r, _ in pairs], [h if h.split() else "" for _, h in pairs])
+        out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
         errors += out.substitutions + out.deletions + out.insertions
         ref_tokens += out.substitutions + out.deletions + out.hits
     return errors / max(ref_tokens, 1)
