@@ -19,12 +19,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from unispeech_jax import config as config_lib
 
 
-def make_mesh(mesh_cfg: ml_collections.ConfigDict) -> Mesh:
-  """Builds the (data, fsdp, tensor) mesh over all devices of all processes."""
-  sizes = config_lib.mesh_shape(mesh_cfg, jax.device_count())
+def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
+  """Builds the (data, fsdp, tensor) mesh over `devices` (default: all, of all processes)."""
+  devices = list(devices) if devices is not None else jax.devices()
+  sizes = config_lib.mesh_shape(mesh_cfg, len(devices))
   # Auto axes: the partitioner propagates shardings from the logical constraints we place.
   return jax.make_mesh(tuple(sizes[a] for a in config_lib.MESH_AXES), config_lib.MESH_AXES,
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(config_lib.MESH_AXES))
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(config_lib.MESH_AXES),
+                       devices=devices)
 
 
 def rules(mesh_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
