@@ -13,9 +13,13 @@ _COSINE_EPS = 1e-8  # torch.cosine_similarity's default
 
 
 def _unit(x):
-    """L2-normalise the last axis with a floor on the norm (no NaN at zero vectors)."""
-    norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
-    return x / jnp.maximum(norm, _COSINE_EPS)
+    """L2-normalise the last axis with a floor on the norm.
+
+    The floor is applied to the squared norm, before the square root, so that a zero vector
+    has a finite gradient too (sqrt has an infinite slope at 0).
+    """
+    squared = jnp.sum(x * x, axis=-1, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(squared, _COSINE_EPS**2))
 
 
 def negative_similarities(context_unit, targets_unit, negatives_idx):
