@@ -242,30 +242,40 @@ def normalise_text(line: str) -> str | None:
 
 
 def split_of_sentence(text: str) -> str:
-    """Each distinct sentence belongs to exactly one split (5 % valid, 5 % test)."""
-    bucket = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "little") % 20
+    """Each distinct generated sentence belongs to exactly one split (5 % valid, 5 % test)."""
+    bucket = _text_hash(text) % 20
     return "test" if bucket == 0 else "valid" if bucket == 1 else "train"
+
+
+def _text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "little")
 
 
 def read_text_file(path: str | os.PathLike, languages: list[str]) -> dict:
     """{split: [(lang, text), ...]} from a file of one sentence per line.
 
     A line may start with `<language><TAB>` to name its eSpeak language (one of
-    `languages`); other lines belong to the first language.
+    `languages`); other lines belong to the first language. Lines with digits or symbols
+    the synthesiser would read aloud are dropped, as are repeats. Ordered by a hash of the
+    text, the first 5 % (at least one) go to test, the next 5 % to valid, the rest to
+    train, so the held-out sentences do not depend on the line order.
     """
-    by_split = {s: [] for s in SPLITS}
-    seen = set()
+    items = set()
     with open(path, encoding="utf-8") as f:
         for line in f:
             lang, sep, rest = line.rstrip("\n").partition("\t")
-            if not sep or lang not in languages:
+            if not sep or lang.lower() not in languages:
                 lang, rest = languages[0], line
             text = normalise_text(rest)
-            if text is None or len(text.split()) > MAX_WORDS_PER_LINE or (lang, text) in seen:
-                continue
-            seen.add((lang, text))
-            by_split[split_of_sentence(text)].append((lang, text))
-    return by_split
+            if text is not None and len(text.split()) <= MAX_WORDS_PER_LINE:
+                items.add((lang.lower(), text))
+    if len(items) < 3:
+        raise ValueError(f"{path}: {len(items)} usable sentences; at least 3 are needed "
+                         f"(one per split)")
+    items = sorted(items, key=lambda item: (_text_hash(item[1]), item))
+    n_eval = max(1, round(SPLIT_FRACTION["test"] * len(items)))
+    return {"test": items[:n_eval], "valid": items[n_eval:2 * n_eval],
+            "train": items[2 * n_eval:]}
 
 
 def _faker_sentences(language: str, split: str, rng: np.random.Generator):
@@ -548,9 +558,6 @@ class _SplitPlan:
 def _texts_for_shard(by_split: dict, split: str, index: int, seed: int) -> list:
     """The (lang, text) list of one shard in --text-file mode (cycles if the file is short)."""
     pool = by_split[split]
-    if not pool:
-        raise ValueError(f"--text-file has no usable sentence for split {split!r} "
-                         f"(sentences are assigned to splits by hash; give more lines)")
     order = np.random.default_rng([seed, 11, SPLITS.index(split)]).permutation(len(pool))
     start = index * SHARD_SIZE
     return [pool[order[(start + k) % len(pool)]] for k in range(SHARD_SIZE)]
