@@ -57,12 +57,13 @@ def test_contrastive_matches_reference():
 def test_contrastive_gradients_finite_and_bf16_inputs():
     context, targets, negatives, mask = _contrastive_case()
     context[0, 0] = 0.0  # zero vector: cosine eps keeps it finite
-    grads = jax.grad(lambda c, q: contrastive_loss(c, q, negatives, mask, 0.1)[0],
-                     argnums=(0, 1))(jnp.asarray(context), jnp.asarray(targets))
+    grads = jax.jit(jax.grad(lambda c, q: contrastive_loss(c, q, negatives, mask, 0.1)[0],
+                             argnums=(0, 1)))(jnp.asarray(context), jnp.asarray(targets))
     assert all(np.all(np.isfinite(g)) for g in grads)
-    loss_bf16 = contrastive_loss(jnp.asarray(context, jnp.bfloat16),
-                                 jnp.asarray(targets, jnp.bfloat16), negatives, mask, 0.1)
-    loss_f32 = contrastive_loss(context, targets, negatives, mask, 0.1)
+    loss_fn = jax.jit(contrastive_loss, static_argnums=4)
+    loss_bf16 = loss_fn(jnp.asarray(context, jnp.bfloat16),
+                        jnp.asarray(targets, jnp.bfloat16), negatives, mask, 0.1)
+    loss_f32 = loss_fn(context, targets, negatives, mask, 0.1)
     assert loss_bf16[0].dtype == jnp.float32
     np.testing.assert_allclose(loss_bf16[0], loss_f32[0], rtol=0.05)
 
@@ -95,7 +96,7 @@ def test_ctc_matches_brute_force_with_padding():
     logit_valid = _prefix([6, 5, 4], 6)
     labels = np.array([[1, 2, 2], [3, 1, 0], [2, 0, 0]], np.int32)
     label_valid = _prefix([3, 2, 1], 3)
-    got = ctc_loss(logits, logit_valid, labels, label_valid)
+    got = jax.jit(ctc_loss)(logits, logit_valid, labels, label_valid)
     for b, (n, m) in enumerate([(6, 3), (5, 2), (4, 1)]):
         log_probs = jax.nn.log_softmax(logits[b, :n].astype(np.float64), -1)
         np.testing.assert_allclose(got[b], _ctc_reference(np.asarray(log_probs), labels[b, :m]),
@@ -114,11 +115,13 @@ def test_ctc_unlabelled_and_infeasible_examples():
     assert ctc_feasible(_prefix([3], 4), np.array([[1, 1]]), _prefix([2], 2))[0]
     assert not ctc_feasible(_prefix([2], 4), np.array([[1, 1]]), _prefix([2], 2))[0]
 
-    loss = ctc_loss(logits, logit_valid, labels, label_valid)
+    loss_fn = jax.jit(ctc_loss, static_argnames="zero_infeasible")
+    loss = loss_fn(logits, logit_valid, labels, label_valid)
     assert float(loss[0]) > 0 and float(loss[1]) == 0.0 and float(loss[2]) == 0.0
-    raw = ctc_loss(logits, logit_valid, labels, label_valid, zero_infeasible=False)
+    raw = loss_fn(logits, logit_valid, labels, label_valid, zero_infeasible=False)
     assert np.isfinite(raw[2]) and raw[2] > 1e3
-    grads = jax.grad(lambda x: ctc_loss(x, logit_valid, labels, label_valid).sum())(logits)
+    grads = jax.jit(jax.grad(lambda x: ctc_loss(x, logit_valid, labels, label_valid).sum()))(
+        logits)
     assert np.all(np.isfinite(grads))
     np.testing.assert_array_equal(grads[1:], 0.0)
 

@@ -55,8 +55,9 @@ def test_fraction_matches_exact_expectation():
 def test_padding_never_masked_and_spans_are_full_length():
     lengths = np.array([64, 40, 25, 12, 9, 0])
     valid = _valid(lengths, 64)
+    fn = jax.jit(functools.partial(span_mask, prob=0.3, length=10, min_masks=2))
     for seed in range(20):
-        mask = np.asarray(span_mask(jax.random.key(seed), jnp.asarray(valid), 0.3, 10, 2))
+        mask = np.asarray(fn(jax.random.key(seed), jnp.asarray(valid)))
         assert not np.any(mask & ~valid)
         for row, n in zip(mask, lengths):
             if n < 10:  # shorter than one span: documented to stay unmasked
@@ -87,10 +88,11 @@ def test_starts_cover_the_whole_valid_range():
 
 
 def test_channel_mask_shape_and_min_masks():
-    mask = np.asarray(channel_mask(jax.random.key(0), 4, 64, 0.1, 8, min_masks=1))
+    mask = np.asarray(jax.jit(channel_mask, static_argnums=(1, 2, 3, 4, 5))(
+        jax.random.key(0), 4, 64, 0.1, 8, 1))
     assert mask.shape == (4, 64)
     assert np.all(mask.sum(1) >= 8)
-    assert not np.asarray(channel_mask(jax.random.key(0), 2, 16, 0.0, 4)).any()
+    assert not np.asarray(channel_mask(jax.random.key(0), 2, 16, 0.0, 40)).any()  # 40 > dim
 
 
 def test_negatives_never_self_padding_or_non_candidates():

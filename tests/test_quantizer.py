@@ -13,7 +13,7 @@ G, V, DIM, C = 2, 8, 12, 6
 def _init(batch=3, length=5, dtype=jnp.float32):
     module = GumbelVectorQuantizer(num_groups=G, num_vars=V, codevector_dim=DIM, dtype=dtype)
     x = jax.random.normal(jax.random.key(0), (batch, length, C))
-    variables = module.init(jax.random.key(1), x)
+    variables = jax.jit(module.init)(jax.random.key(1), x)
     return module, variables, x
 
 
@@ -45,7 +45,7 @@ def test_params_shapes_and_logical_axes():
 def test_eval_is_argmax_lookup_and_perplexity_matches_hand_computation():
     module, variables, x = _init()
     valid = jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
-    out, perplexity, ids = module.apply(variables, x, valid, 2.0, train=False)
+    out, perplexity, ids = jax.jit(module.apply)(variables, x, valid, 2.0)
     assert out.shape == (3, 5, DIM) and ids.shape == (3, 5, G) and ids.dtype == jnp.int32
 
     logits = _logits(variables, x).reshape(3, 5, G, V)
@@ -65,9 +65,9 @@ def test_eval_is_argmax_lookup_and_perplexity_matches_hand_computation():
 
 def test_train_perplexity_is_soft_and_sampling_is_one_hot():
     module, variables, x = _init()
-    out, perplexity, ids = module.apply(
-        variables, x, None, 1.0, train=True, rngs={"gumbel": jax.random.key(3)}
-    )
+    apply = jax.jit(module.apply, static_argnames="train")
+    out, perplexity, ids = apply(variables, x, None, 1.0, train=True,
+                                 rngs={"gumbel": jax.random.key(3)})
     logits = _logits(variables, x).reshape(3, 5, G, V)
     soft = np.exp(logits - logits.max(-1, keepdims=True))
     soft /= soft.sum(-1, keepdims=True)
@@ -90,7 +90,7 @@ def test_straight_through_gradient_reaches_projection():
                                  rngs={"gumbel": jax.random.key(4)})
         return jnp.sum(out * jnp.arange(DIM))
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     kernel_grad = grads["weight_proj"]["kernel"].value
     assert np.all(np.isfinite(kernel_grad))
     assert float(jnp.abs(kernel_grad).sum()) > 0
@@ -99,7 +99,7 @@ def test_straight_through_gradient_reaches_projection():
 
 def test_bf16_compute_dtype():
     module, variables, x = _init(dtype=jnp.bfloat16)
-    out, perplexity, _ = module.apply(variables, x, None, 2.0, train=False)
+    out, perplexity, _ = jax.jit(module.apply)(variables, x, None, 2.0)
     assert out.dtype == jnp.bfloat16 and perplexity.dtype == jnp.float32
 
 
@@ -118,7 +118,7 @@ def test_parity_with_hugging_face_in_eval_mode():
 
     module = GumbelVectorQuantizer(num_groups=G, num_vars=V, codevector_dim=DIM)
     x = np.random.default_rng(0).normal(size=(2, 7, C)).astype(np.float32)
-    variables = module.init(jax.random.key(0), jnp.asarray(x))
+    variables = jax.jit(module.init)(jax.random.key(0), jnp.asarray(x))
     params = jax.tree.map(lambda p: p, variables["params"])
     params["weight_proj"]["kernel"] = params["weight_proj"]["kernel"].replace_boxed(
         jnp.asarray(hf.weight_proj.weight.detach().numpy().T))  # torch Linear is [out, in]
@@ -131,6 +131,7 @@ def test_parity_with_hugging_face_in_eval_mode():
     valid[1, 4:] = False
     with torch.no_grad():
         want_out, want_ppl = hf(torch.from_numpy(x), torch.from_numpy(valid))
-    out, ppl, _ = module.apply({"params": params}, jnp.asarray(x), jnp.asarray(valid), 2.0)
+    out, ppl, _ = jax.jit(module.apply)(
+        {"params": params}, jnp.asarray(x), jnp.asarray(valid), 2.0)
     np.testing.assert_allclose(out, want_out.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ppl, want_ppl.item(), rtol=1e-5)
