@@ -61,6 +61,9 @@ def span_mask(rng, valid, prob: float, length: int, min_masks: int):
     ``n < length`` are not masked at all (HF behaviour), and the span count never exceeds the
     ``n - length + 1`` possible starts, so ``min_masks`` is honoured only when it fits.
 
+    ``prob``, ``length`` and ``min_masks`` must be Python numbers (static under jit): they
+    fix the static number of span slots.
+
     Args:
       rng: PRNG key.
       valid: [B, T] bool, right-padded.
