@@ -66,8 +66,9 @@ MAX_WORDS_PER_LINE = 30  # longer --text-file lines are skipped
 # or are effects rather than voices: whisper, whisperf, caleb (unvoiced: breath only);
 # croak, Demonic, Tweaky, zac, announcer, grandma (extreme pitch, flutter or roughness);
 # robosoft*, UniRobot, anikaRobot, RicishayMax* (robot effects, long echoes); fast (a rate
-# test, not a voice); boris, kaukovalta, victor, Storm (formants scaled by 40-60 %); and
-# aunty, f3, f4's relatives linda/belinda are split so no template crosses a split boundary.
+# test, not a voice); boris, kaukovalta, victor, Storm (formants scaled by 40-60 %);
+# aunty (a copy of f4's formant recipe, so not "unheard"); the files written as long
+# commented templates (ian, john, norbert, pablo, "Mr serious"), which were not checked.
 VOICE_FAMILIES = {
     "train": {
         "espeak-male": ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"],
@@ -410,13 +411,12 @@ def make_noise(n: int, others: list[np.ndarray], rng: np.random.Generator) -> np
 
 def reverberate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Convolution with an exponentially decaying noise room response (RT60 0.2-0.7 s)."""
-    from scipy.signal import fftconvolve
-
     rt60 = rng.uniform(0.2, 0.7)
     t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
     rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * rng.uniform(0.1, 0.3)
     rir[0] = 1.0  # direct path
-    y = fftconvolve(x, rir)[: len(x)]
+    nfft = 1 << (len(x) + len(rir) - 2).bit_length()  # linear (not circular) convolution
+    y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(rir, nfft), nfft)[: len(x)]
     return y * (np.std(x) / (np.std(y) + 1e-12))
 
 
