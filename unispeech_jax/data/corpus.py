@@ -564,8 +564,11 @@ def _texts_for_shard(by_split: dict, split: str, index: int, seed: int) -> list:
 
 
 def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr, reverb,
-                seed: int, workers: int, by_split, quiet: bool) -> dict[str, _SplitPlan]:
-    """Runs shards in `workers` fresh processes until every split has what it needs."""
+                seed: int, workers: int, by_split, quiet: bool):
+    """Runs shards in `workers` fresh processes until every split has what it needs.
+
+    Returns ({split: plan}, (seconds of audio eSpeak made, CPU seconds it took)).
+    """
     from tqdm import tqdm
 
     from unispeech_jax.data import corpus as this_module  # picklable under `python -m`
@@ -579,6 +582,7 @@ def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr
     in_flight: dict[cf.Future, str] = {}
     durations = [3.0]  # a prior for the mean utterance length
     empty_in_a_row = Counter()
+    espeak_audio_s = espeak_cpu_s = 0.0
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, max_tasks_per_child=1) as pool:
         while True:
@@ -600,7 +604,10 @@ def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr
             for future in finished:
                 plan = plans[in_flight.pop(future)]
                 result = future.result()
-                durations += [r["num_samples"] / SAMPLE_RATE for r in result["records"]]
+                seconds = [r["num_samples"] / SAMPLE_RATE for r in result["records"]]
+                durations += seconds
+                espeak_audio_s += sum(seconds)
+                espeak_cpu_s += result["synth_cpu"]
                 empty_in_a_row[plan.split] = 0 if result["records"] else \
                     empty_in_a_row[plan.split] + 1
                 if empty_in_a_row[plan.split] >= 4:
@@ -621,7 +628,7 @@ def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr
     for folder in sorted(out.glob("*/*/*"), reverse=True):  # speakers left without files
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    return {s: plans[s] for s in SPLITS}
+    return {s: plans[s] for s in SPLITS}, (espeak_audio_s, espeak_cpu_s)
 
 
 def _phone_dict(lines) -> str:
@@ -674,8 +681,8 @@ def generate(out, hours: float = 1.0, languages=("en-us",), noise_snr: float | N
     wall0 = time.perf_counter()
     cpu0 = _cpu_seconds()
 
-    plans = _run_shards(out, hours, languages, noise_snr, reverb, seed, workers, by_split,
-                        quiet)
+    plans, (espeak_audio_s, espeak_cpu_s) = _run_shards(
+        out, hours, languages, noise_snr, reverb, seed, workers, by_split, quiet)
 
     root_line = str(pathlib.Path(root if root is not None else out).absolute()) + "\n"
     noisy = noise_snr is not None or reverb
@@ -739,7 +746,9 @@ def generate(out, hours: float = 1.0, languages=("en-us",), noise_snr: float | N
               + f" utterances; skipped {n_skip} sentences {info['skipped']}", file=sys.stderr)
         print(f"speed: {total_s / max(cpu, 1e-9):.0f} audio s per CPU s "
               f"({total_s:.0f} s audio, {cpu:.1f} CPU s, {wall:.1f} s wall, "
-              f"{workers} workers)", file=sys.stderr)
+              f"{workers} workers); eSpeak NG alone (text to phones and 22 kHz audio): "
+              f"{espeak_audio_s / max(espeak_cpu_s, 1e-9):.0f} audio s per CPU s",
+              file=sys.stderr)
     return info
 
 
