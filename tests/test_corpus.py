@@ -3,7 +3,6 @@
 import filecmp
 import json
 import pathlib
-import shutil
 import subprocess
 import sys
 
