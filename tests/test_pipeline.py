@@ -488,3 +488,22 @@ def test_text_iter(corpus, tmp_path):
                                max_tokens_per_batch=64, batch_multiple=2, start_position=pos)
     for x, y in zip(expected, take(resumed, 3)):
         assert_same(x, y)
+
+
+# ----------------------------------------------------------------------------- the eSpeak corpus
+
+def test_espeak_corpus_batches(tiny_corpus):
+    cfg = dict(SMALL, source="espeak", corpus=dict(hours=0.02, seed=0), max_sample_len=32000,
+               bucket_boundaries=(16000, 32000), max_samples_per_batch=64000, max_label_len=256)
+    assert P.resolve_data_dir(cfg) == tiny_corpus
+    vocab = P.vocab(cfg)
+    phn = (tiny_corpus / "train.phn").read_text(encoding="utf-8").split("\n")
+    it = P.make_train_iter(cfg, seed=0)
+    for b in take(it, 6):
+        for ids, mask, lab in zip(b["phones"], b["phones_mask"], b["labelled"]):
+            assert not lab or vocab.decode(ids[mask]) in phn
+    assert it.stats.skipped == {}
+    n_valid = len((tiny_corpus / "valid.tsv").read_text().split("\n")) - 2
+    ev = P.make_eval_iter(cfg, "valid")
+    assert sum(float(b["weight"].sum()) for b in ev) == n_valid
+    assert ev.stats()["skipped"] == 0
