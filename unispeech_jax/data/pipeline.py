@@ -631,11 +631,11 @@ def _account(stats: PipelineStats, batch: dict) -> None:
 
 def _tf():
     import tensorflow as tf
-    try:   # the input pipeline must never take an accelerator from JAX
-        tf.config.set_visible_devices([], "GPU")
-        tf.config.set_visible_devices([], "TPU")
-    except (RuntimeError, ValueError):
-        pass
+    for kind in ("GPU", "TPU"):   # the input pipeline must never take an accelerator from JAX
+        try:
+            tf.config.set_visible_devices([], kind)
+        except (RuntimeError, ValueError):
+            pass
     return tf
 
 
@@ -669,19 +669,29 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
     tf = _tf()
     decoder = _ManifestDecoder(split, cfg, seed, crop)
     first = plans(start[0])
+    local = max(len(p.index) for p in first) // process_count
 
-    def generate():
-        for epoch in (range(1) if one_pass else itertools.count(start[0])):
-            plan = first if epoch == start[0] else plans(epoch)
-            for i in range(start[1] if epoch == start[0] else 0, len(plan)):
-                p = plan[i]
-                rows = _local_rows(len(p.index), process_index, process_count)
-                yield epoch, i, p.bucket_len, p.index[rows], p.weight[rows]
+    def plan_arrays(epoch):
+        """The host-local plan of one epoch as arrays (rows padded to `local`)."""
+        plan = first if epoch == start[0] else plans(int(epoch))
+        n = len(plan)
+        index, weight = np.zeros((n, local), np.int64), np.zeros((n, local), np.float32)
+        size, bucket = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for i, p in enumerate(plan):
+            rows = _local_rows(len(p.index), process_index, process_count)
+            size[i], bucket[i] = rows.stop - rows.start, p.bucket_len
+            index[i, :size[i]], weight[i, :size[i]] = p.index[rows], p.weight[rows]
+        return np.full(n, epoch, np.int64), np.arange(n, dtype=np.int64), bucket, size, index, weight
 
-    signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
-                 tf.TensorSpec([], tf.int64), tf.TensorSpec([None], tf.int64),
-                 tf.TensorSpec([None], tf.float32))
-    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    def epoch_dataset(epoch):
+        arrays = tf.numpy_function(plan_arrays, [epoch], [tf.int64] * 5 + [tf.float32])
+        for t, rank in zip(arrays, (1, 1, 1, 1, 2, 2)):
+            t.set_shape([None] * rank)
+        return tf.data.Dataset.from_tensor_slices(tuple(arrays))
+
+    # No from_generator: a plain range of epochs, expanded by a numpy function per epoch.
+    last = start[0] + 1 if one_pass else np.iinfo(np.int64).max
+    ds = tf.data.Dataset.range(start[0], last).flat_map(epoch_dataset).skip(start[1])
 
     def decode(epoch, bucket_len, index, weight):
         out = tf.numpy_function(decoder, [epoch, bucket_len, index, weight],
@@ -693,7 +703,7 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
             t.set_shape(shape)
         return tuple(out)
 
-    ds = ds.map(lambda e, i, bl, idx, w: (e, i, idx, decode(e, bl, idx, w)),
+    ds = ds.map(lambda e, i, bl, n, idx, w: (e, i, idx[:n], decode(e, bl, idx[:n], w[:n])),
                 num_parallel_calls=max(1, cfg.num_parallel_calls), deterministic=True)
     ds = ds.prefetch(cfg.prefetch)
 
