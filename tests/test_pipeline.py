@@ -97,6 +97,14 @@ def test_manifest_root_relative_paths_and_counts(corpus, tmp_path):
                      with_labels=True)
 
 
+def test_bucket_lengths_and_letters():
+    lengths = np.array([1, 2000, 2001, 8000, 8001, 16000, 16001])
+    expected = [2000, 2000, 4000, 8000, 16000, 16000, 24000]
+    assert P.bucket_lengths((2000, 4000, 8000), lengths).tolist() == expected
+    assert [P.eval_bucket_len((2000, 4000, 8000), n) for n in lengths] == expected
+    assert P._letters("hi  you") == "H I | Y O U |"
+
+
 def test_config_checks():
     with pytest.raises(ValueError, match="max_sample_len"):
         P._resolve(dict(max_sample_len=5000, bucket_boundaries=(2000, 4000)))
@@ -314,6 +322,15 @@ def test_resume_gives_identical_batches(corpus):
                                     start_position=saved)
         for x, y in zip(expected, take(resumed, 5)):
             assert_same(x, y)
+
+
+def test_resume_on_changed_data_warns(corpus, fresh, caplog):
+    it = P.make_train_iter(cfg_for(corpus), seed=0)
+    take(it, 2)
+    P.make_train_iter(cfg_for(corpus), seed=0, start_position=it.position)
+    assert "changed since" not in caplog.text
+    P.make_train_iter(cfg_for(fresh), seed=0, start_position=it.position)
+    assert "changed since" in caplog.text
 
 
 def test_labelled_fraction(corpus):

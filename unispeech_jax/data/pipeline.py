@@ -66,6 +66,7 @@ import logging
 import math
 import os
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -462,6 +463,15 @@ def eval_bucket_len(boundaries: Sequence[int], length: int) -> int:
     return int(math.ceil(length / boundaries[-1]) * boundaries[-1])
 
 
+def bucket_lengths(boundaries: Sequence[int], lengths: np.ndarray) -> np.ndarray:
+    """`eval_bucket_len` of every length (vectorised) -> int64."""
+    bounds = np.asarray(boundaries, np.int64)
+    lengths = np.asarray(lengths, np.int64)
+    k = np.searchsorted(bounds, lengths, side="left")
+    over = -(-lengths // bounds[-1]) * bounds[-1]
+    return np.where(k < len(bounds), bounds[np.minimum(k, len(bounds) - 1)], over)
+
+
 @dataclasses.dataclass(frozen=True)
 class PlannedBatch:
     bucket_len: int
@@ -476,8 +486,7 @@ def plan_batches(lengths: np.ndarray, order: np.ndarray, boundaries: Sequence[in
     Leftovers of a bucket are carried into the next bigger one. The final leftovers are padded
     with weight-0 repeats (`pad_last`) or dropped. Returns (batches, number dropped).
     """
-    bucket_of = np.asarray([eval_bucket_len(boundaries, int(n)) for n in lengths[order]],
-                           np.int64) if len(order) else np.zeros(0, np.int64)
+    bucket_of = bucket_lengths(boundaries, lengths[order])
     batches: list[PlannedBatch] = []
     carry = np.zeros(0, np.int64)
     buckets = sorted(set(bucket_of.tolist()))
@@ -759,10 +768,19 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
         stats.dropped_remainder += dropped
         return batches
 
+    # The position remembers which data it indexes: resuming on changed data is possible
+    # (the run continues) but no longer reproduces the uninterrupted run, so say so.
+    fingerprint = f"{zlib.crc32(split.lengths.tobytes()) ^ zlib.crc32(str(seed).encode()):08x}"
+    saved = start_position.get("data") if isinstance(start_position, Mapping) else None
+    if saved not in (None, fingerprint):
+        logger.warning("%s changed since the position %s was saved: the resumed run does not "
+                       "repeat the uninterrupted one", split.manifest, start_position)
     batches = _planned_iterator(split, cfg, plans, seed=seed, crop=cfg.crop,
-                                   process_index=process_index, process_count=process_count,
-                                   start=start, stats=stats, one_pass=False)
-    return BatchIterator(batches, {"epoch": start[0], "batch": start[1]}, stats)
+                                process_index=process_index, process_count=process_count,
+                                start=start, stats=stats, one_pass=False)
+    batches = ((b, dict(pos, data=fingerprint)) for b, pos in batches)
+    return BatchIterator(batches, {"epoch": start[0], "batch": start[1], "data": fingerprint},
+                         stats)
 
 
 def make_eval_iter(data_cfg, split: str, *, process_index: int = 0,
