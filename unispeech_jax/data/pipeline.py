@@ -678,12 +678,11 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
     tf = _tf()
     decoder = _ManifestDecoder(split, cfg, seed, crop)
     first = plans(start[0])
-    local = max(len(p.index) for p in first) // process_count
 
     def plan_arrays(epoch):
-        """The host-local plan of one epoch as arrays (rows padded to `local`)."""
+        """The host-local plan of one epoch as arrays (rows padded to the largest batch)."""
         plan = first if epoch == start[0] else plans(int(epoch))
-        n = len(plan)
+        n, local = len(plan), max(len(p.index) for p in plan) // process_count
         index, weight = np.zeros((n, local), np.int64), np.zeros((n, local), np.float32)
         size, bucket = np.zeros(n, np.int64), np.zeros(n, np.int64)
         for i, p in enumerate(plan):
