@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 
 from unispeech_jax.data import pipeline
 
@@ -56,7 +55,8 @@ def main(argv=None) -> None:
 
     boundaries = tuple(int(b) for b in args.boundaries.split(","))
     base = dict(pipeline._DEFAULTS)
-    base.update(max_sample_len=args.max_sample_len, max_samples_per_batch=args.max_samples_per_batch,
+    base.update(max_sample_len=args.max_sample_len,
+                max_samples_per_batch=args.max_samples_per_batch,
                 batch_multiple=args.batch_multiple, num_parallel_calls=args.num_parallel_calls,
                 normalize=args.normalize)
     if args.manifest_dir:

@@ -275,7 +275,7 @@ def test_normalize(corpus):
         assert (row[~mask] == 0).all()
 
 
-# ----------------------------------------------------------------------------- sharding, determinism, resume
+# ----------------------------------------------------------------------------- sharding, resume
 
 def test_two_hosts_read_disjoint_data_covering_the_epoch(corpus):
     cfg = cfg_for(corpus)

@@ -689,7 +689,8 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
             rows = _local_rows(len(p.index), process_index, process_count)
             size[i], bucket[i] = rows.stop - rows.start, p.bucket_len
             index[i, :size[i]], weight[i, :size[i]] = p.index[rows], p.weight[rows]
-        return np.full(n, epoch, np.int64), np.arange(n, dtype=np.int64), bucket, size, index, weight
+        epochs, numbers = np.full(n, epoch, np.int64), np.arange(n, dtype=np.int64)
+        return epochs, numbers, bucket, size, index, weight
 
     def epoch_dataset(epoch):
         arrays = tf.numpy_function(plan_arrays, [epoch], [tf.int64] * 5 + [tf.float32])
@@ -823,7 +824,8 @@ class _TfdsExample:
 
     def __init__(self, cfg: _Cfg, vocabulary, seed: int, train: bool, stats: PipelineStats,
                  where: str):
-        self.cfg, self.vocab, self.seed, self.train, self.stats = cfg, vocabulary, seed, train, stats
+        self.cfg, self.vocab, self.seed = cfg, vocabulary, seed
+        self.train, self.stats = train, stats
         self.where = where
 
     def __call__(self, epoch, index, speech, transcript):
@@ -913,8 +915,8 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
     def bucket_len_of(key):
         k = tf.cast(key, tf.int64)
         nb = len(boundaries)
-        return tf.where(k < nb, tf.gather(tf.constant(boundaries, tf.int64), tf.minimum(k, nb - 1)),
-                        (k - nb + 2) * last)
+        inside = tf.gather(tf.constant(boundaries, tf.int64), tf.minimum(k, nb - 1))
+        return tf.where(k < nb, inside, (k - nb + 2) * last)
 
     def key_of(ex):
         n = tf.cast(tf.shape(ex["audio"])[0], tf.int64)
@@ -929,9 +931,10 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
         return tf.maximum(tf.constant(m, tf.int64), (cfg.max_samples_per_batch // bl) // m * m)
 
     def reduce(key, window):
+        audio_shape = tf.stack([bucket_len_of(key)])
         return window.padded_batch(
             size_of(key),
-            padded_shapes={"audio": tf.stack([bucket_len_of(key)]), "audio_mask": tf.stack([bucket_len_of(key)]),
+            padded_shapes={"audio": audio_shape, "audio_mask": audio_shape,
                            "phones": [cfg.max_label_len], "phones_mask": [cfg.max_label_len],
                            "labelled": [], "weight": []})
 
