@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-
 from unispeech_jax.data import pipeline
 
 
