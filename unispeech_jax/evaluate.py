@@ -30,12 +30,6 @@ from unispeech_jax import models
 from unispeech_jax import sharding
 from unispeech_jax.data import pipeline
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir.')
-_SPLIT = flags.DEFINE_string('split', 'test', 'Data split to evaluate (train/valid/test).')
-_MAX_BATCHES = flags.DEFINE_integer('max_batches', 0, 'Stop after this many batches (0: all).')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
-
-
 class Evaluator:
   """Compiled eval functions for one model; `run` returns a dict of metrics for a split."""
 
@@ -120,8 +114,17 @@ def evaluate_workdir(workdir: str | pathlib.Path, split: str, max_batches: int =
   return result
 
 
+def _define_flags():
+  """Command-line flags; defined only when this module is the program (train.py imports it)."""
+  return (flags.DEFINE_string('workdir', None, 'A training workdir.'),
+          flags.DEFINE_string('split', 'test', 'Data split to evaluate (train/valid/test).'),
+          flags.DEFINE_integer('max_batches', 0, 'Stop after this many batches (0: all).'),
+          flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).'))
+
+
 def main(argv):
   del argv
+  _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required')
@@ -137,4 +140,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _FLAGS = _define_flags()
   app.run(main)
