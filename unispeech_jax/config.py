@@ -18,6 +18,9 @@ from typing import Sequence
 
 import ml_collections
 
+from unispeech_jax.data import pipeline
+from unispeech_jax.models import unispeech
+
 REQUIRED_KEYS = ('seed', 'total_steps', 'checkpoint_every', 'eval_every', 'data', 'model',
                  'optim', 'mesh')
 MESH_AXES = ('data', 'fsdp', 'tensor')
@@ -184,43 +187,17 @@ def defaults() -> ml_collections.ConfigDict:
   c.peak_flops_per_device = 0.0   # 0: measure the matmul ceiling at start (for MFU)
   c.init_from = ''                # a workdir whose newest params initialise this run
 
-  # Input (unispeech_jax/data/pipeline.py documents every key).
-  c.data = ml_collections.ConfigDict(dict(
-      source='espeak',
-      corpus=dict(hours=10.0, languages='en-us', noise_snr=0.0, reverb=False, seed=0),
-      manifest_dir='',
-      tfds_name='', tfds_data_dir='', tfds_audio_key='speech', tfds_text_key='text',
-      train_split='train', eval_split='valid', test_split='test',
-      labels='phn',
-      labelled_fraction=1.0,
-      sample_rate=16000, normalize=False,
-      crop=True, min_sample_len=8000, max_sample_len=250_000,
-      bucket_boundaries=(64_000, 128_000, 192_000, 250_000),
-      max_samples_per_batch=11_200_000, batch_multiple=8,
-      max_label_len=512,
-      shuffle=True, prefetch=2, num_parallel_calls=8, strict=False,
-  ))
+  # Input: every key of unispeech_jax/data/pipeline.py, at the pre-training recipe's lengths.
+  c.data = pipeline.default_config()
+  c.data.corpus.hours = 10.0
+  c.data.max_sample_len = 250_000
+  c.data.bucket_boundaries = (64_000, 128_000, 192_000, 250_000)
+  c.data.max_samples_per_batch = 11_200_000
+  c.data.max_label_len = 512
+  c.data.num_parallel_calls = 8
 
-  # Model (unispeech_jax/models/unispeech.py documents every key).
-  c.model = ml_collections.ConfigDict(dict(
-      name='unispeech', objective='pretrain',
-      conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
-      conv_bias=False, feat_extract_norm='group', feature_grad_mult=0.1,
-      freeze_feature_encoder=False,
-      hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
-      layer_norm_first=False, layer_norm_eps=1e-5,
-      num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
-      hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
-      feat_quantizer_dropout=0.0, final_dropout=0.1, layerdrop=0.05,
-      mask_time_prob=0.5, mask_time_length=10, mask_time_min_masks=2,
-      mask_channel_prob=0.0, mask_channel_length=10,
-      num_codevector_groups=2, num_codevectors_per_group=320, codevector_dim=256,
-      proj_codevector_dim=256,
-      gumbel_temperature=(2.0, 0.1, 0.999995),
-      num_negatives=100, contrastive_temperature=0.1, diversity_loss_weight=0.1,
-      ctc_weight=0.5, replace_prob=0.5, mixed_ctc_projection='hidden',
-      dtype='float32', scan_layers=True, remat_policy='none',
-  ))
+  # Model: every key of unispeech_jax/models/unispeech.py (documented there), base values.
+  c.model = unispeech.default_config()
 
   # Optimizer (unispeech_jax/optim.py documents every key).
   c.optim = ml_collections.ConfigDict(dict(
