@@ -365,7 +365,7 @@ def build(model_cfg, vocab_size: int) -> UniSpeech:
 def init_params(module: UniSpeech, rng, num_samples: int = 16000, batch: int = 1):
     """Real params for `module` (float32; logical-partitioning boxes removed)."""
     audio = jnp.zeros((batch, num_samples), jnp.float32)
-    variables = module.init({"params": rng}, audio, jnp.ones_like(audio, bool))
+    variables = jax.jit(module.init)({"params": rng}, audio, jnp.ones_like(audio, bool))
     return nn.meta.unbox(variables["params"])
 
 

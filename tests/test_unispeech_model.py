@@ -1,0 +1,236 @@
+"""UniSpeech model family: shapes, scan equivalence, objectives, padding, FLOP counting."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from unispeech_jax.convert import hf
+from unispeech_jax.models import layers, unispeech
+
+VOCAB = 12
+B, S, L = 3, 8000, 6
+
+
+def tiny_cfg(**overrides):
+    cfg = unispeech.default_config()
+    cfg.update(dict(
+        conv_dim=(32,) * 7, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_codevectors_per_group=16,
+        codevector_dim=32, proj_codevector_dim=24, num_negatives=8, mask_time_length=3,
+    ))
+    cfg.update(overrides)
+    return cfg
+
+
+def make_batch(lengths=(8000, 6000, 4000), labelled=(1.0, 0.0, 1.0), weight=(1.0, 1.0, 1.0), seed=0, samples=S):
+    rng = np.random.default_rng(seed)
+    n = len(lengths)
+    audio = np.zeros((n, samples), np.float32)
+    mask = np.zeros((n, samples), bool)
+    for i, length in enumerate(lengths):
+        audio[i, :length] = rng.standard_normal(length)
+        mask[i, :length] = True
+    phones = rng.integers(2, VOCAB, (n, L)).astype(np.int32)
+    phones_mask = np.ones((n, L), bool)
+    phones_mask[:, 4:] = np.arange(n)[:, None] % 2 == 0  # odd examples have 4 labels
+    lab = np.asarray(labelled, np.float32)
+    phones = np.where(lab[:, None] > 0, phones, 0)
+    phones_mask &= lab[:, None] > 0
+    return {"audio": audio, "audio_mask": mask, "phones": phones, "phones_mask": phones_mask,
+            "labelled": lab, "weight": np.asarray(weight, np.float32)}
+
+
+def build(**overrides):
+    cfg = tiny_cfg(**overrides)
+    module = unispeech.build(cfg, VOCAB)
+    return cfg, module, unispeech.init_params(module, jax.random.key(0))
+
+
+def loss(module, params, batch, rng, step, train):
+    return jax.jit(lambda p, b, r, s: unispeech.loss_fn(module, p, b, r, s, train))(params, batch, rng, step)
+
+
+def predict(module, params, batch):
+    return jax.jit(lambda p, b: unispeech.predict_fn(module, p, b))(params, batch)
+
+
+def frames(samples):
+    return int(layers.conv_output_lengths(samples, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)))
+
+
+@pytest.mark.parametrize("projection", ["transpose", "standard"])
+def test_pretrain_output_shapes(projection):
+    cfg, module, params = build(mixed_ctc_projection=projection)
+    batch = make_batch()
+    t = frames(S)
+    mask_time = np.zeros((B, t), bool)
+    mask_time[:, 2:5] = True
+    rngs = {"dropout": jax.random.key(1), "gumbel": jax.random.key(2), "mixed": jax.random.key(3)}
+    out = jax.jit(lambda p, b, m: module.apply({"params": p}, b["audio"], b["audio_mask"], m, 1.5, True,
+                                               method=unispeech.UniSpeech.pretrain, rngs=rngs))(params, batch, mask_time)
+    space = 32 if projection == "transpose" else 24
+    assert out["pred"].shape == (B, t, space)
+    assert out["targets"].shape == (B, t, space)
+    assert out["hidden"].shape == (B, t, 32)
+    assert out["code_ids"].shape == (B, t, 2)
+    assert out["ctc_logits"].shape == (B, t, VOCAB)
+    assert out["perplexity"].shape == ()
+    np.testing.assert_array_equal(out["frame_valid"].sum(1), [frames(n) for n in (8000, 6000, 4000)])
+    logits, valid = predict(module, params, batch)
+    assert logits.shape == (B, t, VOCAB) and valid.shape == (B, t)
+
+
+def test_ctc_output_shapes_and_params():
+    cfg, module, params = build(objective="ctc")
+    assert "lm_head" in params and "quantizer" not in params and "ctc_proj" not in params
+    assert params["encoder"]["layers"]["attention"]["q_proj"]["kernel"].shape == (2, 32, 32)
+    logits, valid = predict(module, params, make_batch())
+    assert logits.shape == (B, frames(S), VOCAB) and valid.dtype == jnp.bool_
+
+
+@pytest.mark.parametrize("objective", ["pretrain", "ctc"])
+def test_scan_and_unrolled_layers_agree(objective):
+    cfg, module, params = build(objective=objective, scan_layers=True)
+    cfg_u = tiny_cfg(objective=objective, scan_layers=False)
+    module_u = unispeech.build(cfg_u, VOCAB)
+    params_u = hf.stack_layers(hf.unstack_layers(params), scan_layers=False)
+    assert "layers_1" in params_u["encoder"]
+    batch = make_batch()
+    a, _ = predict(module, params, batch)
+    b, _ = predict(module_u, params_u, batch)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # and the training loss (dropout off, so rng streams line up trivially)
+    la, _ = loss(module, params, batch, jax.random.key(5), 10, False)
+    lb, _ = loss(module_u, params_u, batch, jax.random.key(5), 10, False)
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+
+
+@pytest.mark.parametrize("objective,projection,remat", [("pretrain", "transpose", "none"),
+                                                        ("pretrain", "standard", "dots_saveable"),
+                                                        ("ctc", "transpose", "full")])
+def test_loss_and_grads_finite_under_jit(objective, projection, remat):
+    cfg, module, params = build(objective=objective, mixed_ctc_projection=projection, remat_policy=remat,
+                                mask_channel_prob=0.2 if objective == "ctc" else 0.0, freeze_encoder_steps=0)
+    # the last example is batch padding: empty audio, weight 0
+    batch = make_batch(lengths=(8000, 6000, 0), weight=(1.0, 1.0, 0.0))
+    step = jax.jit(jax.value_and_grad(lambda p, b, r: unispeech.loss_fn(module, p, b, r, 100, True), has_aux=True))
+    (loss, metrics), grads = step(params, batch, jax.random.key(7))
+    assert np.isfinite(loss) and loss > 0
+    for name, value in metrics.items():
+        assert np.ndim(value) == 0 and np.isfinite(value), name
+    leaves = jax.tree.leaves(grads)
+    assert all(np.all(np.isfinite(g)) for g in leaves)
+    assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+    if objective == "pretrain":
+        for key in ("loss", "contrastive", "diversity", "ctc", "code_perplexity", "temperature", "accuracy",
+                    "masked_fraction"):
+            assert key in metrics
+        assert 0.0 < metrics["masked_fraction"] < 1.0
+        np.testing.assert_allclose(metrics["temperature"], 2.0 * 0.999995 ** 100, rtol=1e-5)
+
+
+def test_unlabelled_examples_contribute_no_ctc():
+    cfg, module, params = build()
+    batch = make_batch(labelled=(1.0, 0.0, 1.0))
+    other = dict(batch)
+    other["phones"] = batch["phones"].copy()
+    other["phones"][1] = 5  # labels of the unlabelled example must not matter...
+    other["phones_mask"] = batch["phones_mask"].copy()
+    other["phones_mask"][1] = True  # ...even if a careless pipeline left a mask on
+    fn = jax.jit(lambda p, b: unispeech.loss_fn(module, p, b, jax.random.key(3), 0, True))
+    la, ma = fn(params, batch)
+    lb, mb = fn(params, other)
+    np.testing.assert_allclose(la, lb, rtol=1e-6)
+    np.testing.assert_allclose(ma["ctc"], mb["ctc"], rtol=1e-6)
+
+    # a fully unlabelled batch is the pure contrastive + diversity objective: no gradient to the CTC head
+    unlabelled = make_batch(labelled=(0.0, 0.0, 0.0))
+    grads = jax.jit(jax.grad(lambda p: unispeech.loss_fn(module, p, unlabelled, jax.random.key(3), 0, True)[0]))(params)
+    assert float(jnp.max(jnp.abs(grads["ctc_proj"]["kernel"]))) == 0.0
+    loss, metrics = fn(params, unlabelled)
+    expected = metrics["contrastive"] + cfg.diversity_loss_weight * metrics["diversity"]
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_labelled_weighting_follows_alpha():
+    """A labelled example's loss is α·CTC + (1−α)·(contrastive + w_d·diversity), per masked frame."""
+    cfg, module, params = build(ctc_weight=0.3)
+    batch = make_batch(lengths=(8000,), labelled=(1.0,), weight=(1.0,))
+    batch["phones_mask"][0] = True
+    loss, m = jax.jit(lambda p: unispeech.loss_fn(module, p, batch, jax.random.key(4), 0, True))(params)
+    masked = m["masked_fraction"] * frames(8000)
+    expected = 0.3 * m["ctc"] / masked + 0.7 * (m["contrastive"] + 0.1 * m["diversity"])
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_padding_does_not_change_valid_frames():
+    # 'layer' feature norm: every op is per frame or masked, so padding is invisible
+    cfg, module, params = build(feat_extract_norm="layer", conv_bias=True)
+    short = make_batch(lengths=(5000,), labelled=(0.0,))
+    short = {k: v[:, :5000] if k.startswith("audio") else v for k, v in short.items()}
+    padded = make_batch(lengths=(5000,), labelled=(0.0,))
+    a, va = predict(module, params, short)
+    b, vb = predict(module, params, padded)
+    n = int(np.sum(va))
+    assert n == int(np.sum(vb)) == frames(5000)
+    np.testing.assert_allclose(np.asarray(a)[0, :n], np.asarray(b)[0, :n], rtol=1e-5, atol=1e-5)
+
+
+def test_layerdrop_and_dropout_only_in_training():
+    cfg, module, params = build(layerdrop=0.5)
+    batch = make_batch()
+    a, _ = loss(module, params, batch, jax.random.key(1), 0, False)
+    b, _ = loss(module, params, batch, jax.random.key(1), 0, False)
+    np.testing.assert_array_equal(a, b)
+    train = jax.jit(lambda r: unispeech.loss_fn(module, params, batch, r, 0, True)[0])
+    c, d = train(jax.random.key(1)), train(jax.random.key(2))
+    assert np.isfinite(c) and np.isfinite(d) and c != d
+
+
+def test_freeze_feature_encoder_stops_conv_gradient():
+    cfg, module, params = build(objective="ctc", freeze_feature_encoder=True, freeze_encoder_steps=5)
+    batch = make_batch(labelled=(1.0, 1.0, 1.0))
+    grad = jax.jit(jax.grad(lambda p, s: unispeech.loss_fn(module, p, batch, jax.random.key(0), s, True)[0]))
+    g_early, g_late = grad(params, 0), grad(params, 5)
+    assert float(jnp.max(jnp.abs(g_late["feature_extractor"]["conv_layers_0"]["conv"]["kernel"]))) == 0.0
+    assert float(jnp.max(jnp.abs(g_late["encoder"]["layers"]["attention"]["q_proj"]["kernel"]))) > 0.0
+    assert float(jnp.max(jnp.abs(g_early["encoder"]["layers"]["attention"]["q_proj"]["kernel"]))) == 0.0
+    assert float(jnp.max(jnp.abs(g_early["lm_head"]["kernel"]))) > 0.0
+
+
+def test_dummy_batch_and_batch_size_rule():
+    data = ml_collections.ConfigDict(dict(bucket_boundaries=(16000, 32000, 48000), max_samples_per_batch=200000,
+                                          batch_multiple=2, max_label_len=40))
+    assert unispeech.batch_size_for(data, 16000) == 12
+    assert unispeech.batch_size_for(data, 48000) == 4
+    assert unispeech.batch_size_for(data, 160000) == 2  # never below the multiple
+    batch = unispeech.dummy_batch(data)
+    assert batch["audio"].shape == (4, 48000) and batch["audio_mask"].dtype == bool
+    assert batch["phones"].shape == (4, 40) and batch["phones"].dtype == np.int32
+    assert batch["labelled"].shape == batch["weight"].shape == (4,)
+
+
+def test_unknown_config_key_is_rejected():
+    cfg = tiny_cfg()
+    cfg.unlock()
+    cfg.hiden_size = 3
+    with pytest.raises(ValueError, match="hiden_size"):
+        unispeech.build(cfg, VOCAB)
+
+
+@pytest.mark.parametrize("objective", ["pretrain", "ctc"])
+def test_flops_match_xla_cost_analysis(objective):
+    # unrolled layers: XLA's cost analysis counts a while-loop body once
+    cfg = tiny_cfg(objective=objective, conv_dim=(64,) * 7, hidden_size=128, intermediate_size=512,
+                   codevector_dim=64, proj_codevector_dim=64, scan_layers=False, layerdrop=0.0)
+    module = unispeech.build(cfg, VOCAB)
+    params = unispeech.init_params(module, jax.random.key(0))
+    batch = make_batch(lengths=(16000, 16000, 16000), labelled=(1.0, 1.0, 1.0), samples=16000)
+    grad = jax.jit(jax.grad(lambda p, b, r: unispeech.loss_fn(module, p, b, r, 0, True)[0]))
+    cost = grad.lower(params, batch, jax.random.key(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    ours = unispeech.flops_per_batch(cfg, {k: v.shape for k, v in batch.items()}, vocab_size=VOCAB)
+    ratio = ours / cost["flops"]
+    assert 0.75 < ratio < 1.25, (ours, cost["flops"], ratio)
