@@ -65,8 +65,9 @@ def test_pretrain_output_shapes(projection):
     mask_time = np.zeros((B, t), bool)
     mask_time[:, 2:5] = True
     rngs = {"dropout": jax.random.key(1), "gumbel": jax.random.key(2), "mixed": jax.random.key(3)}
-    out = jax.jit(lambda p, b, m: module.apply({"params": p}, b["audio"], b["audio_mask"], m, 1.5, True,
-                                               method=unispeech.UniSpeech.pretrain, rngs=rngs))(params, batch, mask_time)
+    forward = jax.jit(lambda p, b, m: module.apply({"params": p}, b["audio"], b["audio_mask"], m, 1.5, True,
+                                                   method=unispeech.UniSpeech.pretrain, rngs=rngs))
+    out = forward(params, batch, mask_time)
     space = 32 if projection == "transpose" else 24
     assert out["pred"].shape == (B, t, space)
     assert out["targets"].shape == (B, t, space)

@@ -238,6 +238,9 @@ def _to_numpy(t):
     return np.asarray(t, np.float32)
 
 
+_HEAD_MODULES = ("quantizer", "project_q", "project_hid", "ctc_proj", "lm_head", "dropout_features")
+
+
 def _strip_prefix(state_dict: Mapping[str, Any], family: str):
     """Split a HF state dict into (base-model keys, head keys) without the family prefix."""
     prefix = family + "."
@@ -249,7 +252,8 @@ def _strip_prefix(state_dict: Mapping[str, Any], family: str):
         elif has_prefix:
             head[k] = v
         else:
-            (head if k.split(".")[0] in ("quantizer", "project_q", "project_hid", "ctc_proj", "lm_head", "dropout_features") else base)[k] = v
+            is_head = k.split(".")[0] in _HEAD_MODULES
+            (head if is_head else base)[k] = v
     return base, head
 
 

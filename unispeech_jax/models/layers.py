@@ -454,7 +454,10 @@ def conv_encoder_flops(batch: int, samples: int, conv_dim, conv_kernel, conv_str
 def transformer_encoder_flops(batch, frames, hidden, ffn, layers, pos_kernel, pos_groups) -> float:
     bt = batch * frames
     pos = 2.0 * bt * hidden * (hidden / pos_groups) * pos_kernel
-    per_layer = 2.0 * bt * hidden * hidden * 4 + 2.0 * 2.0 * batch * frames * frames * hidden + 2.0 * bt * hidden * ffn * 2
+    projections = 2.0 * bt * hidden * hidden * 4  # q, k, v, out
+    attention = 2.0 * 2.0 * batch * frames * frames * hidden  # logits and weighted sum
+    feed_forward = 2.0 * bt * hidden * ffn * 2
+    per_layer = projections + attention + feed_forward
     return pos + layers * per_layer
 
 

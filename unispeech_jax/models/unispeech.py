@@ -180,7 +180,8 @@ class ModelArgs:
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
         if self.mixed_ctc_projection not in ("transpose", "standard"):
-            raise ValueError(f"model.mixed_ctc_projection must be 'transpose' or 'standard', got {self.mixed_ctc_projection!r}")
+            raise ValueError("model.mixed_ctc_projection must be 'transpose' or 'standard', "
+                             f"got {self.mixed_ctc_projection!r}")
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
             raise ValueError("model.conv_dim, conv_kernel and conv_stride must have the same length")
         if self.hidden_size % self.num_heads or self.hidden_size % self.num_conv_pos_embedding_groups:
