@@ -168,3 +168,10 @@ def test_bare_model_state_dict_imports():
         ref = model(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask).long())
     out = module.apply({"params": params}, audio, mask, method=unispeech.UniSpeech.encode)
     _close(out["hidden"], ref.last_hidden_state, "last_hidden_state", np.asarray(out["frame_valid"]))
+    # HF pipelines feed 'group' checkpoints zero-padded audio without a mask: an all-True
+    # audio_mask reproduces that call exactly.
+    with torch.no_grad():
+        unmasked = model(torch.from_numpy(audio))
+    full = np.ones_like(mask)
+    out = module.apply({"params": params}, audio, full, method=unispeech.UniSpeech.encode)
+    _close(out["hidden"], unmasked.last_hidden_state, "last_hidden_state without mask")
