@@ -40,6 +40,8 @@ Objective 'pretrain' (UniSpeech multitask, official microsoft/UniSpeech fairseq 
     the official normalisation (criterion `wav2vec_mtl`): CTC summed over utterances, InfoNCE
     summed over masked frames, diversity times the masked-frame count, and the whole loss
     divided by the number of masked frames (fairseq's sample_size).
+  * not implemented: fairseq's conv-feature L2 penalty (`features_pen`), whose weight is 0
+    in the official UniSpeech recipes (`--loss-weights '[0.1, 0]'`).
   * eval (train=False) still masks (deterministically from `rng`) so the contrastive loss is
     defined; dropout and layerdrop are off and the quantizer takes the argmax.
 
@@ -402,7 +404,18 @@ def _split_rngs(rng):
 
 
 def loss_fn(module: UniSpeech, params, batch: Mapping[str, Any], rng, step, train: bool):
-    """The module's objective on one batch → (scalar loss, dict of scalar metrics)."""
+    """The module's objective on one batch → (scalar loss, dict of scalar metrics).
+
+    `rng` is split into 'dropout', 'gumbel', 'mask' (span mask, distractors, channel mask)
+    and 'mixed' (mixed-CTC replacement); `step` (int, may be traced) sets the Gumbel
+    temperature. Normalisations are in the module docstring.
+
+    Metrics, 'pretrain': loss; contrastive (InfoNCE per masked frame); diversity; ctc (mean
+    CTC NLL per labelled utterance); code_perplexity (hard argmax codes) and prob_perplexity
+    (soft, what the diversity loss uses) over masked frames; temperature; accuracy (masked
+    frames whose positive beats every distractor); masked_fraction (of valid frames);
+    labelled_fraction. 'ctc': loss, ctc, masked_fraction.
+    """
     if module.args.objective == "ctc":
         return _ctc_loss_fn(module, params, batch, rng, step, train)
     return _pretrain_loss_fn(module, params, batch, rng, step, train)
