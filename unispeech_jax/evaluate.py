@@ -15,6 +15,7 @@ import pathlib
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 import flax.linen as nn
 import jax
@@ -126,6 +127,7 @@ def main(argv):
   del argv
   _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required')
   try:

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 import flax.linen as nn
@@ -353,6 +354,7 @@ def train(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required')
   maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
