@@ -195,7 +195,10 @@ def unstack_layers(params) -> dict:
         if path.startswith("encoder/layers/"):
             rest = path[len("encoder/layers/"):]
             for i in range(value.shape[0]):
-                out[f"encoder/layers_{i}/{rest}"] = value[i]
+                if isinstance(value, jax.ShapeDtypeStruct):
+                    out[f"encoder/layers_{i}/{rest}"] = jax.ShapeDtypeStruct(value.shape[1:], value.dtype)
+                else:
+                    out[f"encoder/layers_{i}/{rest}"] = value[i]
         else:
             out[path] = value
     return out
@@ -320,7 +323,9 @@ def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, s
         vocab = int(hf_config.vocab_size)
 
     module = unispeech_model.build(model_cfg, vocab)
-    flat = unstack_layers(unispeech_model.init_params(module, jax.random.key(seed)))
+    init = lambda: unispeech_model.init_params(module, jax.random.key(seed))  # noqa: E731
+    flat = unstack_layers(jax.eval_shape(init))  # shapes only; real init only if something is missing
+    fresh_values = None
     g, v = _weight_norm_parts(base)
     fresh, used = [], set()
     out = {}
@@ -332,8 +337,10 @@ def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, s
         elif kind == "wn_v":
             value = np.transpose(v, (2, 1, 0))
         elif key is None or key not in source:
+            if fresh_values is None:
+                fresh_values = unstack_layers(init())
             fresh.append(path)
-            out[path] = np.asarray(init_value, np.float32)
+            out[path] = np.asarray(fresh_values[path], np.float32)
             continue
         else:
             used.add(key)
