@@ -131,7 +131,7 @@ def test_round_trip_exact(family, objective):
     config = _hf_config(family, "layer", True)
     model_cfg = hf.model_config_from_hf(config, objective)
     module = unispeech.build(model_cfg, VOCAB)
-    params = jax.tree.map(np.asarray, unispeech.init_params(module, jax.random.key(3)))
+    params = jax.tree.map(np.asarray, unispeech.init_params(module, jax.random.key(3), unbox=True))
 
     state = hf.to_hf(params, model_cfg, family=family)
     cls = {"pretrain": "ForPreTraining", "ctc": "ForCTC"}[objective]

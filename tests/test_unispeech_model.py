@@ -45,7 +45,7 @@ def make_batch(lengths=(8000, 6000, 4000), labelled=(1.0, 0.0, 1.0), weight=(1.0
 def build(**overrides):
     cfg = tiny_cfg(**overrides)
     module = unispeech.build(cfg, VOCAB)
-    return cfg, module, unispeech.init_params(module, jax.random.key(0))
+    return cfg, module, unispeech.init_params(module, jax.random.key(0), unbox=True)
 
 
 # Modules are hashable, so one jitted function serves every test (compiled once per module/shape).
@@ -225,7 +225,7 @@ def test_flops_match_xla_cost_analysis(objective):
     cfg = tiny_cfg(objective=objective, conv_dim=(64,) * 7, hidden_size=128, intermediate_size=512,
                    codevector_dim=64, proj_codevector_dim=64, scan_layers=False, layerdrop=0.0)
     module = unispeech.build(cfg, VOCAB)
-    params = unispeech.init_params(module, jax.random.key(0))
+    params = unispeech.init_params(module, jax.random.key(0), unbox=True)
     batch = make_batch(lengths=(16000, 16000, 16000), labelled=(1.0, 1.0, 1.0), samples=16000)
     grad = jax.jit(jax.grad(lambda p, b, r: unispeech.loss_fn(module, p, b, r, 0, True)[0]))
     cost = grad.lower(params, batch, jax.random.key(1)).compile().cost_analysis()

@@ -323,7 +323,7 @@ def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, s
         vocab = int(hf_config.vocab_size)
 
     module = unispeech_model.build(model_cfg, vocab)
-    init = lambda: unispeech_model.init_params(module, jax.random.key(seed))  # noqa: E731
+    init = lambda: unispeech_model.init_params(module, jax.random.key(seed), unbox=True)  # noqa: E731
     flat = unstack_layers(jax.eval_shape(init))  # shapes only; real init only if something is missing
     fresh_values = None
     g, v = _weight_norm_parts(base)

@@ -365,11 +365,21 @@ def build(model_cfg, vocab_size: int) -> UniSpeech:
     return UniSpeech(ModelArgs.from_config(model_cfg), int(vocab_size))
 
 
-def init_params(module: UniSpeech, rng, num_samples: int = 16000, batch: int = 1):
-    """Real params for `module` (float32; logical-partitioning boxes removed)."""
-    audio = jnp.zeros((batch, num_samples), jnp.float32)
-    variables = jax.jit(module.init)({"params": rng}, audio, jnp.ones_like(audio, bool))
-    return nn.meta.unbox(variables["params"])
+def init_params(module: UniSpeech, rng, batch: Mapping[str, Any] | None = None, unbox: bool = False):
+    """float32 params of `module`, logically partitioned (flax boxes) unless `unbox`.
+
+    batch: an example batch (only its first example's shape is used; param shapes do not
+    depend on it); default one second of 16 kHz audio. Works under jit / eval_shape
+    (train.py's sharded init).
+    """
+    if batch is None:
+        audio = jnp.zeros((1, 16000), jnp.float32)
+        audio_mask = jnp.ones((1, 16000), bool)
+    else:
+        audio = jnp.zeros((1, batch["audio"].shape[1]), jnp.float32)
+        audio_mask = jnp.ones((1, batch["audio"].shape[1]), bool)
+    params = jax.jit(module.init)({"params": rng}, audio, audio_mask)["params"]
+    return nn.meta.unbox(params) if unbox else params
 
 
 def batch_size_for(data_cfg, bucket_len: int) -> int:
