@@ -43,11 +43,11 @@ def test_train_resume_is_exact_and_eval_reports_per(tiny_corpus_env, tmp_path):
   for key in ('ctc', 'contrastive', 'diversity', 'code_perplexity', 'lr', 'grad_norm', 'mfu',
               'audio_s_per_s'):
     assert key in result['train'], key
-  assert 0.0 <= result['eval']['per'] <= 2.0
+  assert np.isfinite(result['eval']['per']) and result['eval']['per'] >= 0.0
 
   # Stop after 4 steps (a checkpoint at 4), then resume to 6: the same losses, bit for bit.
   split = tmp_path / 'split'
-  train.train(micro_config(total_steps=4), split)
+  train.train(micro_config(), split, stop_at=4)
   train.train(micro_config(), split)
   assert losses(split) == losses(straight)
 

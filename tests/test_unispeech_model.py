@@ -110,7 +110,7 @@ def test_scan_and_unrolled_layers_agree(objective):
                                                         ("ctc", "transpose", "full")])
 def test_loss_and_grads_finite_under_jit(objective, projection, remat):
     cfg, module, params = build(objective=objective, mixed_ctc_projection=projection, remat_policy=remat,
-                                mask_channel_prob=0.2 if objective == "ctc" else 0.0, freeze_encoder_steps=0)
+                                mask_channel_prob=0.2 if objective == "ctc" else 0.0)
     # the last example is batch padding: empty audio, weight 0
     batch = make_batch(lengths=(8000, 6000, 0), weight=(1.0, 1.0, 0.0))
     step = jax.jit(jax.value_and_grad(lambda p, b, r: unispeech.loss_fn(module, p, b, r, 100, True), has_aux=True))
@@ -189,22 +189,19 @@ def test_layerdrop_skips_blocks_only_in_training():
 
 
 def test_freeze_feature_encoder_stops_conv_gradient():
-    cfg, module, params = build(objective="ctc", freeze_feature_encoder=True, freeze_encoder_steps=5)
+    cfg, module, params = build(objective="ctc", freeze_feature_encoder=True)
     batch = make_batch(labelled=(1.0, 1.0, 1.0))
     grad = jax.jit(jax.grad(lambda p, s: unispeech.loss_fn(module, p, batch, jax.random.key(0), s, True)[0]))
-    g_early, g_late = grad(params, 0), grad(params, 5)
-    assert float(jnp.max(jnp.abs(g_late["feature_extractor"]["conv_layers_0"]["conv"]["kernel"]))) == 0.0
-    assert float(jnp.max(jnp.abs(g_late["encoder"]["layers"]["attention"]["q_proj"]["kernel"]))) > 0.0
-    assert float(jnp.max(jnp.abs(g_early["encoder"]["layers"]["attention"]["q_proj"]["kernel"]))) == 0.0
-    assert float(jnp.max(jnp.abs(g_early["lm_head"]["kernel"]))) > 0.0
+    g = grad(params, 0)
+    assert float(jnp.max(jnp.abs(g["feature_extractor"]["conv_layers_0"]["conv"]["kernel"]))) == 0.0
+    assert float(jnp.max(jnp.abs(g["encoder"]["layers"]["attention"]["q_proj"]["kernel"]))) > 0.0
+    assert float(jnp.max(jnp.abs(g["lm_head"]["kernel"]))) > 0.0
 
 
-def test_dummy_batch_and_batch_size_rule():
-    data = ml_collections.ConfigDict(dict(bucket_boundaries=(16000, 32000, 48000), max_samples_per_batch=200000,
+def test_dummy_batch_has_the_largest_bucket_shape():
+    data = ml_collections.ConfigDict(dict(bucket_boundaries=(16000, 32000, 48000), max_sample_len=48000,
+                                          max_samples_per_batch=200000,
                                           batch_multiple=2, max_label_len=40))
-    assert unispeech.batch_size_for(data, 16000) == 12
-    assert unispeech.batch_size_for(data, 48000) == 4
-    assert unispeech.batch_size_for(data, 160000) == 2  # never below the multiple
     batch = unispeech.dummy_batch(data)
     assert batch["audio"].shape == (4, 48000) and batch["audio_mask"].dtype == bool
     assert batch["phones"].shape == (4, 40) and batch["phones"].dtype == np.int32

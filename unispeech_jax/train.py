@@ -48,6 +48,9 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0 for multi-process runs.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\' index.')
+_STOP_AT = flags.DEFINE_integer('stop_at', None, 'Save and stop at this step (a later run '
+                                'with the same workdir resumes); schedules still follow '
+                                'total_steps. For time-sliced jobs.')
 
 
 # ----------------------------------------------------------------------------------------
@@ -129,14 +132,14 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
       updates = jax.tree.map(lambda u, f: jnp.where(f & ~keep, 0.0, u), updates, frozen)
     new_params = optax.apply_updates(params, updates)
 
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     if config.skip_nonfinite:
       # Keep the old state for a bad step; the counter tells the host it happened.
       new_params, opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o),
                                            (new_params, opt_state), (params, state['opt_state']))
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=lr_fn(step),
-                   param_norm=optax.global_norm(new_params))
+                   param_norm=optax.tree.norm(new_params))
     new_state = {'step': step + 1, 'params': new_params, 'opt_state': opt_state,
                  'nonfinite': state['nonfinite'] + (~finite).astype(jnp.int32)}
     return new_state, metrics
@@ -231,8 +234,9 @@ class StopSignal:
 # The loop
 # ----------------------------------------------------------------------------------------
 
-def train(config, workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Trains until `config.total_steps`; returns the last train and eval metrics."""
+def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> dict[str, Any]:
+  """Trains until `config.total_steps` (or `stop_at`, saving there, so that a later call
+  resumes: schedules still follow total_steps); returns the last train and eval metrics."""
   workdir = pathlib.Path(workdir)
   log = logging.getLogger('unispeech_jax')
   sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
@@ -299,7 +303,8 @@ def train(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     step = start_step
-    while step < config.total_steps:
+    last_step = min(config.total_steps, stop_at or config.total_steps)
+    while step < last_step:
       local = next(train_iter)
       window['audio'] += float(local['audio_mask'].sum()) * jax.process_count() / \
           config.data.sample_rate
@@ -336,7 +341,7 @@ def train(config, workdir: str | pathlib.Path) -> dict[str, Any]:
         metric_log.write(step, last_eval, prefix=config.data.eval_split)
         window['time'] = time.perf_counter()  # eval time is not training throughput
 
-      if step % config.checkpoint_every == 0 or step == config.total_steps:
+      if step % config.checkpoint_every == 0 or step == last_step:
         save(step)
       if stop.received:
         log.warning('%s received: saving step %d and exiting', stop.received, step)
@@ -359,7 +364,7 @@ def main(argv):
     raise app.UsageError('--workdir is required')
   maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
-    train(_CONFIG.value, _WORKDIR.value)
+    train(_CONFIG.value, _WORKDIR.value, stop_at=_STOP_AT.value)
   except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError,
           FloatingPointError) as e:
     logging.error('%s: %s', type(e).__name__, e)

@@ -78,7 +78,9 @@ def straight_through_gumbel(rng, logits, temperature):
     soft = jax.nn.softmax((logits + noise) / temperature, axis=-1)
     ids = jnp.argmax(soft, axis=-1).astype(jnp.int32)
     hard = jax.nn.one_hot(ids, logits.shape[-1], dtype=soft.dtype)
-    return hard + soft - jax.lax.stop_gradient(soft), ids
+    # Parenthesised so the forward value is exactly `hard` (soft - soft == 0 exactly), which
+    # the contrastive loss's 'distractor equals positive' test relies on.
+    return hard + (soft - jax.lax.stop_gradient(soft)), ids
 
 
 class GumbelVectorQuantizer(nn.Module):

@@ -3,7 +3,7 @@
 Family interface (docs/ARCHITECTURE.md "Models"):
 
     build(model_cfg, vocab_size) -> UniSpeech module
-    dummy_batch(data_cfg) -> batch of the largest bucket;  batch_size_for(data_cfg, bucket_len)
+    dummy_batch(data_cfg) -> batch of the largest bucket (sizes from pipeline.batch_size_for)
     loss_fn(module, params, batch, rng, step, train) -> (loss, metrics)
     predict_fn(module, params, batch) -> (ctc_logits [B,T,V], frame_valid [B,T])
     flops_per_batch(model_cfg, batch_shapes) -> float   (fwd + bwd = 3 × forward)
@@ -49,9 +49,8 @@ Objective 'ctc' (fine-tuning, UniSpeechForCTC / fairseq wav2vec_ctc):
   encoder (time masking with mask_time_*, channel masking with mask_channel_*, train only)
   → dropout(final_dropout) → lm_head. Loss = Σ_i w_i ℓ_i CTC_i / Σ_i w_i ℓ_i (sentence
   average, the official fine-tuning recipe's --sentence-avg). `freeze_feature_encoder` stops
-  the gradient into the conv stack; `freeze_encoder_steps` stops the gradient into everything
-  below the head for the first steps (fairseq freeze_finetune_updates; note that optax still
-  applies weight decay/momentum to frozen params).
+  the gradient into the conv stack. Freezing everything below the head for the first updates
+  (fairseq freeze_finetune_updates) is the optimizer's job: `optim.freeze_steps/freeze_regex`.
 
 Padding: the model always masks padded frames (attention keys, pos-conv input, losses). HF's
 feature extractor returns an attention mask only for feat_extract_norm='layer' checkpoints;
@@ -68,7 +67,6 @@ Model config keys (`config.model`):
   feat_extract_norm            'group' (GroupNorm on conv 0) or 'layer' (LayerNorm after every conv)
   feature_grad_mult            gradient scale into the conv stack (0 freezes it)
   freeze_feature_encoder       stop all gradient into the conv stack (overrides feature_grad_mult)
-  freeze_encoder_steps         'ctc': no gradient below the head for the first N steps
   hidden_size, num_layers, num_heads, intermediate_size   Transformer sizes
   layer_norm_first             pre-LN blocks + final LN (large) instead of post-LN (base)
   layer_norm_eps               LayerNorm epsilon (feature projection and Transformer)
@@ -109,6 +107,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unispeech_jax import losses
+from unispeech_jax.data import pipeline
 from unispeech_jax.models import layers, masking
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
@@ -126,7 +125,6 @@ class ModelArgs:
     feat_extract_norm: str = "group"
     feature_grad_mult: float = 0.1
     freeze_feature_encoder: bool = False
-    freeze_encoder_steps: int = 0
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
@@ -321,17 +319,13 @@ class UniSpeech(nn.Module):
             result["ctc_logits"] = self.ctc_proj(ctc_in)
         return result
 
-    def ctc(self, audio, audio_mask, mask_time=None, mask_channel=None, train: bool = False,
-            freeze_encoder=None):
+    def ctc(self, audio, audio_mask, mask_time=None, mask_channel=None, train: bool = False):
         """CTC head on the encoder: (logits [B,T,V] float, frame_valid [B,T]).
 
         For a 'pretrain' model this is `ctc_proj` on the context without mixing.
-        freeze_encoder: optional bool scalar; when True no gradient flows below the head.
         """
         out = self.encode(audio, audio_mask, mask_time=mask_time, mask_channel=mask_channel, train=train)
         hidden = out["hidden"]
-        if freeze_encoder is not None:
-            hidden = jnp.where(freeze_encoder, jax.lax.stop_gradient(hidden), hidden)
         hidden = self.final_dropout(hidden, deterministic=not train)
         head = self.lm_head if self.args.objective == "ctc" else self.ctc_proj
         return head(hidden), out["frame_valid"]
@@ -382,21 +376,10 @@ def init_params(module: UniSpeech, rng, batch: Mapping[str, Any] | None = None, 
     return nn.meta.unbox(params) if unbox else params
 
 
-def batch_size_for(data_cfg, bucket_len: int) -> int:
-    """Examples per batch of a bucket of `bucket_len` samples.
-
-    max(batch_multiple, floor(max_samples_per_batch / bucket_len) rounded down to a multiple
-    of batch_multiple). The data pipeline uses this same function.
-    """
-    multiple = int(data_cfg.batch_multiple)
-    n = int(data_cfg.max_samples_per_batch) // int(bucket_len)
-    return max(multiple, (n // multiple) * multiple)
-
-
 def dummy_batch(data_cfg) -> dict:
     """A zero batch with the shapes of the largest bucket (init / eval_shape / compile)."""
     samples = int(tuple(data_cfg.bucket_boundaries)[-1])
-    batch = batch_size_for(data_cfg, samples)
+    batch = pipeline.batch_size_for(data_cfg, samples)
     labels = int(data_cfg.max_label_len)
     return {
         "audio": np.zeros((batch, samples), np.float32),
@@ -506,11 +489,8 @@ def _ctc_loss_fn(module, params, batch, rng, step, train):
     if train and a.mask_channel_prob > 0:
         mask_channel = masking.channel_mask(channel_rng, audio.shape[0], a.hidden_size, a.mask_channel_prob,
                                             a.mask_channel_length, a.mask_channel_min_masks)
-    freeze = None
-    if a.freeze_encoder_steps > 0:
-        freeze = jnp.asarray(step) < a.freeze_encoder_steps
     logits, frame_valid = module.apply(
-        {"params": params}, audio, audio_mask, mask_time, mask_channel, train, freeze,
+        {"params": params}, audio, audio_mask, mask_time, mask_channel, train,
         method=UniSpeech.ctc, rngs={"dropout": rngs["dropout"]},
     )
     ctc = losses.ctc_loss(logits, frame_valid, batch["phones"], batch["phones_mask"].astype(bool))
@@ -584,6 +564,6 @@ def flops_per_batch(model_cfg, batch_shapes, vocab_size: int | None = None) -> f
 
 
 __all__ = [
-    "ModelArgs", "UniSpeech", "build", "default_config", "init_params", "batch_size_for", "dummy_batch",
+    "ModelArgs", "UniSpeech", "build", "default_config", "init_params", "dummy_batch",
     "loss_fn", "predict_fn", "flops_per_batch", "forward_flops",
 ]
