@@ -71,3 +71,20 @@ def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
     config_lib.apply_overrides(micro_config(), ['model.num_layers="four"'])
   with pytest.raises(config_lib.ConfigError, match='needs 3 devices'):
     train.train(micro_config(**{'mesh.shape.data': 3}), tmp_path / 'a')
+
+
+def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):
+  """objective='ctc' initialised from a pre-training run: encoder loaded, head fresh and the
+  only thing that moves during optim.freeze_steps."""
+  pre = tmp_path / 'pre'
+  train.train(micro_config(total_steps=2, eval_every=100), pre)
+  ft = micro_config(total_steps=2, eval_every=100, init_from=str(pre), **{
+      'model.objective': 'ctc', 'optim.freeze_steps': 5, 'optim.freeze_regex': r'^(?!lm_head/)'})
+  result = train.train(ft, tmp_path / 'ft')
+  assert np.isfinite(result['train']['loss'])
+  from unispeech_jax import checkpoint
+  before = checkpoint.Checkpoints(pre).restore_params()
+  after = checkpoint.Checkpoints(tmp_path / 'ft').restore_params()
+  np.testing.assert_array_equal(after['encoder']['layers']['attention']['q_proj']['kernel'],
+                                before['encoder']['layers']['attention']['q_proj']['kernel'])
+  assert 'lm_head' in after and 'ctc_proj' not in after
