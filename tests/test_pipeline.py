@@ -412,25 +412,65 @@ def mock_tfds(corpus):
                       vocab_path=str(corpus / "dict.phn.txt"), shuffle_buffer=16)
 
 
-def test_tfds_streaming_train_and_resume(mock_tfds):
-    cfg = mock_tfds
+def _tfds_epoch0(cfg):
+    """Epoch 0 of a tfds train iterator: its batches, the skip counts after each, the iterator
+    (which has just yielded the first batch of epoch 1) and the position after epoch 0."""
     it = P.make_train_iter(cfg, seed=0)
-    batches = take(it, 14)
-    assert it.stats.skipped == {"unknown_phone": 1}
+    batches, counts, end = [], [], None
+    while True:
+        b = next(it)
+        if it.position["epoch"] != 0:
+            return batches, counts, it, end
+        batches.append(b)
+        counts.append(dict(it.stats.skipped))
+        end = it.position
+        assert len(batches) < 100, "epoch never ends"
+
+
+def test_tfds_streaming_train_and_resume(mock_tfds):
+    # 48 good examples + a bad one (last in the split, so with a shuffle buffer of 16 it comes
+    # late in the epoch); most examples land in the largest bucket (2 rows), ~18 batches.
+    cfg = mock_tfds
+    batches, counts, it, end = _tfds_epoch0(cfg)
     for b in batches:
         bucket = b["audio"].shape[1]
         assert bucket in cfg["bucket_boundaries"]
         assert b["audio"].shape[0] == P.batch_size_for(cfg, bucket)
         assert (b["audio_mask"].sum(1) <= bucket).all() and b["weight"].all()
-    first_epoch = [u for b in batches[:6] for u in rows_of(b)]
-    assert len(first_epoch) == len(set(first_epoch))
+    # The bad example is counted exactly once within epoch 0 (epoch 1's copy enters the shuffle
+    # buffer only after 32 others, so it is not reached before epoch 1's first batch).
+    assert counts[-1] == {"unknown_phone": 1} and it.stats.skipped == {"unknown_phone": 1}
+    first = next(i for i, c in enumerate(counts) if c)
+    assert counts[:first] == [{}] * first and counts[first:] == [counts[-1]] * (len(counts) - first)
+    # Every good example of the epoch once: in a batch or in the dropped remainder.
+    rows = [u for b in batches for u in rows_of(b)]
+    assert len(rows) == len(set(rows)) and len(rows) + it.stats.dropped_remainder == 48
+    # Counted at a deterministic point: the same batches and the same counts after every batch,
+    # however far tf.data runs ahead of the consumer.
+    for over in (dict(prefetch=1, num_parallel_calls=1), dict(prefetch=8, num_parallel_calls=2)):
+        b2, c2, _, _ = _tfds_epoch0(dict(cfg, **over))
+        assert c2 == counts and len(b2) == len(batches)
+        for x, y in zip(batches, b2):
+            assert_same(x, y)
+    # Exact resume, counts included: from before the bad example, and from the epoch's end.
+    it = P.make_train_iter(cfg, seed=0)
+    take(it, first - 1)
     saved = it.position
-    expected = take(it, 4)
+    expected = take(it, 3)
     resumed = P.make_train_iter(cfg, seed=0, start_position=saved)
-    for x, y in zip(expected, take(resumed, 4)):
+    for x, y in zip(expected, take(resumed, 3)):
         assert_same(x, y)
-    for x, y in zip(batches, take(P.make_train_iter(cfg, seed=0), 14)):
+    assert resumed.stats.skipped == it.stats.skipped == {"unknown_phone": 1}
+    expected = take(it, len(batches) - first - 2)   # the rest of epoch 0 ...
+    expected += take(it, 2)                         # ... and the start of epoch 1
+    assert it.position["epoch"] == 1
+    for x, y in zip(expected, take(resumed, len(expected))):
         assert_same(x, y)
+    assert resumed.position == it.position
+    resumed = P.make_train_iter(cfg, seed=0, start_position=end)
+    for x, y in zip(expected[-2:], take(resumed, 2)):
+        assert_same(x, y)
+    assert resumed.stats.skipped == {}
     # Two hosts: same shapes, disjoint rows.
     h0, h1 = (take(P.make_train_iter(cfg, seed=0, process_index=i, process_count=2), 6)
               for i in (0, 1))

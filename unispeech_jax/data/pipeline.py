@@ -28,12 +28,16 @@ costs nothing and gives bit-identical batches (crop offsets are a hash of
 (seed, epoch, utterance), not drawn from a stateful generator). tf.data only runs the decoding
 (a numpy function per batch: soundfile reads just the cropped window) in parallel and prefetches.
 
-TFDS sources have no lengths up front, so they stream: decode every example, filter, group by
-bucket (`group_by_window`), batch. The position counts the batches consumed in the epoch, and
-resuming replays the epoch up to it (exact, but costs reading that part again). For multi-host
-runs every host reads the whole stream and keeps its slice of each global batch: this is what
-keeps the bucket sequence identical on all hosts, at the price of reading the data once per
-host. For large multi-host runs, export the TFDS split to a manifest.
+TFDS sources have no lengths up front, so they stream: decode every example, group by bucket
+(`group_by_window`), batch. A rejected (skipped / filtered) example is not dropped inside
+tf.data: it comes out as a batch of its own at its place in the stream and is counted when the
+consumer reaches it, so the counts after N batches do not depend on how far the prefetching
+threads ran ahead. The position counts the elements of the epoch's stream consumed (batches,
+rejected examples, dropped partial batches), and resuming replays the epoch up to it (exact,
+but costs reading that part again). For multi-host runs every host reads the whole stream and
+keeps its slice of each global batch: this is what keeps the bucket sequence identical on all
+hosts, at the price of reading the data once per host. For large multi-host runs, export the
+TFDS split to a manifest.
 
 Bad input policy. Every input problem is either a counted skip (default) or, with
 `strict=True`, a `DataError` naming the file, the line and the problem. Never a silent wrong
@@ -211,7 +215,6 @@ class PipelineStats:
         self.padded_samples = 0          # total samples yielded (real + padding)
         self._first: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._pending: DataError | None = None
 
     def problem(self, reason: str, where: str, detail: str = "", *, filtered=False) -> None:
         """Records one skipped/filtered example; raises DataError for a skip in strict mode."""
@@ -227,16 +230,6 @@ class PipelineStats:
         if first:
             logger.warning("%s example: %s; further ones are only counted",
                            "filtering" if filtered else "skipping", message)
-
-    def defer(self, error: DataError) -> None:
-        """Keeps an error raised in a tf.data thread for the consuming thread."""
-        with self._lock:
-            if self._pending is None:
-                self._pending = error
-
-    def raise_pending(self) -> None:
-        if self._pending is not None:
-            raise self._pending
 
     @property
     def padding_fraction(self) -> float:
@@ -816,46 +809,52 @@ def _letters(text: str) -> str:
     return " ".join(" ".join(list(w)) + " |" for w in text.upper().split())
 
 
-_EMPTY = (np.zeros(0, np.float32), np.zeros(0, np.int32), np.float32(0), np.int32(1))
+# Status codes of a TFDS example: 0 = usable, else the skip / filter reason.
+_TFDS_REASONS = (None,) + SKIP_REASONS + FILTER_REASONS
+_TFDS_CODES = {r: i for i, r in enumerate(_TFDS_REASONS) if r}
+_REJECT = -1   # group_by_window key of a rejected example: it travels alone, in stream order
 
 
 class _TfdsExample:
-    """Per-example numpy function: raw audio + text -> checked, cropped example + status."""
+    """Per-example numpy function: raw audio + text -> (audio, phone ids, labelled, status,
+    cropped, detail).
 
-    def __init__(self, cfg: _Cfg, vocabulary, seed: int, train: bool, stats: PipelineStats,
-                 where: str):
-        self.cfg, self.vocab, self.seed = cfg, vocabulary, seed
-        self.train, self.stats = train, stats
-        self.where = where
+    A pure function of its inputs: it never touches the stats. tf.data runs it ahead of the
+    consumer by however much the parallel map and the prefetch buffers happen to hold, so any
+    counting here would depend on thread timing. Problems come back as a status code (and a
+    detail) and are counted by the consuming thread when it reaches the example in the stream.
+    `cropped`: 0 = not cropped, 1 = cropped, 2 = cropped and therefore unlabelled.
+    """
+
+    def __init__(self, cfg: _Cfg, vocabulary, seed: int, train: bool):
+        self.cfg, self.vocab, self.seed, self.train = cfg, vocabulary, seed, train
 
     def __call__(self, epoch, index, speech, transcript):
-        try:
-            return self._convert(int(epoch), int(index), speech, transcript,
-                                 f"{self.where}[{int(index)}]")
-        except DataError as e:   # strict: surface in the consuming thread
-            self.stats.defer(e)
-            return _EMPTY
+        out = self._convert(int(epoch), int(index), speech, transcript)
+        if isinstance(out[0], str):   # (reason, detail)
+            reason, detail = out
+            return (np.zeros(0, np.float32), np.zeros(0, np.int32), np.float32(0),
+                    np.int32(_TFDS_CODES[reason]), np.int32(0),
+                    np.array(detail.encode("utf-8"), dtype=object))
+        x, ids, labelled, cropped = out
+        return (x, ids, np.float32(labelled), np.int32(0), np.int32(cropped),
+                np.array(b"", dtype=object))
 
-    def _convert(self, epoch, index, speech, transcript, where):
-        cfg, stats, empty = self.cfg, self.stats, _EMPTY
+    def _convert(self, epoch, index, speech, transcript):
+        cfg = self.cfg
         if speech.ndim != 1 and not (speech.ndim == 2 and speech.shape[1] == 1):
-            stats.problem("multi_channel", where, f"shape {speech.shape}")
-            return empty
+            return "multi_channel", f"shape {speech.shape}"
         x = speech.reshape(-1)
         x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
         n = len(x)
         if n == 0:
-            stats.problem("empty_audio", where)
-            return empty
+            return "empty_audio", ""
         if not np.isfinite(x).all():
-            stats.problem("non_finite", where)
-            return empty
+            return "non_finite", ""
         if self.train and n < cfg.min_sample_len:
-            stats.problem("too_short", where, f"{n} samples", filtered=True)
-            return empty
+            return "too_short", f"{n} samples"
         if self.train and not cfg.crop and n > cfg.max_sample_len:
-            stats.problem("too_long", where, f"{n} samples", filtered=True)
-            return empty
+            return "too_long", f"{n} samples"
         ids = np.zeros(0, np.int32)
         labelled = self.vocab is not None and (
             not self.train or _uniform(self.seed, 0x1AB, index) < cfg.labelled_fraction)
@@ -863,34 +862,28 @@ class _TfdsExample:
             try:
                 line = transcript.decode("utf-8")
             except UnicodeDecodeError:
-                stats.problem("non_utf8_transcript", where)
-                return empty
+                return "non_utf8_transcript", ""
             if cfg.labels == "ltr":
                 line = _letters(line)
             if not line.strip():
-                stats.problem("empty_transcript", where)
-                return empty
+                return "empty_transcript", ""
             try:
                 ids = np.asarray(self.vocab.encode(line), np.int32)
             except text_lib.UnknownPhoneError as e:
-                stats.problem("unknown_phone", where, repr(e.phone))
-                return empty
+                return "unknown_phone", repr(e.phone)
+        cropped = 0
         if self.train and cfg.crop and n > cfg.max_sample_len:
             take = cfg.max_sample_len
             x = x[int(crop_offsets(self.seed, epoch, index, n, take)):][:take]
-            with stats._lock:
-                stats.cropped += 1
-                stats.labelled_cropped += int(labelled)
+            cropped = 2 if labelled else 1
             labelled = False
         if labelled and len(ids) > cfg.max_label_len:
-            stats.problem("label_too_long", where, f"{len(ids)} > {cfg.max_label_len}",
-                          filtered=True)
-            return empty
+            return "label_too_long", f"{len(ids)} > {cfg.max_label_len}"
         if not labelled:
             ids = np.zeros(0, np.int32)
         if cfg.normalize:
             x = _normalize(x)
-        return x, ids, np.float32(labelled), np.int32(0)
+        return x, ids, labelled, cropped
 
 
 def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_index: int,
@@ -907,28 +900,31 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
         raise DataError(f"tfds {cfg.tfds_name}: sample rate {rate} != data.sample_rate "
                         f"{cfg.sample_rate}")
     use_labels = bool(cfg.labels) and (not train or cfg.labelled_fraction > 0)
-    convert = _TfdsExample(cfg, vocab(cfg) if use_labels else None, seed, train, stats,
-                           f"tfds:{cfg.tfds_name}/{split}")
+    convert = _TfdsExample(cfg, vocab(cfg) if use_labels else None, seed, train)
+    where = f"tfds:{cfg.tfds_name}/{split}"
     boundaries = list(cfg.bucket_boundaries)
     last = boundaries[-1]
 
-    def bucket_len_of(key):
+    def bucket_len_of(key):   # _REJECT -> 0 (a rejected example has no audio)
         k = tf.cast(key, tf.int64)
         nb = len(boundaries)
-        inside = tf.gather(tf.constant(boundaries, tf.int64), tf.minimum(k, nb - 1))
-        return tf.where(k < nb, inside, (k - nb + 2) * last)
+        inside = tf.gather(tf.constant(boundaries, tf.int64), tf.clip_by_value(k, 0, nb - 1))
+        return tf.where(k < 0, tf.constant(0, tf.int64),
+                        tf.where(k < nb, inside, (k - nb + 2) * last))
 
     def key_of(ex):
         n = tf.cast(tf.shape(ex["audio"])[0], tf.int64)
         k = tf.searchsorted(tf.constant(boundaries, tf.int64), tf.reshape(n, [1]),
                             side="left")[0]
         over = tf.cast(tf.math.ceil(n / last), tf.int64) + len(boundaries) - 2
-        return tf.where(k < len(boundaries), tf.cast(k, tf.int64), over)
+        key = tf.where(k < len(boundaries), tf.cast(k, tf.int64), over)
+        return tf.where(ex["status"] != 0, tf.constant(_REJECT, tf.int64), key)
 
-    def size_of(key):
-        bl = bucket_len_of(key)
+    def size_of(key):   # _REJECT -> windows of 1: emitted where the example is in the stream
+        bl = tf.maximum(bucket_len_of(key), 1)
         m = cfg.batch_multiple
-        return tf.maximum(tf.constant(m, tf.int64), (cfg.max_samples_per_batch // bl) // m * m)
+        size = tf.maximum(tf.constant(m, tf.int64), (cfg.max_samples_per_batch // bl) // m * m)
+        return tf.where(key < 0, tf.constant(1, tf.int64), size)
 
     def reduce(key, window):
         audio_shape = tf.stack([bucket_len_of(key)])
@@ -936,7 +932,8 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
             size_of(key),
             padded_shapes={"audio": audio_shape, "audio_mask": audio_shape,
                            "phones": [cfg.max_label_len], "phones_mask": [cfg.max_label_len],
-                           "labelled": [], "weight": []})
+                           "labelled": [], "weight": [], "status": [], "cropped": [],
+                           "index": [], "detail": []})
 
     def epoch_dataset(epoch):
         ds = builder.as_dataset(split=split, shuffle_files=False)
@@ -948,30 +945,40 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
 
         def to_example(index, pair):
             speech, transcript = pair
-            x, ids, labelled, status = tf.numpy_function(
+            # Stateless is right: `convert` is a pure function (no stats, no logging).
+            x, ids, labelled, status, cropped, detail = tf.numpy_function(
                 convert, [tf.constant(epoch, tf.int64), index, speech, transcript],
-                [tf.float32, tf.int32, tf.float32, tf.int32], stateful=False)
+                [tf.float32, tf.int32, tf.float32, tf.int32, tf.int32, tf.string],
+                stateful=False)
             x.set_shape([None])
             ids.set_shape([None])
             return {"audio": x, "audio_mask": tf.ones_like(x, tf.bool),
                     "phones": ids, "phones_mask": tf.ones_like(ids, tf.bool),
                     "labelled": tf.reshape(labelled, []), "weight": tf.ones([], tf.float32),
-                    "status": tf.reshape(status, [])}
+                    "status": tf.reshape(status, []), "cropped": tf.reshape(cropped, []),
+                    "index": index, "detail": tf.reshape(detail, [])}
 
+        # Rejected examples are not filtered out here: each comes out of group_by_window as a
+        # batch of its own, at its place in the stream, and the consumer counts it there.
         ds = ds.map(to_example, num_parallel_calls=max(1, cfg.num_parallel_calls),
                     deterministic=True)
-        ds = ds.filter(lambda ex: ex["status"] == 0)
-        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "status"})
         ds = ds.group_by_window(key_of, reduce, window_size_func=size_of)
         return ds.prefetch(cfg.prefetch)
 
     def batches():
         for epoch in (range(1) if not train else itertools.count(start[0])):
             skip = start[1] if epoch == start[0] else 0
-            consumed = skip
+            consumed, yielded = skip, 0   # consumed: elements of the epoch's dataset
             for batch in epoch_dataset(epoch).skip(skip).as_numpy_iterator():
-                stats.raise_pending()
                 consumed += 1
+                status = int(batch["status"][0])
+                if status:
+                    reason = _TFDS_REASONS[status]
+                    stats.problem(reason, f"{where}[{int(batch['index'][0])}]",
+                                  batch["detail"][0].decode("utf-8"),
+                                  filtered=reason in FILTER_REASONS)
+                    continue
+                cropped = batch["cropped"]
                 batch = {k: batch[k] for k in _BATCH_KEYS}
                 size = batch_size_for(cfg, batch["audio"].shape[1])
                 rows = batch["audio"].shape[0]
@@ -987,10 +994,13 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
                     batch["phones_mask"][rows:] = False
                 local = _local_rows(size, process_index, process_count)
                 batch = {k: v[local] for k, v in batch.items()}
+                cropped = cropped[local] if rows == size else np.zeros(0)
+                stats.cropped += int((cropped > 0).sum())
+                stats.labelled_cropped += int((cropped == 2).sum())
                 _account(stats, batch)
+                yielded += 1
                 yield batch, {"epoch": epoch, "batch": consumed}
-            stats.raise_pending()
-            if train and consumed == 0:
+            if train and yielded == 0 and skip == 0:
                 raise DataError(f"tfds {cfg.tfds_name}/{split}: no usable examples")
 
     return BatchIterator(batches(), {"epoch": start[0], "batch": start[1]}, stats)
