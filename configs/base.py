@@ -14,4 +14,4 @@ from unispeech_jax import config as config_lib
 
 
 def get_config():
-  return config_lib.defaults()
+    return config_lib.defaults()

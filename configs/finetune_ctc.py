@@ -17,20 +17,22 @@ from unispeech_jax import config as config_lib
 
 
 def get_config():
-  c = config_lib.load_file(__file__.replace('finetune_ctc.py', 'tiny.py')).copy_and_resolve_references()
-  c.unlock()
-  c.total_steps = 1000
-  c.model.objective = 'ctc'
-  c.model.mask_time_prob = 0.25
-  c.model.mask_channel_prob = 0.25
-  c.model.mask_channel_length = 16
-  c.model.feature_grad_mult = 0.0
-  c.data.crop = False
-  c.data.labelled_fraction = 1.0
-  c.optim.schedule = 'tri_stage'
-  c.optim.lr = 3e-4
-  c.optim.phase_ratio = (0.1, 0.4, 0.5)
-  c.optim.freeze_steps = 200
-  c.optim.freeze_regex = r'^(?!lm_head/)'
-  c.lock()
-  return c
+    c = config_lib.load_file(
+        __file__.replace('finetune_ctc.py', 'tiny.py')
+    ).copy_and_resolve_references()
+    c.unlock()
+    c.total_steps = 1000
+    c.model.objective = 'ctc'
+    c.model.mask_time_prob = 0.25
+    c.model.mask_channel_prob = 0.25
+    c.model.mask_channel_length = 16
+    c.model.feature_grad_mult = 0.0
+    c.data.crop = False
+    c.data.labelled_fraction = 1.0
+    c.optim.schedule = 'tri_stage'
+    c.optim.lr = 3e-4
+    c.optim.phase_ratio = (0.1, 0.4, 0.5)
+    c.optim.freeze_steps = 200
+    c.optim.freeze_regex = r'^(?!lm_head/)'
+    c.lock()
+    return c

@@ -3,7 +3,6 @@
 import json
 import pathlib
 
-import jax
 import numpy as np
 import pytest
 
@@ -15,76 +14,114 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def micro_config(**overrides):
-  """configs/tiny.py shrunk so that a step takes well under a second on one CPU core."""
-  c = config_lib.load_file(REPO / 'configs' / 'tiny.py')
-  config_lib.apply_overrides(c, [
-      'total_steps=6', 'log_every=1', 'eval_every=6', 'checkpoint_every=2', 'eval_max_batches=2',
-      'data.corpus.hours=0.02', 'data.max_sample_len=32000', 'data.bucket_boundaries=(16000,32000)',
-      'data.max_samples_per_batch=64000', 'data.batch_multiple=2',
-      'model.conv_dim=(32,32,32,32,32,32,32)', 'model.hidden_size=32', 'model.num_layers=2',
-      'model.num_heads=2', 'model.intermediate_size=64', 'model.num_conv_pos_embeddings=16',
-      'model.num_conv_pos_embedding_groups=4', 'model.num_codevectors_per_group=16',
-      'model.codevector_dim=32', 'model.proj_codevector_dim=32', 'model.num_negatives=10',
-      'optim.warmup_steps=2', 'peak_flops_per_device=1e10',
-  ] + [f'{k}={v!r}' for k, v in overrides.items()])
-  return c
+    """configs/tiny.py shrunk so that a step takes well under a second on one CPU core."""
+    c = config_lib.load_file(REPO / 'configs' / 'tiny.py')
+    config_lib.apply_overrides(
+        c,
+        [
+            'total_steps=6',
+            'log_every=1',
+            'eval_every=6',
+            'checkpoint_every=2',
+            'eval_max_batches=2',
+            'data.corpus.hours=0.02',
+            'data.max_sample_len=32000',
+            'data.bucket_boundaries=(16000,32000)',
+            'data.max_samples_per_batch=64000',
+            'data.batch_multiple=2',
+            'model.conv_dim=(32,32,32,32,32,32,32)',
+            'model.hidden_size=32',
+            'model.num_layers=2',
+            'model.num_heads=2',
+            'model.intermediate_size=64',
+            'model.num_conv_pos_embeddings=16',
+            'model.num_conv_pos_embedding_groups=4',
+            'model.num_codevectors_per_group=16',
+            'model.codevector_dim=32',
+            'model.proj_codevector_dim=32',
+            'model.num_negatives=10',
+            'optim.warmup_steps=2',
+            'peak_flops_per_device=1e10',
+        ]
+        + [f'{k}={v!r}' for k, v in overrides.items()],
+    )
+    return c
 
 
 def losses(workdir):
-  rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  return {r['step']: r['loss'] for r in rows if r['split'] == 'train'}
+    rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+    return {r['step']: r['loss'] for r in rows if r['split'] == 'train'}
 
 
 def test_train_resume_is_exact_and_eval_reports_per(tiny_corpus_env, tmp_path):
-  straight = tmp_path / 'straight'
-  result = train.train(micro_config(), straight)
-  assert result['step'] == 6
-  assert np.isfinite(result['train']['loss'])
-  for key in ('ctc', 'contrastive', 'diversity', 'code_perplexity', 'lr', 'grad_norm', 'mfu',
-              'audio_s_per_s'):
-    assert key in result['train'], key
-  assert np.isfinite(result['eval']['per']) and result['eval']['per'] >= 0.0
+    straight = tmp_path / 'straight'
+    result = train.train(micro_config(), straight)
+    assert result['step'] == 6
+    assert np.isfinite(result['train']['loss'])
+    for key in (
+        'ctc',
+        'contrastive',
+        'diversity',
+        'code_perplexity',
+        'lr',
+        'grad_norm',
+        'mfu',
+        'audio_s_per_s',
+    ):
+        assert key in result['train'], key
+    assert np.isfinite(result['eval']['per']) and result['eval']['per'] >= 0.0
 
-  # Stop after 4 steps (a checkpoint at 4), then resume to 6: the same losses, bit for bit.
-  split = tmp_path / 'split'
-  train.train(micro_config(), split, stop_at=4)
-  train.train(micro_config(), split)
-  assert losses(split) == losses(straight)
+    # Stop after 4 steps (a checkpoint at 4), then resume to 6: the same losses, bit for bit.
+    split = tmp_path / 'split'
+    train.train(micro_config(), split, stop_at=4)
+    train.train(micro_config(), split)
+    assert losses(split) == losses(straight)
 
-  out = evaluate.evaluate_workdir(straight, 'test', max_batches=2)
-  assert 'per' in out and out['step'] == 6
-  assert json.loads((straight / 'eval_test.json').read_text())['per'] == out['per']
+    out = evaluate.evaluate_workdir(straight, 'test', max_batches=2)
+    assert 'per' in out and out['step'] == 6
+    assert json.loads((straight / 'eval_test.json').read_text())['per'] == out['per']
 
 
 def test_loss_falls(tiny_corpus_env, tmp_path):
-  """Forty updates of the micro model lower the training loss (it learns)."""
-  c = micro_config(total_steps=40, log_every=10, eval_every=1000, checkpoint_every=1000)
-  train.train(c, tmp_path / 'w')
-  curve = losses(tmp_path / 'w')
-  assert curve[40] < curve[10], curve
+    """Forty updates of the micro model lower the training loss (it learns)."""
+    c = micro_config(total_steps=40, log_every=10, eval_every=1000, checkpoint_every=1000)
+    train.train(c, tmp_path / 'w')
+    curve = losses(tmp_path / 'w')
+    assert curve[40] < curve[10], curve
 
 
 def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
-  with pytest.raises(config_lib.ConfigError, match='unknown config key'):
-    config_lib.apply_overrides(micro_config(), ['model.hiden_size=3'])
-  with pytest.raises(config_lib.ConfigError, match='model.num_layers'):
-    config_lib.apply_overrides(micro_config(), ['model.num_layers="four"'])
-  with pytest.raises(config_lib.ConfigError, match='needs 3 devices'):
-    train.train(micro_config(**{'mesh.shape.data': 3}), tmp_path / 'a')
+    with pytest.raises(config_lib.ConfigError, match='unknown config key'):
+        config_lib.apply_overrides(micro_config(), ['model.hiden_size=3'])
+    with pytest.raises(config_lib.ConfigError, match='model.num_layers'):
+        config_lib.apply_overrides(micro_config(), ['model.num_layers="four"'])
+    with pytest.raises(config_lib.ConfigError, match='needs 3 devices'):
+        train.train(micro_config(**{'mesh.shape.data': 3}), tmp_path / 'a')
 
 
 def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):
-  """objective='ctc' initialised from a pre-training run: encoder loaded, head fresh and the
-  only thing that moves during optim.freeze_steps."""
-  pre = tmp_path / 'pre'
-  train.train(micro_config(total_steps=2, eval_every=100), pre)
-  ft = micro_config(total_steps=2, eval_every=100, init_from=str(pre), **{
-      'model.objective': 'ctc', 'optim.freeze_steps': 5, 'optim.freeze_regex': r'^(?!lm_head/)'})
-  result = train.train(ft, tmp_path / 'ft')
-  assert np.isfinite(result['train']['loss'])
-  from unispeech_jax import checkpoint
-  before = checkpoint.Checkpoints(pre).restore_params()
-  after = checkpoint.Checkpoints(tmp_path / 'ft').restore_params()
-  np.testing.assert_array_equal(after['encoder']['layers']['attention']['q_proj']['kernel'],
-                                before['encoder']['layers']['attention']['q_proj']['kernel'])
-  assert 'lm_head' in after and 'ctc_proj' not in after
+    """objective='ctc' initialised from a pre-training run: encoder loaded, head fresh and the
+    only thing that moves during optim.freeze_steps."""
+    pre = tmp_path / 'pre'
+    train.train(micro_config(total_steps=2, eval_every=100), pre)
+    ft = micro_config(
+        total_steps=2,
+        eval_every=100,
+        init_from=str(pre),
+        **{
+            'model.objective': 'ctc',
+            'optim.freeze_steps': 5,
+            'optim.freeze_regex': r'^(?!lm_head/)',
+        },
+    )
+    result = train.train(ft, tmp_path / 'ft')
+    assert np.isfinite(result['train']['loss'])
+    from unispeech_jax import checkpoint
+
+    before = checkpoint.Checkpoints(pre).restore_params()
+    after = checkpoint.Checkpoints(tmp_path / 'ft').restore_params()
+    np.testing.assert_array_equal(
+        after['encoder']['layers']['attention']['q_proj']['kernel'],
+        before['encoder']['layers']['attention']['q_proj']['kernel'],
+    )
+    assert 'lm_head' in after and 'ctc_proj' not in after

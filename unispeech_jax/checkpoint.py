@@ -18,55 +18,66 @@ import orbax.checkpoint as ocp
 
 
 class CheckpointError(RuntimeError):
-  """A checkpoint that cannot be restored into this run; the message says why."""
+    """A checkpoint that cannot be restored into this run; the message says why."""
 
 
 class Checkpoints:
-  """Thin wrapper over `ocp.CheckpointManager` with the two items of a training run."""
+    """Thin wrapper over `ocp.CheckpointManager` with the two items of a training run."""
 
-  def __init__(self, workdir: str | pathlib.Path, keep: int = 3, async_save: bool = True):
-    self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    def __init__(self, workdir: str | pathlib.Path, keep: int = 3, async_save: bool = True):
+        self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
-  def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
 
-  def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
-    """Starts an (async) save; returns whether one was started."""
-    return self.manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      data=ocp.args.JsonSave(data_state)), force=force)
+    def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
+        """Starts an (async) save; returns whether one was started."""
+        return self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+            ),
+            force=force,
+        )
 
-  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
-    """Restores `step` into the shapes and shardings of `abstract_state`."""
-    target = jax.tree.map(
-        lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, 'shape') else x,
-        abstract_state)
-    try:
-      restored = self.manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                        data=ocp.args.JsonRestore()))
-    except (ValueError, KeyError, TypeError) as e:
-      raise CheckpointError(
-          f'checkpoint {self.directory / str(step)} does not fit this model/config '
-          f'(was it written with another model size or vocabulary?): {e}') from None
-    return restored['state'], dict(restored['data'] or {})
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+        """Restores `step` into the shapes and shardings of `abstract_state`."""
+        target = jax.tree.map(
+            lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, 'shape') else x,
+            abstract_state,
+        )
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
+                ),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(
+                f'checkpoint {self.directory / str(step)} does not fit this model/config '
+                f'(was it written with another model size or vocabulary?): {e}'
+            ) from None
+        return restored['state'], dict(restored['data'] or {})
 
-  def restore_params(self, step: int | None = None) -> Any:
-    """Restores only the parameters (host numpy arrays) of a run, e.g. to fine-tune it."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise CheckpointError(f'no checkpoint in {self.directory}')
-    restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    logging.info('loaded parameters of %s at step %d', self.directory, step)
-    return restored['state']['params']
+    def restore_params(self, step: int | None = None) -> Any:
+        """Restores only the parameters (host numpy arrays) of a run, e.g. to fine-tune it."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f'no checkpoint in {self.directory}')
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        )
+        logging.info('loaded parameters of %s at step %d', self.directory, step)
+        return restored['state']['params']
 
-  def wait(self):
-    self.manager.wait_until_finished()
+    def wait(self):
+        self.manager.wait_until_finished()
 
-  def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -21,191 +21,237 @@ import ml_collections
 from unispeech_jax.data import pipeline
 from unispeech_jax.models import unispeech
 
-REQUIRED_KEYS = ('seed', 'total_steps', 'checkpoint_every', 'eval_every', 'data', 'model',
-                 'optim', 'mesh')
+REQUIRED_KEYS = (
+    'seed',
+    'total_steps',
+    'checkpoint_every',
+    'eval_every',
+    'data',
+    'model',
+    'optim',
+    'mesh',
+)
 MESH_AXES = ('data', 'fsdp', 'tensor')
 
 
 class ConfigError(ValueError):
-  """A config that cannot run; the message says which key and why."""
+    """A config that cannot run; the message says which key and why."""
 
 
 def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """Imports a config file and returns its `get_config()`, locked against new keys."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise ConfigError(f'config file not found: {path}')
-  spec = importlib.util.spec_from_file_location(f'_config_{path.stem}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.lock()
-  return config
+    """Imports a config file and returns its `get_config()`, locked against new keys."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file not found: {path}')
+    spec = importlib.util.spec_from_file_location(f'_config_{path.stem}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.lock()
+    return config
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]):
-  """Applies `a.b=value` strings (the same syntax as `--config.a.b=value`).
+    """Applies `a.b=value` strings (the same syntax as `--config.a.b=value`).
 
-  Values are parsed as Python literals when they parse, otherwise taken as strings.
-  Unknown keys and wrong types raise ConfigError.
-  """
-  for item in overrides:
-    key, sep, raw = item.partition('=')
-    if not sep:
-      raise ConfigError(f'override {item!r} is not of the form key=value')
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    *parents, leaf = key.split('.')
-    node = config
-    for i, name in enumerate(parents):
-      if name not in node:
-        raise ConfigError(f'unknown config key {".".join(parents[:i + 1])!r} in override {item!r}')
-      node = node[name]
-    if leaf not in node:
-      raise ConfigError(f'unknown config key {key!r} in override {item!r}')
-    old = node[leaf]
-    if isinstance(old, tuple) and isinstance(value, list):
-      value = tuple(value)
-    try:
-      node[leaf] = value
-    except TypeError as e:
-      raise ConfigError(f'config key {key!r}: {e}') from None
-  return config
+    Values are parsed as Python literals when they parse, otherwise taken as strings.
+    Unknown keys and wrong types raise ConfigError.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition('=')
+        if not sep:
+            raise ConfigError(f'override {item!r} is not of the form key=value')
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        *parents, leaf = key.split('.')
+        node = config
+        for i, name in enumerate(parents):
+            if name not in node:
+                raise ConfigError(
+                    f'unknown config key {".".join(parents[: i + 1])!r} in override {item!r}'
+                )
+            node = node[name]
+        if leaf not in node:
+            raise ConfigError(f'unknown config key {key!r} in override {item!r}')
+        old = node[leaf]
+        if isinstance(old, tuple) and isinstance(value, list):
+            value = tuple(value)
+        try:
+            node[leaf] = value
+        except TypeError as e:
+            raise ConfigError(f'config key {key!r}: {e}') from None
+    return config
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
-  return config.to_json_best_effort(indent=2, sort_keys=True)
+    return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  """Inverse of `to_json`; JSON lists come back as tuples, as configs write them."""
+    """Inverse of `to_json`; JSON lists come back as tuples, as configs write them."""
 
-  def fix(x):
-    if isinstance(x, dict):
-      return {k: fix(v) for k, v in x.items()}
-    if isinstance(x, list):
-      return tuple(fix(v) for v in x)
-    return x
+    def fix(x):
+        if isinstance(x, dict):
+            return {k: fix(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return tuple(fix(v) for v in x)
+        return x
 
-  config = ml_collections.ConfigDict(fix(json.loads(text)))
-  config.lock()
-  return config
+    config = ml_collections.ConfigDict(fix(json.loads(text)))
+    config.lock()
+    return config
 
 
 def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> dict[str, int]:
-  """Resolves the mesh sizes; one axis may be -1 ("all remaining devices")."""
-  sizes = {axis: int(mesh_cfg.shape[axis]) for axis in MESH_AXES}
-  unknown = [a for a, s in sizes.items() if s == -1]
-  if len(unknown) > 1:
-    raise ConfigError(f'mesh.shape: only one axis may be -1, got {unknown}')
-  if any(s == 0 or s < -1 for s in sizes.values()):
-    raise ConfigError(f'mesh.shape: sizes must be positive or -1, got {sizes}')
-  known = math.prod(s for s in sizes.values() if s != -1)
-  if unknown:
-    if num_devices % known:
-      raise ConfigError(f'mesh.shape {sizes}: the fixed axes ({known} devices) do not divide '
-                        f'the {num_devices} available devices')
-    sizes[unknown[0]] = num_devices // known
-  if math.prod(sizes.values()) != num_devices:
-    raise ConfigError(f'mesh.shape {sizes} needs {math.prod(sizes.values())} devices, '
-                      f'but {num_devices} are available')
-  return sizes
+    """Resolves the mesh sizes; one axis may be -1 ("all remaining devices")."""
+    sizes = {axis: int(mesh_cfg.shape[axis]) for axis in MESH_AXES}
+    unknown = [a for a, s in sizes.items() if s == -1]
+    if len(unknown) > 1:
+        raise ConfigError(f'mesh.shape: only one axis may be -1, got {unknown}')
+    if any(s == 0 or s < -1 for s in sizes.values()):
+        raise ConfigError(f'mesh.shape: sizes must be positive or -1, got {sizes}')
+    known = math.prod(s for s in sizes.values() if s != -1)
+    if unknown:
+        if num_devices % known:
+            raise ConfigError(
+                f'mesh.shape {sizes}: the fixed axes ({known} devices) do not divide '
+                f'the {num_devices} available devices'
+            )
+        sizes[unknown[0]] = num_devices // known
+    if math.prod(sizes.values()) != num_devices:
+        raise ConfigError(
+            f'mesh.shape {sizes} needs {math.prod(sizes.values())} devices, '
+            f'but {num_devices} are available'
+        )
+    return sizes
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int, process_count: int = 1):
-  """Raises ConfigError for a config that cannot run on this many devices/processes."""
-  missing = [k for k in REQUIRED_KEYS if k not in config]
-  if missing:
-    raise ConfigError(f'config is missing required top-level keys: {missing}')
-  sizes = mesh_shape(config.mesh, num_devices)
-  batch_shards = sizes['data'] * sizes['fsdp']
-  multiple = int(config.data.batch_multiple)
-  if multiple % batch_shards:
-    raise ConfigError(
-        f'data.batch_multiple={multiple} must be a multiple of the batch-sharded mesh axes '
-        f'(data×fsdp = {batch_shards}) so every batch splits evenly over devices')
-  if multiple % process_count:
-    raise ConfigError(f'data.batch_multiple={multiple} must be a multiple of the '
-                      f'{process_count} processes (each host loads an equal share)')
-  grad_accum = int(config.optim.grad_accum)
-  if grad_accum < 1 or multiple % (grad_accum * batch_shards):
-    raise ConfigError(f'optim.grad_accum={grad_accum}: data.batch_multiple={multiple} must be '
-                      f'divisible by grad_accum × data × fsdp = {grad_accum * batch_shards}')
-  boundaries = tuple(config.data.bucket_boundaries)
-  if list(boundaries) != sorted(boundaries) or not boundaries:
-    raise ConfigError(f'data.bucket_boundaries must be increasing, got {boundaries}')
-  if boundaries[-1] != config.data.max_sample_len:
-    raise ConfigError(f'data.bucket_boundaries[-1]={boundaries[-1]} must equal '
-                      f'data.max_sample_len={config.data.max_sample_len}')
-  for axis in (r[1] for r in config.mesh.rules):
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    bad = [a for a in axes if a is not None and a not in MESH_AXES]
-    if bad:
-      raise ConfigError(f'mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}')
-  for key in ('total_steps', 'checkpoint_every', 'eval_every'):
-    if int(config[key]) <= 0:
-      raise ConfigError(f'{key} must be positive, got {config[key]}')
-  return sizes
+    """Raises ConfigError for a config that cannot run on this many devices/processes."""
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise ConfigError(f'config is missing required top-level keys: {missing}')
+    sizes = mesh_shape(config.mesh, num_devices)
+    batch_shards = sizes['data'] * sizes['fsdp']
+    multiple = int(config.data.batch_multiple)
+    if multiple % batch_shards:
+        raise ConfigError(
+            f'data.batch_multiple={multiple} must be a multiple of the batch-sharded mesh axes '
+            f'(data×fsdp = {batch_shards}) so every batch splits evenly over devices'
+        )
+    if multiple % process_count:
+        raise ConfigError(
+            f'data.batch_multiple={multiple} must be a multiple of the '
+            f'{process_count} processes (each host loads an equal share)'
+        )
+    grad_accum = int(config.optim.grad_accum)
+    if grad_accum < 1 or multiple % (grad_accum * batch_shards):
+        raise ConfigError(
+            f'optim.grad_accum={grad_accum}: data.batch_multiple={multiple} must be '
+            f'divisible by grad_accum × data × fsdp = {grad_accum * batch_shards}'
+        )
+    boundaries = tuple(config.data.bucket_boundaries)
+    if list(boundaries) != sorted(boundaries) or not boundaries:
+        raise ConfigError(f'data.bucket_boundaries must be increasing, got {boundaries}')
+    if boundaries[-1] != config.data.max_sample_len:
+        raise ConfigError(
+            f'data.bucket_boundaries[-1]={boundaries[-1]} must equal '
+            f'data.max_sample_len={config.data.max_sample_len}'
+        )
+    for axis in (r[1] for r in config.mesh.rules):
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        bad = [a for a in axes if a is not None and a not in MESH_AXES]
+        if bad:
+            raise ConfigError(f'mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}')
+    for key in ('total_steps', 'checkpoint_every', 'eval_every'):
+        if int(config[key]) <= 0:
+            raise ConfigError(f'{key} must be positive, got {config[key]}')
+    return sizes
 
 
 def mesh_config(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collections.ConfigDict:
-  """Mesh sizes (-1: all remaining devices) and the logical→mesh axis rules.
+    """Mesh sizes (-1: all remaining devices) and the logical→mesh axis rules.
 
-  With the default rules, `data` and `fsdp` split the batch; `fsdp` also splits parameters
-  and optimizer state along their model dimension; `tensor` splits attention heads, FFN
-  hidden units and their activations.
-  """
-  return ml_collections.ConfigDict(dict(
-      shape=dict(data=data, fsdp=fsdp, tensor=tensor),
-      rules=(
-          ('act_batch', ('data', 'fsdp')), ('act_length', None), ('act_embed', None),
-          ('act_mlp', 'tensor'), ('act_heads', 'tensor'),
-          ('layers', None), ('embed', 'fsdp'), ('mlp', 'tensor'), ('heads', 'tensor'),
-          ('vocab', None), ('codes', None),
-          ('conv_in', None), ('conv_out', 'fsdp'), ('conv_kernel', None),
-      ),
-  ))
+    With the default rules, `data` and `fsdp` split the batch; `fsdp` also splits parameters
+    and optimizer state along their model dimension; `tensor` splits attention heads, FFN
+    hidden units and their activations.
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            shape=dict(data=data, fsdp=fsdp, tensor=tensor),
+            rules=(
+                ('act_batch', ('data', 'fsdp')),
+                ('act_length', None),
+                ('act_embed', None),
+                ('act_mlp', 'tensor'),
+                ('act_heads', 'tensor'),
+                ('layers', None),
+                ('embed', 'fsdp'),
+                ('mlp', 'tensor'),
+                ('heads', 'tensor'),
+                ('vocab', None),
+                ('codes', None),
+                ('conv_in', None),
+                ('conv_out', 'fsdp'),
+                ('conv_kernel', None),
+            ),
+        )
+    )
 
 
 def defaults() -> ml_collections.ConfigDict:
-  """Every key a training config has, at the UniSpeech-base values of the official recipe.
+    """Every key a training config has, at the UniSpeech-base values of the official recipe.
 
-  Config files start from this and state what they change; the result is locked, so a typo
-  in a config file or an override is an error, not a silently ignored key.
-  """
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.total_steps = 400_000
-  c.log_every = 100
-  c.eval_every = 10_000
-  c.eval_max_batches = 0          # 0: the whole split
-  c.checkpoint_every = 5_000
-  c.keep_checkpoints = 3
-  c.skip_nonfinite = False        # True: skip a step whose loss/grad is NaN/Inf, not stop
-  c.peak_flops_per_device = 0.0   # 0: measure the matmul ceiling at start (for MFU)
-  c.init_from = ''                # a workdir whose newest params initialise this run
+    Config files start from this and state what they change; the result is locked, so a typo
+    in a config file or an override is an error, not a silently ignored key.
+    """
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 400_000
+    c.log_every = 100
+    c.eval_every = 10_000
+    c.eval_max_batches = 0  # 0: the whole split
+    c.checkpoint_every = 5_000
+    c.keep_checkpoints = 3
+    c.skip_nonfinite = False  # True: skip a step whose loss/grad is NaN/Inf, not stop
+    c.peak_flops_per_device = 0.0  # 0: measure the matmul ceiling at start (for MFU)
+    c.init_from = ''  # a workdir whose newest params initialise this run
 
-  # Input: every key of unispeech_jax/data/pipeline.py, at the pre-training recipe's lengths.
-  c.data = pipeline.default_config()
-  c.data.corpus.hours = 10.0
-  c.data.max_sample_len = 250_000
-  c.data.bucket_boundaries = (64_000, 128_000, 192_000, 250_000)
-  c.data.max_samples_per_batch = 11_200_000
-  c.data.max_label_len = 512
-  c.data.num_parallel_calls = 8
+    # Input: every key of unispeech_jax/data/pipeline.py, at the pre-training recipe's lengths.
+    c.data = pipeline.default_config()
+    c.data.corpus.hours = 10.0
+    c.data.max_sample_len = 250_000
+    c.data.bucket_boundaries = (64_000, 128_000, 192_000, 250_000)
+    c.data.max_samples_per_batch = 11_200_000
+    c.data.max_label_len = 512
+    c.data.num_parallel_calls = 8
 
-  # Model: every key of unispeech_jax/models/unispeech.py (documented there), base values.
-  c.model = unispeech.default_config()
+    # Model: every key of unispeech_jax/models/unispeech.py (documented there), base values.
+    c.model = unispeech.default_config()
 
-  # Optimizer (unispeech_jax/optim.py documents every key).
-  c.optim = ml_collections.ConfigDict(dict(
-      lr=5e-4, schedule='polynomial', warmup_steps=32_000, end_lr=0.0, power=1.0,
-      phase_ratio=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05,
-      b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.01, grad_clip=10.0, grad_accum=1,
-      freeze_steps=0, freeze_regex='',
-  ))
+    # Optimizer (unispeech_jax/optim.py documents every key).
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            lr=5e-4,
+            schedule='polynomial',
+            warmup_steps=32_000,
+            end_lr=0.0,
+            power=1.0,
+            phase_ratio=(0.1, 0.4, 0.5),
+            init_lr_scale=0.01,
+            final_lr_scale=0.05,
+            b1=0.9,
+            b2=0.98,
+            eps=1e-6,
+            weight_decay=0.01,
+            grad_clip=10.0,
+            grad_accum=1,
+            freeze_steps=0,
+            freeze_regex='',
+        )
+    )
 
-  c.mesh = mesh_config()
-  return c
+    c.mesh = mesh_config()
+    return c

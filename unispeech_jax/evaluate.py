@@ -20,7 +20,6 @@ from absl import logging as absl_logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
@@ -31,116 +30,131 @@ from unispeech_jax import models
 from unispeech_jax import sharding
 from unispeech_jax.data import pipeline
 
+
 class Evaluator:
-  """Compiled eval functions for one model; `run` returns a dict of metrics for a split."""
+    """Compiled eval functions for one model; `run` returns a dict of metrics for a split."""
 
-  def __init__(self, config, family, module, mesh, vocab, logical_rules):
-    self.config, self.mesh, self.rules = config, mesh, logical_rules
-    self.symbols = vocab.symbols
-    # A fixed key: the eval masks (and so the eval contrastive loss) are the same every time.
-    key = jax.random.key(config.seed + 1)
-    self._loss = jax.jit(lambda p, b: family.loss_fn(module, p, b, key, jnp.int32(0), False)[1])
-    self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
+    def __init__(self, config, family, module, mesh, vocab, logical_rules):
+        self.config, self.mesh, self.rules = config, mesh, logical_rules
+        self.symbols = vocab.symbols
+        # A fixed key: the eval masks (and so the eval contrastive loss) are the same every time.
+        key = jax.random.key(config.seed + 1)
+        self._loss = jax.jit(lambda p, b: family.loss_fn(module, p, b, key, jnp.int32(0), False)[1])
+        self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
 
-  def run(self, params, split: str, max_batches: int = 0) -> dict[str, float]:
-    sums: dict[str, float] = {}
-    total_weight = 0.0
-    refs: list[str] = []
-    hyps: list[str] = []
-    batches = pipeline.make_eval_iter(self.config.data, split,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count())
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
-      for i, local in enumerate(batches):
-        if max_batches and i >= max_batches:
-          break
-        batch = sharding.global_batch(local, self.mesh)
-        weight = float(multihost_utils.process_allgather(batch['weight'], tiled=True).sum())
-        for k, v in jax.device_get(self._loss(params, batch)).items():
-          sums[k] = sums.get(k, 0.0) + float(v) * weight
-        total_weight += weight
-        ids, lengths = self._predict(params, batch)
-        got = multihost_utils.process_allgather(
-            {'ids': ids, 'lengths': lengths, 'phones': batch['phones'],
-             'phones_mask': batch['phones_mask'], 'weight': batch['weight']}, tiled=True)
-        r, h = self._transcripts(got)
-        refs += r
-        hyps += h
-    out = {k: v / max(total_weight, 1.0) for k, v in sums.items()}
-    if refs:
-      out['per'] = metrics_lib.error_rate(refs, hyps)
-      out['examples'] = float(len(refs))
-    return out
+    def run(self, params, split: str, max_batches: int = 0) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        total_weight = 0.0
+        refs: list[str] = []
+        hyps: list[str] = []
+        batches = pipeline.make_eval_iter(
+            self.config.data,
+            split,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            for i, local in enumerate(batches):
+                if max_batches and i >= max_batches:
+                    break
+                batch = sharding.global_batch(local, self.mesh)
+                weight = float(multihost_utils.process_allgather(batch['weight'], tiled=True).sum())
+                for k, v in jax.device_get(self._loss(params, batch)).items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * weight
+                total_weight += weight
+                ids, lengths = self._predict(params, batch)
+                got = multihost_utils.process_allgather(
+                    {
+                        'ids': ids,
+                        'lengths': lengths,
+                        'phones': batch['phones'],
+                        'phones_mask': batch['phones_mask'],
+                        'weight': batch['weight'],
+                    },
+                    tiled=True,
+                )
+                r, h = self._transcripts(got)
+                refs += r
+                hyps += h
+        out = {k: v / max(total_weight, 1.0) for k, v in sums.items()}
+        if refs:
+            out['per'] = metrics_lib.error_rate(refs, hyps)
+            out['examples'] = float(len(refs))
+        return out
 
-  def _transcripts(self, got) -> tuple[list[str], list[str]]:
-    """Phone strings (word boundaries `|` dropped) of the real examples of a batch."""
-    refs, hyps = [], []
-    for b in range(got['ids'].shape[0]):
-      if got['weight'][b] <= 0 or not got['phones_mask'][b].any():
-        continue
-      ref = got['phones'][b][got['phones_mask'][b]]
-      hyp = decoding.collapse_ctc(got['ids'][b][:got['lengths'][b]])
-      refs.append(metrics_lib.ids_to_string(ref, self.symbols))
-      hyps.append(metrics_lib.ids_to_string(hyp, self.symbols))
-    return refs, hyps
+    def _transcripts(self, got) -> tuple[list[str], list[str]]:
+        """Phone strings (word boundaries `|` dropped) of the real examples of a batch."""
+        refs, hyps = [], []
+        for b in range(got['ids'].shape[0]):
+            if got['weight'][b] <= 0 or not got['phones_mask'][b].any():
+                continue
+            ref = got['phones'][b][got['phones_mask'][b]]
+            hyp = decoding.collapse_ctc(got['ids'][b][: got['lengths'][b]])
+            refs.append(metrics_lib.ids_to_string(ref, self.symbols))
+            hyps.append(metrics_lib.ids_to_string(hyp, self.symbols))
+        return refs, hyps
 
 
 def _greedy_ids(logits, valid):
-  """Per-frame argmax on device (host only collapses): ([B,T] int32, [B] lengths)."""
-  return jnp.argmax(logits, -1).astype(jnp.int32), valid.sum(-1).astype(jnp.int32)
+    """Per-frame argmax on device (host only collapses): ([B,T] int32, [B] lengths)."""
+    return jnp.argmax(logits, -1).astype(jnp.int32), valid.sum(-1).astype(jnp.int32)
 
 
-def evaluate_workdir(workdir: str | pathlib.Path, split: str, max_batches: int = 0,
-                     step: int | None = None) -> dict[str, float]:
-  """Loads a run's config and newest (or given) checkpoint and evaluates `split`."""
-  workdir = pathlib.Path(workdir)
-  config_file = workdir / 'config.json'
-  if not config_file.is_file():
-    raise checkpoint_lib.CheckpointError(f'{config_file} not found: is {workdir} a training '
-                                         f'workdir?')
-  config = config_lib.from_json(config_file.read_text())
-  family = models.get(config.model.name)
-  vocab = pipeline.vocab(config.data)
-  module = family.build(config.model, len(vocab))
-  mesh = sharding.make_mesh(config.mesh)
-  rules = sharding.rules(config.mesh)
-  ckpt = checkpoint_lib.Checkpoints(workdir)
-  step = ckpt.latest_step() if step is None else step
-  params = ckpt.restore_params(step)
-  evaluator = Evaluator(config, family, module, mesh, vocab, rules)
-  result = evaluator.run(params, split, max_batches=max_batches)
-  result['step'] = float(step)
-  if jax.process_index() == 0:
-    (workdir / f'eval_{split}.json').write_text(json.dumps(result, indent=2, sort_keys=True))
-  return result
+def evaluate_workdir(
+    workdir: str | pathlib.Path, split: str, max_batches: int = 0, step: int | None = None
+) -> dict[str, float]:
+    """Loads a run's config and newest (or given) checkpoint and evaluates `split`."""
+    workdir = pathlib.Path(workdir)
+    config_file = workdir / 'config.json'
+    if not config_file.is_file():
+        raise checkpoint_lib.CheckpointError(
+            f'{config_file} not found: is {workdir} a training workdir?'
+        )
+    config = config_lib.from_json(config_file.read_text())
+    family = models.get(config.model.name)
+    vocab = pipeline.vocab(config.data)
+    module = family.build(config.model, len(vocab))
+    mesh = sharding.make_mesh(config.mesh)
+    rules = sharding.rules(config.mesh)
+    ckpt = checkpoint_lib.Checkpoints(workdir)
+    step = ckpt.latest_step() if step is None else step
+    params = ckpt.restore_params(step)
+    evaluator = Evaluator(config, family, module, mesh, vocab, rules)
+    result = evaluator.run(params, split, max_batches=max_batches)
+    result['step'] = float(step)
+    if jax.process_index() == 0:
+        (workdir / f'eval_{split}.json').write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result
 
 
 def _define_flags():
-  """Command-line flags; defined only when this module is the program (train.py imports it)."""
-  return (flags.DEFINE_string('workdir', None, 'A training workdir.'),
-          flags.DEFINE_string('split', 'test', 'Data split to evaluate (train/valid/test).'),
-          flags.DEFINE_integer('max_batches', 0, 'Stop after this many batches (0: all).'),
-          flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).'))
+    """Command-line flags; defined only when this module is the program (train.py imports it)."""
+    return (
+        flags.DEFINE_string('workdir', None, 'A training workdir.'),
+        flags.DEFINE_string('split', 'test', 'Data split to evaluate (train/valid/test).'),
+        flags.DEFINE_integer('max_batches', 0, 'Stop after this many batches (0: all).'),
+        flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).'),
+    )
 
 
 def main(argv):
-  del argv
-  _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
-  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
-  if _WORKDIR.value is None:
-    raise app.UsageError('--workdir is required')
-  try:
-    result = evaluate_workdir(_WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value)
-  except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError) as e:
-    logging.error('%s: %s', type(e).__name__, e)
-    sys.exit(2)
-  for k, v in sorted(result.items()):
-    print(f'{k:>20s} {v:.4f}')
-  if 'per' in result:
-    print(f'PER on {_SPLIT.value}: {100 * result["per"]:.2f} %')
+    del argv
+    _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
+    if _WORKDIR.value is None:
+        raise app.UsageError('--workdir is required')
+    try:
+        result = evaluate_workdir(_WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value)
+    except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError) as e:
+        logging.error('%s: %s', type(e).__name__, e)
+        sys.exit(2)
+    for k, v in sorted(result.items()):
+        print(f'{k:>20s} {v:.4f}')
+    if 'per' in result:
+        print(f'PER on {_SPLIT.value}: {100 * result["per"]:.2f} %')
 
 
 if __name__ == '__main__':
-  _FLAGS = _define_flags()
-  app.run(main)
+    _FLAGS = _define_flags()
+    app.run(main)

@@ -10,22 +10,22 @@ import numpy as np
 
 
 def matmul_ceiling(n: int = 1024, repeats: int = 5) -> float:
-  """Measured float32 FLOP/s of one device on a jitted n×n matmul (median of repeats).
+    """Measured float32 FLOP/s of one device on a jitted n×n matmul (median of repeats).
 
-  MFU is quoted against this measured ceiling rather than a datasheet number, because on
-  CPU the ceiling depends on cores, threads and the BLAS XLA picked.
-  """
-  a = jnp.ones((n, n), jnp.float32)
-  dot = jax.jit(lambda x: x @ x)
-  dot(a).block_until_ready()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+    MFU is quoted against this measured ceiling rather than a datasheet number, because on
+    CPU the ceiling depends on cores, threads and the BLAS XLA picked.
+    """
+    a = jnp.ones((n, n), jnp.float32)
+    dot = jax.jit(lambda x: x @ x)
     dot(a).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / float(np.median(times))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / float(np.median(times))
 
 
 def mfu(flops: float, seconds: float, peak_per_device: float, num_devices: int) -> float:
-  """Fraction of the devices' peak that `flops` done in `seconds` represents."""
-  return flops / max(seconds, 1e-9) / (peak_per_device * num_devices)
+    """Fraction of the devices' peak that `flops` done in `seconds` represents."""
+    return flops / max(seconds, 1e-9) / (peak_per_device * num_devices)

@@ -20,61 +20,67 @@ from unispeech_jax import config as config_lib
 
 
 def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
-  """Builds the (data, fsdp, tensor) mesh over `devices` (default: all, of all processes)."""
-  devices = list(devices) if devices is not None else jax.devices()
-  sizes = config_lib.mesh_shape(mesh_cfg, len(devices))
-  # Auto axes: the partitioner propagates shardings from the logical constraints we place.
-  return jax.make_mesh(tuple(sizes[a] for a in config_lib.MESH_AXES), config_lib.MESH_AXES,
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(config_lib.MESH_AXES),
-                       devices=devices)
+    """Builds the (data, fsdp, tensor) mesh over `devices` (default: all, of all processes)."""
+    devices = list(devices) if devices is not None else jax.devices()
+    sizes = config_lib.mesh_shape(mesh_cfg, len(devices))
+    # Auto axes: the partitioner propagates shardings from the logical constraints we place.
+    return jax.make_mesh(
+        tuple(sizes[a] for a in config_lib.MESH_AXES),
+        config_lib.MESH_AXES,
+        axis_types=(jax.sharding.AxisType.Auto,) * len(config_lib.MESH_AXES),
+        devices=devices,
+    )
 
 
 def rules(mesh_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
-  """The logical→mesh rules as flax wants them: ((logical, mesh axis or axes or None), ...)."""
-  return tuple((name, tuple(axis) if isinstance(axis, (list, tuple)) else axis)
-               for name, axis in mesh_cfg.rules)
+    """The logical→mesh rules as flax wants them: ((logical, mesh axis or axes or None), ...)."""
+    return tuple(
+        (name, tuple(axis) if isinstance(axis, (list, tuple)) else axis)
+        for name, axis in mesh_cfg.rules
+    )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over data and fsdp; the rest replicated."""
-  return NamedSharding(mesh, P(('data', 'fsdp')))
+    """Leading (batch) axis split over data and fsdp; the rest replicated."""
+    return NamedSharding(mesh, P(('data', 'fsdp')))
 
 
 def state_shardings(abstract_state, mesh: Mesh, logical_rules):
-  """Maps an abstract state with logically-partitioned boxes to NamedShardings.
+    """Maps an abstract state with logically-partitioned boxes to NamedShardings.
 
-  Leaves without logical names (step counters, unannotated params) are replicated.
-  """
-  specs = nn.get_partition_spec(abstract_state)
-  return nn.logical_to_mesh_sharding(specs, mesh, logical_rules)
+    Leaves without logical names (step counters, unannotated params) are replicated.
+    """
+    specs = nn.get_partition_spec(abstract_state)
+    return nn.logical_to_mesh_sharding(specs, mesh, logical_rules)
 
 
-def init_sharded(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh,
-                 logical_rules):
-  """Runs `init_fn(rng)` directly into its shardings; returns (unboxed state, shardings)."""
-  with nn.logical_axis_rules(logical_rules):
-    abstract = jax.eval_shape(init_fn, rng)
-    shardings = state_shardings(abstract, mesh, logical_rules)
-    state = jax.jit(lambda r: nn.meta.unbox(init_fn(r)), out_shardings=shardings)(rng)
-  return state, shardings
+def init_sharded(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh, logical_rules):
+    """Runs `init_fn(rng)` directly into its shardings; returns (unboxed state, shardings)."""
+    with nn.logical_axis_rules(logical_rules):
+        abstract = jax.eval_shape(init_fn, rng)
+        shardings = state_shardings(abstract, mesh, logical_rules)
+        state = jax.jit(lambda r: nn.meta.unbox(init_fn(r)), out_shardings=shardings)(rng)
+    return state, shardings
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles each host's share into global arrays sharded along the batch axis."""
-  sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local_batch.items()}
+    """Assembles each host's share into global arrays sharded along the batch axis."""
+    sharding = batch_sharding(mesh)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+        for k, v in local_batch.items()
+    }
 
 
 def bytes_per_device(tree) -> dict[str, int]:
-  """Bytes of `tree` held by each addressable device (for FSDP accounting and logs)."""
-  totals: dict[str, int] = {}
-  for leaf in jax.tree.leaves(tree):
-    for shard in leaf.addressable_shards:
-      key = str(shard.device)
-      totals[key] = totals.get(key, 0) + shard.data.size * shard.data.dtype.itemsize
-  return totals
+    """Bytes of `tree` held by each addressable device (for FSDP accounting and logs)."""
+    totals: dict[str, int] = {}
+    for leaf in jax.tree.leaves(tree):
+        for shard in leaf.addressable_shards:
+            key = str(shard.device)
+            totals[key] = totals.get(key, 0) + shard.data.size * shard.data.dtype.itemsize
+    return totals
 
 
 def param_count(tree) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))

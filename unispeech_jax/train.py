@@ -28,7 +28,6 @@ from ml_collections import config_flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tqdm
 
@@ -41,335 +40,428 @@ from unispeech_jax import perf
 from unispeech_jax import sharding
 from unispeech_jax.data import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file (configs/*.py).', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and logs go.')
-_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
-                                   'host:port of process 0 for multi-process runs.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0 for multi-process runs.'
+)
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\' index.')
-_STOP_AT = flags.DEFINE_integer('stop_at', None, 'Save and stop at this step (a later run '
-                                'with the same workdir resumes); schedules still follow '
-                                'total_steps. For time-sliced jobs.')
+_STOP_AT = flags.DEFINE_integer(
+    'stop_at',
+    None,
+    'Save and stop at this step (a later run '
+    'with the same workdir resumes); schedules still follow '
+    'total_steps. For time-sliced jobs.',
+)
 
 
 # ----------------------------------------------------------------------------------------
 # Distributed runtime
 # ----------------------------------------------------------------------------------------
 
-def maybe_initialize_distributed(coordinator=None, num_processes=None, process_id=None):
-  """Starts JAX's multi-process runtime when flags or the cluster environment ask for it.
 
-  Explicit flags win; otherwise JAX detects TPU pods and SLURM by itself, and the
-  `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/`JAX_PROCESS_ID` variables set by
-  launch/local_multiprocess.sh are honoured. A single process needs nothing.
-  """
-  coordinator = coordinator or os.environ.get('JAX_COORDINATOR_ADDRESS')
-  if num_processes is None and 'JAX_NUM_PROCESSES' in os.environ:
-    num_processes = int(os.environ['JAX_NUM_PROCESSES'])
-  if process_id is None and 'JAX_PROCESS_ID' in os.environ:
-    process_id = int(os.environ['JAX_PROCESS_ID'])
-  on_cluster = any(k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES',
-                                             'CLOUD_TPU_TASK_ID'))
-  if coordinator or on_cluster:
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+def maybe_initialize_distributed(coordinator=None, num_processes=None, process_id=None):
+    """Starts JAX's multi-process runtime when flags or the cluster environment ask for it.
+
+    Explicit flags win; otherwise JAX detects TPU pods and SLURM by itself, and the
+    `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/`JAX_PROCESS_ID` variables set by
+    launch/local_multiprocess.sh are honoured. A single process needs nothing.
+    """
+    coordinator = coordinator or os.environ.get('JAX_COORDINATOR_ADDRESS')
+    if num_processes is None and 'JAX_NUM_PROCESSES' in os.environ:
+        num_processes = int(os.environ['JAX_NUM_PROCESSES'])
+    if process_id is None and 'JAX_PROCESS_ID' in os.environ:
+        process_id = int(os.environ['JAX_PROCESS_ID'])
+    on_cluster = any(
+        k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES', 'CLOUD_TPU_TASK_ID')
+    )
+    if coordinator or on_cluster:
+        jax.distributed.initialize(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+        )
 
 
 # ----------------------------------------------------------------------------------------
 # State and update step
 # ----------------------------------------------------------------------------------------
 
+
 def make_init_fn(family, module, tx, batch):
-  """init(rng) -> state dict with logically-partitioned (boxed) params."""
+    """init(rng) -> state dict with logically-partitioned (boxed) params."""
 
-  def init(rng):
-    params = family.init_params(module, rng, batch)
-    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params),
-            'nonfinite': jnp.zeros((), jnp.int32)}
+    def init(rng):
+        params = family.init_params(module, rng, batch)
+        return {
+            'step': jnp.zeros((), jnp.int32),
+            'params': params,
+            'opt_state': tx.init(params),
+            'nonfinite': jnp.zeros((), jnp.int32),
+        }
 
-  return init
+    return init
 
 
 def _split_micro(batch, n):
-  """[B, ...] → [n, B/n, ...] taking every n-th example, so each micro-batch stays spread
-  over all devices (each device holds a contiguous block of the batch)."""
-  return jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1),
-                      batch)
+    """[B, ...] → [n, B/n, ...] taking every n-th example, so each micro-batch stays spread
+    over all devices (each device holds a contiguous block of the batch)."""
+    return jax.tree.map(
+        lambda x: jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1), batch
+    )
 
 
 def make_train_step(family, module, tx, lr_fn, config, frozen):
-  """Returns step(state, batch) -> (state, metrics), to be jitted with shardings."""
-  base_key = jax.random.key(config.seed)
-  accum = config.optim.grad_accum
-  grad_fn = jax.value_and_grad(functools.partial(family.loss_fn, module), has_aux=True)
+    """Returns step(state, batch) -> (state, metrics), to be jitted with shardings."""
+    base_key = jax.random.key(config.seed)
+    accum = config.optim.grad_accum
+    grad_fn = jax.value_and_grad(functools.partial(family.loss_fn, module), has_aux=True)
 
-  def step_fn(state, batch):
-    step = state['step']
-    rng = jax.random.fold_in(base_key, step)
-    params = state['params']
-    if accum == 1:
-      (loss, metrics), grads = grad_fn(params, batch, rng, step, True)
-    else:
-      def micro(carry, xs):
-        i, mb = xs
-        (l, m), g = grad_fn(params, mb, jax.random.fold_in(rng, i), step, True)
-        return jax.tree.map(jnp.add, carry, (l, m, g)), None
+    def step_fn(state, batch):
+        step = state['step']
+        rng = jax.random.fold_in(base_key, step)
+        params = state['params']
+        if accum == 1:
+            (loss, metrics), grads = grad_fn(params, batch, rng, step, True)
+        else:
 
-      zeros = jax.tree.map(jnp.zeros_like,
-                           jax.eval_shape(lambda: grad_fn(params, jax.tree.map(
-                               lambda x: x[:x.shape[0] // accum], batch), rng, step, True)))
-      zeros = (zeros[0][0], zeros[0][1], zeros[1])
-      (loss, metrics, grads), _ = jax.lax.scan(
-          micro, zeros, (jnp.arange(accum), _split_micro(batch, accum)))
-      loss, metrics, grads = jax.tree.map(lambda x: x / accum, (loss, metrics, grads))
+            def micro(carry, xs):
+                i, mb = xs
+                (l, m), g = grad_fn(params, mb, jax.random.fold_in(rng, i), step, True)
+                return jax.tree.map(jnp.add, carry, (l, m, g)), None
 
-    if frozen is not None:
-      keep = step >= config.optim.freeze_steps
-      grads = jax.tree.map(lambda g, f: jnp.where(f & ~keep, 0.0, g), grads, frozen)
-    updates, opt_state = tx.update(grads, state['opt_state'], params)
-    if frozen is not None:
-      updates = jax.tree.map(lambda u, f: jnp.where(f & ~keep, 0.0, u), updates, frozen)
-    new_params = optax.apply_updates(params, updates)
+            zeros = jax.tree.map(
+                jnp.zeros_like,
+                jax.eval_shape(
+                    lambda: grad_fn(
+                        params,
+                        jax.tree.map(lambda x: x[: x.shape[0] // accum], batch),
+                        rng,
+                        step,
+                        True,
+                    )
+                ),
+            )
+            zeros = (zeros[0][0], zeros[0][1], zeros[1])
+            (loss, metrics, grads), _ = jax.lax.scan(
+                micro, zeros, (jnp.arange(accum), _split_micro(batch, accum))
+            )
+            loss, metrics, grads = jax.tree.map(lambda x: x / accum, (loss, metrics, grads))
 
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    if config.skip_nonfinite:
-      # Keep the old state for a bad step; the counter tells the host it happened.
-      new_params, opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o),
-                                           (new_params, opt_state), (params, state['opt_state']))
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=lr_fn(step),
-                   param_norm=optax.tree.norm(new_params))
-    new_state = {'step': step + 1, 'params': new_params, 'opt_state': opt_state,
-                 'nonfinite': state['nonfinite'] + (~finite).astype(jnp.int32)}
-    return new_state, metrics
+        if frozen is not None:
+            keep = step >= config.optim.freeze_steps
+            grads = jax.tree.map(lambda g, f: jnp.where(f & ~keep, 0.0, g), grads, frozen)
+        updates, opt_state = tx.update(grads, state['opt_state'], params)
+        if frozen is not None:
+            updates = jax.tree.map(lambda u, f: jnp.where(f & ~keep, 0.0, u), updates, frozen)
+        new_params = optax.apply_updates(params, updates)
 
-  return step_fn
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if config.skip_nonfinite:
+            # Keep the old state for a bad step; the counter tells the host it happened.
+            new_params, opt_state = jax.tree.map(
+                lambda n, o: jnp.where(finite, n, o),
+                (new_params, opt_state),
+                (params, state['opt_state']),
+            )
+        metrics = dict(
+            metrics,
+            loss=loss,
+            grad_norm=grad_norm,
+            lr=lr_fn(step),
+            param_norm=optax.tree.norm(new_params),
+        )
+        new_state = {
+            'step': step + 1,
+            'params': new_params,
+            'opt_state': opt_state,
+            'nonfinite': state['nonfinite'] + (~finite).astype(jnp.int32),
+        }
+        return new_state, metrics
+
+    return step_fn
 
 
 def merge_pretrained(params, pretrained, log):
-  """Copies every pre-trained leaf whose path and shape match into `params` (fine-tuning);
-  logs what was loaded and what stays freshly initialised."""
-  flat_new = {'/'.join(map(str, k)): v for k, v in _flatten(params)}
-  flat_old = {'/'.join(map(str, k)): v for k, v in _flatten(pretrained)}
-  loaded = [k for k in flat_new if k in flat_old and flat_old[k].shape == flat_new[k].shape]
-  fresh = sorted(set(flat_new) - set(loaded))
-  log.info('init_from: loaded %d of %d parameter arrays; fresh: %s', len(loaded), len(flat_new),
-           fresh if fresh else 'none')
-  if not loaded:
-    raise checkpoint_lib.CheckpointError('init_from: no parameter of the pre-trained run '
-                                         'matches this model (different model.name or size?)')
+    """Copies every pre-trained leaf whose path and shape match into `params` (fine-tuning);
+    logs what was loaded and what stays freshly initialised."""
+    flat_new = {'/'.join(map(str, k)): v for k, v in _flatten(params)}
+    flat_old = {'/'.join(map(str, k)): v for k, v in _flatten(pretrained)}
+    loaded = [k for k in flat_new if k in flat_old and flat_old[k].shape == flat_new[k].shape]
+    fresh = sorted(set(flat_new) - set(loaded))
+    log.info(
+        'init_from: loaded %d of %d parameter arrays; fresh: %s',
+        len(loaded),
+        len(flat_new),
+        fresh if fresh else 'none',
+    )
+    if not loaded:
+        raise checkpoint_lib.CheckpointError(
+            'init_from: no parameter of the pre-trained run '
+            'matches this model (different model.name or size?)'
+        )
 
-  def pick(path, new):
-    key = '/'.join(str(getattr(k, 'key', k)) for k in path)
-    return jnp.asarray(flat_old[key], new.dtype) if key in loaded else new
+    def pick(path, new):
+        key = '/'.join(str(getattr(k, 'key', k)) for k in path)
+        return jnp.asarray(flat_old[key], new.dtype) if key in loaded else new
 
-  return jax.tree_util.tree_map_with_path(pick, params)
+    return jax.tree_util.tree_map_with_path(pick, params)
 
 
 def _flatten(tree):
-  return [(tuple(getattr(k, 'key', k) for k in path), v)
-          for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    return [
+        (tuple(getattr(k, 'key', k) for k in path), v)
+        for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+    ]
 
 
 # ----------------------------------------------------------------------------------------
 # Logging
 # ----------------------------------------------------------------------------------------
 
+
 class MetricLog:
-  """Console progress bar, TensorBoard and a metrics.jsonl file; process 0 only."""
+    """Console progress bar, TensorBoard and a metrics.jsonl file; process 0 only."""
 
-  def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int):
-    self.active = jax.process_index() == 0
-    if not self.active:
-      return
-    import tensorflow as tf  # TensorBoard writer; tf is already a dependency for tf.data.
-    self.writer = tf.summary.create_file_writer(str(workdir / 'tensorboard'))
-    self.tf = tf
-    self.jsonl = open(workdir / 'metrics.jsonl', 'a')
-    self.bar = tqdm.tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
-                         desc='train', file=sys.stdout, mininterval=1.0)
+    def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int):
+        self.active = jax.process_index() == 0
+        if not self.active:
+            return
+        import tensorflow as tf  # TensorBoard writer; tf is already a dependency for tf.data.
 
-  def write(self, step: int, metrics: dict[str, float], prefix: str = 'train'):
-    if not self.active:
-      return
-    with self.writer.as_default():
-      for k, v in metrics.items():
-        self.tf.summary.scalar(f'{prefix}/{k}', v, step=step)
-    self.writer.flush()
-    self.jsonl.write(json.dumps({'step': step, 'split': prefix, **metrics}) + '\n')
-    self.jsonl.flush()
-    if prefix == 'train':
-      shown = {k: metrics[k] for k in ('loss', 'ctc', 'contrastive', 'code_perplexity',
-                                       'audio_s_per_s', 'mfu') if k in metrics}
-      self.bar.set_postfix({k: f'{v:.3g}' for k, v in shown.items()}, refresh=False)
-    else:
-      self.bar.write(f'step {step} {prefix}: ' +
-                     ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+        self.writer = tf.summary.create_file_writer(str(workdir / 'tensorboard'))
+        self.tf = tf
+        self.jsonl = open(workdir / 'metrics.jsonl', 'a')
+        self.bar = tqdm.tqdm(
+            total=total_steps,
+            initial=start_step,
+            dynamic_ncols=True,
+            desc='train',
+            file=sys.stdout,
+            mininterval=1.0,
+        )
 
-  def advance(self, n: int = 1):
-    if self.active:
-      self.bar.update(n)
+    def write(self, step: int, metrics: dict[str, float], prefix: str = 'train'):
+        if not self.active:
+            return
+        with self.writer.as_default():
+            for k, v in metrics.items():
+                self.tf.summary.scalar(f'{prefix}/{k}', v, step=step)
+        self.writer.flush()
+        self.jsonl.write(json.dumps({'step': step, 'split': prefix, **metrics}) + '\n')
+        self.jsonl.flush()
+        if prefix == 'train':
+            shown = {
+                k: metrics[k]
+                for k in ('loss', 'ctc', 'contrastive', 'code_perplexity', 'audio_s_per_s', 'mfu')
+                if k in metrics
+            }
+            self.bar.set_postfix({k: f'{v:.3g}' for k, v in shown.items()}, refresh=False)
+        else:
+            self.bar.write(
+                f'step {step} {prefix}: '
+                + ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
+            )
 
-  def close(self):
-    if self.active:
-      self.bar.close()
-      self.jsonl.close()
-      self.writer.close()
+    def advance(self, n: int = 1):
+        if self.active:
+            self.bar.update(n)
+
+    def close(self):
+        if self.active:
+            self.bar.close()
+            self.jsonl.close()
+            self.writer.close()
 
 
 class StopSignal:
-  """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit 0)."""
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit 0)."""
 
-  def __init__(self):
-    self.received = None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      signal.signal(sig, self._handle)
+    def __init__(self):
+        self.received = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
 
-  def _handle(self, signum, frame):
-    self.received = signal.Signals(signum).name
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
 
 
 # ----------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------
 
+
 def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> dict[str, Any]:
-  """Trains until `config.total_steps` (or `stop_at`, saving there, so that a later call
-  resumes: schedules still follow total_steps); returns the last train and eval metrics."""
-  workdir = pathlib.Path(workdir)
-  log = logging.getLogger('unispeech_jax')
-  sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
-  if jax.process_index() == 0:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'config.json').write_text(config_lib.to_json(config))
+    """Trains until `config.total_steps` (or `stop_at`, saving there, so that a later call
+    resumes: schedules still follow total_steps); returns the last train and eval metrics."""
+    workdir = pathlib.Path(workdir)
+    log = logging.getLogger('unispeech_jax')
+    sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / 'config.json').write_text(config_lib.to_json(config))
 
-  # --- Model, optimizer, mesh ---------------------------------------------------------
-  family = models.get(config.model.name)
-  vocab = pipeline.vocab(config.data)
-  module = family.build(config.model, len(vocab))
-  tx, lr_fn = optim.make(config.optim, config.total_steps)
-  mesh = sharding.make_mesh(config.mesh)
-  rules = sharding.rules(config.mesh)
-  log.info('devices: %d (%s) in %d processes; mesh %s', jax.device_count(),
-           jax.devices()[0].platform, jax.process_count(), sizes)
+    # --- Model, optimizer, mesh ---------------------------------------------------------
+    family = models.get(config.model.name)
+    vocab = pipeline.vocab(config.data)
+    module = family.build(config.model, len(vocab))
+    tx, lr_fn = optim.make(config.optim, config.total_steps)
+    mesh = sharding.make_mesh(config.mesh)
+    rules = sharding.rules(config.mesh)
+    log.info(
+        'devices: %d (%s) in %d processes; mesh %s',
+        jax.device_count(),
+        jax.devices()[0].platform,
+        jax.process_count(),
+        sizes,
+    )
 
-  # --- Sharded init (abstract → shardings → jit(init, out_shardings)) ------------------
-  example = family.dummy_batch(config.data)
-  init_fn = make_init_fn(family, module, tx, example)
-  state, state_shardings = sharding.init_sharded(init_fn, jax.random.key(config.seed), mesh,
-                                                 rules)
-  log.info('parameters: %.2fM', sharding.param_count(state['params']) / 1e6)
-  frozen = (optim.frozen_mask(state['params'], config.optim.freeze_regex)
-            if config.optim.freeze_steps > 0 and config.optim.freeze_regex else None)
+    # --- Sharded init (abstract → shardings → jit(init, out_shardings)) ------------------
+    example = family.dummy_batch(config.data)
+    init_fn = make_init_fn(family, module, tx, example)
+    state, state_shardings = sharding.init_sharded(
+        init_fn, jax.random.key(config.seed), mesh, rules
+    )
+    log.info('parameters: %.2fM', sharding.param_count(state['params']) / 1e6)
+    frozen = (
+        optim.frozen_mask(state['params'], config.optim.freeze_regex)
+        if config.optim.freeze_steps > 0 and config.optim.freeze_regex
+        else None
+    )
 
-  # --- Checkpoints: resume, or start from a pre-trained run -----------------------------
-  ckpt = checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
-  data_state: dict = {}
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, data_state = ckpt.restore(latest, jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
-        state_shardings))
-    log.info('resumed from %s at step %d', ckpt.directory, latest)
-  elif config.init_from:
-    pretrained = checkpoint_lib.Checkpoints(config.init_from).restore_params()
-    state['params'] = jax.jit(lambda p: p, out_shardings=state_shardings['params'])(
-        merge_pretrained(state['params'], pretrained, log))
-  start_step = int(state['step'])
+    # --- Checkpoints: resume, or start from a pre-trained run -----------------------------
+    ckpt = checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
+    data_state: dict = {}
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state, data_state = ckpt.restore(
+            latest,
+            jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                state,
+                state_shardings,
+            ),
+        )
+        log.info('resumed from %s at step %d', ckpt.directory, latest)
+    elif config.init_from:
+        pretrained = checkpoint_lib.Checkpoints(config.init_from).restore_params()
+        state['params'] = jax.jit(lambda p: p, out_shardings=state_shardings['params'])(
+            merge_pretrained(state['params'], pretrained, log)
+        )
+    start_step = int(state['step'])
 
-  # --- Compiled steps ------------------------------------------------------------------
-  batch_shard = sharding.batch_sharding(mesh)
-  train_step = jax.jit(make_train_step(family, module, tx, lr_fn, config, frozen),
-                       in_shardings=(state_shardings, batch_shard),
-                       out_shardings=(state_shardings, None), donate_argnums=(0,))
+    # --- Compiled steps ------------------------------------------------------------------
+    batch_shard = sharding.batch_sharding(mesh)
+    train_step = jax.jit(
+        make_train_step(family, module, tx, lr_fn, config, frozen),
+        in_shardings=(state_shardings, batch_shard),
+        out_shardings=(state_shardings, None),
+        donate_argnums=(0,),
+    )
 
-  # --- Data ----------------------------------------------------------------------------
-  train_iter = pipeline.make_train_iter(
-      config.data, seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), start_position=data_state.get('position', 0))
+    # --- Data ----------------------------------------------------------------------------
+    train_iter = pipeline.make_train_iter(
+        config.data,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        start_position=data_state.get('position', 0),
+    )
 
-  peak = config.peak_flops_per_device or perf.matmul_ceiling()
-  metric_log = MetricLog(workdir, config.total_steps, start_step)
-  stop = StopSignal()
-  evaluator = evaluate_lib.Evaluator(config, family, module, mesh, vocab, rules)
-  last_train: dict[str, float] = {}
-  last_eval: dict[str, float] = {}
-  window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
+    peak = config.peak_flops_per_device or perf.matmul_ceiling()
+    metric_log = MetricLog(workdir, config.total_steps, start_step)
+    stop = StopSignal()
+    evaluator = evaluate_lib.Evaluator(config, family, module, mesh, vocab, rules)
+    last_train: dict[str, float] = {}
+    last_eval: dict[str, float] = {}
+    window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
 
-  def save(step, force=False):
-    ckpt.save(step, state, {'position': train_iter.position, 'stats': train_iter.stats()},
-              force=force)
+    def save(step, force=False):
+        ckpt.save(
+            step, state, {'position': train_iter.position, 'stats': train_iter.stats()}, force=force
+        )
 
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    step = start_step
-    last_step = min(config.total_steps, stop_at or config.total_steps)
-    while step < last_step:
-      local = next(train_iter)
-      window['audio'] += float(local['audio_mask'].sum()) * jax.process_count() / \
-          config.data.sample_rate
-      window['flops'] += family.flops_per_batch(
-          config.model, {k: (v.shape[0] * jax.process_count(), *v.shape[1:])
-                         for k, v in local.items()})
-      state, metrics = train_step(state, sharding.global_batch(local, mesh))
-      step += 1
-      window['steps'] += 1
-      metric_log.advance()
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        step = start_step
+        last_step = min(config.total_steps, stop_at or config.total_steps)
+        while step < last_step:
+            local = next(train_iter)
+            window['audio'] += (
+                float(local['audio_mask'].sum()) * jax.process_count() / config.data.sample_rate
+            )
+            window['flops'] += family.flops_per_batch(
+                config.model,
+                {k: (v.shape[0] * jax.process_count(), *v.shape[1:]) for k, v in local.items()},
+            )
+            state, metrics = train_step(state, sharding.global_batch(local, mesh))
+            step += 1
+            window['steps'] += 1
+            metric_log.advance()
 
-      if step % config.log_every == 0 or step == config.total_steps:
-        metrics = jax.device_get(metrics)
-        nonfinite = int(state['nonfinite'])
-        elapsed = time.perf_counter() - window['time']
-        last_train = {k: float(v) for k, v in metrics.items()}
-        last_train.update(
-            audio_s_per_s=window['audio'] / elapsed, s_per_step=elapsed / window['steps'],
-            mfu=perf.mfu(window['flops'], elapsed, peak, jax.device_count()),
-            nonfinite_steps=nonfinite)
-        metric_log.write(step, last_train)
-        window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
-        if nonfinite and not config.skip_nonfinite:
-          ckpt.wait()
-          raise FloatingPointError(
-              f'non-finite loss or gradient before step {step} (loss={last_train["loss"]}); '
-              f'stopping without saving. The last good checkpoint is step '
-              f'{ckpt.latest_step()} in {ckpt.directory}. Lower optim.lr, check the data, '
-              f'or set skip_nonfinite=True to skip such steps.')
+            if step % config.log_every == 0 or step == config.total_steps:
+                metrics = jax.device_get(metrics)
+                nonfinite = int(state['nonfinite'])
+                elapsed = time.perf_counter() - window['time']
+                last_train = {k: float(v) for k, v in metrics.items()}
+                last_train.update(
+                    audio_s_per_s=window['audio'] / elapsed,
+                    s_per_step=elapsed / window['steps'],
+                    mfu=perf.mfu(window['flops'], elapsed, peak, jax.device_count()),
+                    nonfinite_steps=nonfinite,
+                )
+                metric_log.write(step, last_train)
+                window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
+                if nonfinite and not config.skip_nonfinite:
+                    ckpt.wait()
+                    raise FloatingPointError(
+                        f'non-finite loss or gradient before step {step} (loss={last_train["loss"]}); '
+                        f'stopping without saving. The last good checkpoint is step '
+                        f'{ckpt.latest_step()} in {ckpt.directory}. Lower optim.lr, check the data, '
+                        f'or set skip_nonfinite=True to skip such steps.'
+                    )
 
-      if step % config.eval_every == 0 or step == config.total_steps:
-        last_eval = evaluator.run(state['params'], config.data.eval_split,
-                                  max_batches=config.eval_max_batches)
-        metric_log.write(step, last_eval, prefix=config.data.eval_split)
-        window['time'] = time.perf_counter()  # eval time is not training throughput
+            if step % config.eval_every == 0 or step == config.total_steps:
+                last_eval = evaluator.run(
+                    state['params'], config.data.eval_split, max_batches=config.eval_max_batches
+                )
+                metric_log.write(step, last_eval, prefix=config.data.eval_split)
+                window['time'] = time.perf_counter()  # eval time is not training throughput
 
-      if step % config.checkpoint_every == 0 or step == last_step:
-        save(step)
-      if stop.received:
-        log.warning('%s received: saving step %d and exiting', stop.received, step)
-        save(step, force=True)
-        break
+            if step % config.checkpoint_every == 0 or step == last_step:
+                save(step)
+            if stop.received:
+                log.warning('%s received: saving step %d and exiting', stop.received, step)
+                save(step, force=True)
+                break
 
-  ckpt.close()
-  metric_log.close()
-  stats = train_iter.stats()
-  if any(stats.values()):
-    log.info('input pipeline: %s', stats)
-  return {'train': last_train, 'eval': last_eval, 'step': step}
+    ckpt.close()
+    metric_log.close()
+    stats = train_iter.stats()
+    if any(stats.values()):
+        log.info('input pipeline: %s', stats)
+    return {'train': last_train, 'eval': last_eval, 'step': step}
 
 
 def main(argv):
-  del argv
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
-  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
-  if _WORKDIR.value is None:
-    raise app.UsageError('--workdir is required')
-  maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  try:
-    train(_CONFIG.value, _WORKDIR.value, stop_at=_STOP_AT.value)
-  except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError,
-          FloatingPointError) as e:
-    logging.error('%s: %s', type(e).__name__, e)
-    sys.exit(2)
+    del argv
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
+    if _WORKDIR.value is None:
+        raise app.UsageError('--workdir is required')
+    maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:
+        train(_CONFIG.value, _WORKDIR.value, stop_at=_STOP_AT.value)
+    except (
+        config_lib.ConfigError,
+        checkpoint_lib.CheckpointError,
+        pipeline.DataError,
+        FloatingPointError,
+    ) as e:
+        logging.error('%s: %s', type(e).__name__, e)
+        sys.exit(2)
 
 
 if __name__ == '__main__':
-  app.run(main)
+    app.run(main)
