@@ -414,14 +414,21 @@ def loss_fn(module: UniSpeech, params, batch: Mapping[str, Any], rng, step, trai
     return _pretrain_loss_fn(module, params, batch, rng, step, train)
 
 
+def _batch_parts(a: ModelArgs, batch):
+    """audio [B,S], audio_mask bool [B,S], weight [B], labelled [B] and the frames that count:
+    valid bool [B,T] (real frames of real, weight > 0, examples)."""
+    audio_mask = batch["audio_mask"].astype(bool)
+    weight = batch["weight"].astype(jnp.float32)
+    labelled = batch["labelled"].astype(jnp.float32)
+    valid = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride) & (weight > 0)[:, None]
+    return batch["audio"], audio_mask, weight, labelled, valid
+
+
 def _pretrain_loss_fn(module, params, batch, rng, step, train):
     a = module.args
     rngs = _split_rngs(rng)
     mask_rng, neg_rng = jax.random.split(rngs["mask"])
-    audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
-    weight = batch["weight"].astype(jnp.float32)
-    labelled = batch["labelled"].astype(jnp.float32)
-    valid = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride) & (weight > 0)[:, None]
+    audio, audio_mask, weight, labelled, valid = _batch_parts(a, batch)
 
     mask_time = masking.span_mask(mask_rng, valid, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks)
     candidates = valid if a.negatives_from_everywhere else mask_time
@@ -479,10 +486,7 @@ def _ctc_loss_fn(module, params, batch, rng, step, train):
     a = module.args
     rngs = _split_rngs(rng)
     time_rng, channel_rng = jax.random.split(rngs["mask"])
-    audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
-    weight = batch["weight"].astype(jnp.float32)
-    labelled = batch["labelled"].astype(jnp.float32)
-    valid = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
+    audio, audio_mask, weight, labelled, valid = _batch_parts(a, batch)
     mask_time = mask_channel = None
     if train and a.mask_time_prob > 0:
         mask_time = masking.span_mask(time_rng, valid, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks)
@@ -497,8 +501,8 @@ def _ctc_loss_fn(module, params, batch, rng, step, train):
     w = weight * labelled
     sentences = jnp.maximum(jnp.sum(w), 1.0)
     loss = jnp.sum(jnp.where(w > 0, ctc, 0.0) * w) / sentences
-    n_frames = jnp.maximum(jnp.sum(valid & (weight > 0)[:, None]), 1.0)
-    masked = 0.0 if mask_time is None else jnp.sum(mask_time & (weight > 0)[:, None]) / n_frames
+    n_frames = jnp.maximum(jnp.sum(valid), 1.0)
+    masked = 0.0 if mask_time is None else jnp.sum(mask_time) / n_frames
     metrics = {"loss": loss, "ctc": loss, "masked_fraction": jnp.asarray(masked, jnp.float32)}
     return loss, metrics
 
