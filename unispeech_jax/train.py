@@ -377,6 +377,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
+    flops_by_shape: dict[tuple, float] = {}
 
     def save(step, force=False):
         ckpt.save(
@@ -391,10 +392,11 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
             window['audio'] += (
                 float(local['audio_mask'].sum()) * jax.process_count() / config.data.sample_rate
             )
-            window['flops'] += family.flops_per_batch(
-                config.model,
-                {k: (v.shape[0] * jax.process_count(), *v.shape[1:]) for k, v in local.items()},
-            )
+            shapes = {k: (v.shape[0] * jax.process_count(), *v.shape[1:]) for k, v in local.items()}
+            key = tuple(sorted(shapes.items()))
+            if key not in flops_by_shape:  # one count per length bucket, not per step
+                flops_by_shape[key] = family.flops_per_batch(config.model, shapes)
+            window['flops'] += flops_by_shape[key]
             state, metrics = train_step(state, sharding.global_batch(local, mesh))
             step += 1
             window['steps'] += 1
