@@ -230,3 +230,19 @@ def test_flops_match_xla_cost_analysis(objective):
     ours = unispeech.flops_per_batch(cfg, {k: v.shape for k, v in batch.items()}, vocab_size=VOCAB)
     ratio = ours / cost["flops"]
     assert 0.75 < ratio < 1.25, (ours, cost["flops"], ratio)
+
+
+def test_mixed_ctc_warmup_ramps_the_replacement_probability():
+    """replace_warmup_steps: r·min(step/warm-up, 1); at step 0 nothing is replaced."""
+    cfg, module, params = build(replace_prob=0.5, replace_warmup_steps=100)
+    _, unmixed, _ = build(replace_prob=0.0)
+    batch = make_batch(labelled=(1.0, 1.0, 1.0))
+    batch["phones_mask"][:, :4] = True
+    rng = jax.random.key(5)
+    ramps = {step: float(loss(module, params, batch, rng, step, True)[1]["replace_prob"]) for step in (0, 50, 400)}
+    assert ramps == {0: 0.0, 50: 0.25, 400: 0.5}
+    at_start = loss(module, params, batch, rng, 0, True)[1]["ctc"]
+    without = loss(unmixed, params, batch, rng, 0, True)[1]["ctc"]
+    later = loss(module, params, batch, rng, 400, True)[1]["ctc"]
+    np.testing.assert_allclose(at_start, without, rtol=1e-6)
+    assert abs(float(later) - float(without)) > 1e-3

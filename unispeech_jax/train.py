@@ -225,7 +225,8 @@ def _flatten(tree):
 class MetricLog:
     """Console progress bar, TensorBoard and a metrics.jsonl file; process 0 only."""
 
-    def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int):
+    def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int, start_time: float):
+        self.start = start_time
         self.active = jax.process_index() == 0
         if not self.active:
             return
@@ -250,7 +251,10 @@ class MetricLog:
             for k, v in metrics.items():
                 self.tf.summary.scalar(f'{prefix}/{k}', v, step=step)
         self.writer.flush()
-        self.jsonl.write(json.dumps({'step': step, 'split': prefix, **metrics}) + '\n')
+        # wall_min: minutes since this process entered train(), set-up and compiles included.
+        wall_min = (time.perf_counter() - self.start) / 60.0
+        record = {'step': step, 'split': prefix, 'wall_min': round(wall_min, 3), **metrics}
+        self.jsonl.write(json.dumps(record) + '\n')
         self.jsonl.flush()
         if prefix == 'train':
             shown = {
@@ -296,6 +300,7 @@ class StopSignal:
 def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> dict[str, Any]:
     """Trains until `config.total_steps` (or `stop_at`, saving there, so that a later call
     resumes: schedules still follow total_steps); returns the last train and eval metrics."""
+    start_time = time.perf_counter()
     workdir = pathlib.Path(workdir)
     log = logging.getLogger('unispeech_jax')
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
@@ -361,6 +366,9 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         donate_argnums=(0,),
     )
 
+    # Measured before the input threads start, so they do not lower the ceiling.
+    peak = config.peak_flops_per_device or perf.matmul_ceiling()
+
     # --- Data ----------------------------------------------------------------------------
     train_iter = pipeline.make_train_iter(
         config.data,
@@ -370,8 +378,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         start_position=data_state.get('position', 0),
     )
 
-    peak = config.peak_flops_per_device or perf.matmul_ceiling()
-    metric_log = MetricLog(workdir, config.total_steps, start_step)
+    metric_log = MetricLog(workdir, config.total_steps, start_step, start_time)
     stop = StopSignal()
     evaluator = evaluate_lib.Evaluator(config, family, module, mesh, vocab, rules)
     last_train: dict[str, float] = {}

@@ -40,6 +40,13 @@ Objective 'pretrain' (UniSpeech multitask, official microsoft/UniSpeech fairseq 
     the official normalisation (criterion `wav2vec_mtl`): CTC summed over utterances, InfoNCE
     summed over masked frames, diversity times the masked-frame count, and the whole loss
     divided by the number of masked frames (fairseq's sample_size).
+  * mixed-CTC warm-up (`replace_warmup_steps`, not in the official code, 0 = off): the
+    replacement probability ramps linearly from 0 to r. Why: before CTC leaves its all-blank
+    plateau the quantized codes carry no phonetic information, and replacing half of the CTC
+    input by them keeps CTC on the plateau; a plateaued CTC then makes the context constant,
+    which leaves the contrastive task at chance and (with a small diversity weight) lets the
+    codebook collapse. Measured on one tiny-config batch: CTC left the plateau after ~100
+    steps with r = 0 and not within 150 steps with r = 0.5.
   * not implemented: fairseq's conv-feature L2 penalty (`features_pen`), whose weight is 0
     in the official UniSpeech recipes (`--loss-weights '[0.1, 0]'`).
   * eval (train=False) still masks (deterministically from `rng`) so the contrastive loss is
@@ -90,6 +97,8 @@ Model config keys (`config.model`):
   diversity_loss_weight        w_d
   ctc_weight                   α (0 = contrastive only, e.g. continued pre-training)
   replace_prob                 mixed-CTC replacement probability r
+  replace_warmup_steps         ramp r linearly from 0 over this many steps (0 = constant r,
+                               the official recipe; see 'mixed-CTC warm-up' above)
   mixed_ctc_projection         'transpose' (official recipe, HF UniSpeech) or 'standard' (wav2vec2)
   dtype                        compute dtype ('float32', 'bfloat16'); params stay float32
   scan_layers                  nn.scan over Transformer layers (leading 'layers' param axis)
@@ -157,6 +166,7 @@ class ModelArgs:
     diversity_loss_weight: float = 0.1
     ctc_weight: float = 0.5
     replace_prob: float = 0.5
+    replace_warmup_steps: int = 0
     mixed_ctc_projection: str = "transpose"
     dtype: str = "float32"
     scan_layers: bool = True
@@ -286,13 +296,15 @@ class UniSpeech(nn.Module):
         return self.q2h_proj(q)
 
     def pretrain(self, audio, audio_mask, mask_time, temperature=2.0, train: bool = False,
-                 with_ctc: bool = True, mix_ctc: bool = True, perplexity_frames=None):
+                 with_ctc: bool = True, mix_ctc: bool = True, perplexity_frames=None,
+                 replace_prob=None):
         """UniSpeech pre-training forward.
 
         Returns dict: pred [B,T,P] and targets [B,T,P] (contrastive pair; P = D for
         'transpose', proj_codevector_dim for 'standard'), perplexity (quantizer's, over
         `perplexity_frames`, default masked valid frames), code_ids [B,T,G], ctc_logits [B,T,V]
         (if with_ctc; mixed CTC when mix_ctc, rng stream 'mixed'), frame_valid, hidden.
+        replace_prob: mixed-CTC probability (scalar, may be traced); default `args.replace_prob`.
         """
         a = self.args
         out = self.encode(audio, audio_mask, mask_time=mask_time, train=train)
@@ -309,11 +321,13 @@ class UniSpeech(nn.Module):
                   "frame_valid": valid, "hidden": hidden}
         if with_ctc:
             ctc_in = hidden
+            if replace_prob is None:
+                replace_prob = a.replace_prob
             if mix_ctc and a.replace_prob > 0:
                 # A second, independently sampled quantizer pass feeds the mixed CTC input.
                 q2 = self.quantizer(z, valid, temperature, train)[0] if train else q
                 ctc_in = losses.mix_ctc_inputs(
-                    self.make_rng("mixed"), hidden, self._quantized_to_model_space(q2), a.replace_prob
+                    self.make_rng("mixed"), hidden, self._quantized_to_model_space(q2), replace_prob
                 )
             ctc_in = self.final_dropout(ctc_in, deterministic=not train)
             result["ctc_logits"] = self.ctc_proj(ctc_in)
@@ -405,7 +419,8 @@ def loss_fn(module: UniSpeech, params, batch: Mapping[str, Any], rng, step, trai
 
     Metrics, 'pretrain': loss; contrastive (InfoNCE per masked frame); diversity; ctc (mean
     CTC NLL per labelled utterance); code_perplexity (hard argmax codes) and prob_perplexity
-    (soft, what the diversity loss uses) over masked frames; temperature; accuracy (masked
+    (soft, what the diversity loss uses) over masked frames; temperature; replace_prob
+    (mixed-CTC probability this step); accuracy (masked
     frames whose positive beats every distractor); masked_fraction (of valid frames);
     labelled_fraction. 'ctc': loss, ctc, masked_fraction.
     """
@@ -435,10 +450,14 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
     negatives = masking.sample_negatives(neg_rng, candidates, a.num_negatives)
     temperature = gumbel_temperature(step, *a.gumbel_temperature)
     with_ctc = a.ctc_weight > 0
+    replace_prob = a.replace_prob
+    if a.replace_warmup_steps > 0:
+        ramp = jnp.minimum(jnp.asarray(step, jnp.float32) / a.replace_warmup_steps, 1.0)
+        replace_prob = a.replace_prob * ramp
 
     out, state = module.apply(
         {"params": params}, audio, audio_mask, mask_time, temperature, train, with_ctc,
-        method=UniSpeech.pretrain, rngs={k: rngs[k] for k in ("dropout", "gumbel", "mixed")},
+        replace_prob=replace_prob, method=UniSpeech.pretrain, rngs={k: rngs[k] for k in ("dropout", "gumbel", "mixed")},
         mutable=["intermediates"],
     )
     # Per-frame InfoNCE, weighted per example (labelled examples carry 1 − α of it).
@@ -476,6 +495,7 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
         "code_perplexity": code_ppl,
         "prob_perplexity": prob_ppl,
         "temperature": jnp.asarray(temperature, jnp.float32),
+        "replace_prob": jnp.asarray(replace_prob, jnp.float32),
         "accuracy": jnp.sum(weight[:, None] * correct) / denom,
         "masked_fraction": num_masked / jnp.maximum(jnp.sum(valid), 1.0),
     })
