@@ -425,7 +425,7 @@ class Decoder(nn.Module):
     → (hidden [B,L,D], cache). Without a cache, step i attends to valid steps j ≤ i. With a
     cache (`init_cache`), x holds the steps index … index+L−1; they are appended and attend to
     every valid cached step at or before them; the returned cache has index += L.
-    Layerdrop as in the encoder (training only; never with a cache).
+    Layerdrop as in the encoder (training only).
     """
 
     args: ModelArgs
