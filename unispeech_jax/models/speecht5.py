@@ -37,8 +37,8 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
-its running statistics. Layers are unscanned (`layers_0` …); the decoder is small and the
-encoder needs the relative-position table shared across layers.
+its running statistics. Layers are unscanned (`layers_0` …): there is no scan / remat switch
+yet, so compile time grows with depth.
 """
 
 from __future__ import annotations
