@@ -1,4 +1,5 @@
-"""Losses of UniSpeech: contrastive (InfoNCE), codebook diversity, CTC and the mixed-CTC input.
+"""Losses of UniSpeech (contrastive InfoNCE, codebook diversity, CTC, the mixed-CTC input) and
+SpeechT5 (masked prediction, spectrogram L1 + stop-token BCE, text MLE).
 
 All losses compute in float32 whatever the input dtype.
 """
@@ -151,3 +152,66 @@ def mix_ctc_inputs(rng, context, quantized, prob: float):
     """
     pick = jax.random.bernoulli(rng, prob, context.shape[:2])
     return jnp.where(pick[:, :, None], quantized.astype(context.dtype), context)
+
+
+# --------------------------------------------------------------------------------------------
+# SpeechT5 (masked prediction, spectrogram reconstruction, stop token, text MLE)
+# --------------------------------------------------------------------------------------------
+
+
+def _masked_mean(values, mask):
+    """Mean of `values` where `mask` (same shape) is True; 0 when nothing is selected."""
+    mask = mask.astype(jnp.float32)
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def masked_prediction_loss(logits, targets, mask):
+    """HuBERT-style cross-entropy at masked frames, averaged over them.
+
+    logits: [B, T, C] (SpeechT5's cosine logits over k-means clusters); targets: int [B, T];
+    mask: bool [B, T] frames that count (masked and valid). Returns (loss, accuracy) scalars.
+    """
+    logits = logits.astype(jnp.float32)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    return _masked_mean(nll, mask), _masked_mean(correct, mask)
+
+
+def stop_labels(frame_valid):
+    """Stop-token targets from bool [B, N] frame validity: 1.0 at each utterance's last real
+    frame, 0.0 elsewhere (right padding assumed)."""
+    valid = frame_valid.astype(bool)
+    next_valid = jnp.pad(valid[:, 1:], ((0, 0), (0, 1)))
+    return (valid & ~next_valid).astype(jnp.float32)
+
+
+def spectrogram_loss(mel_before, mel_after, stop_logits, target, frame_valid, pos_weight=5.0):
+    """SpeechT5 speech-decoder loss: L1(before post-net) + L1(after) and the stop-token BCE.
+
+    mel_before, mel_after, target: [B, N, M]; stop_logits: [B, N]; frame_valid: bool [B, N].
+    L1 terms average over the valid frames' mel bins; the BCE averages over valid frames with
+    the positive (stop) term weighted by `pos_weight`, so the one stop frame per utterance is
+    not drowned by the others. Returns (l1, bce) float32 scalars.
+    """
+    target = target.astype(jnp.float32)
+    bins = jnp.broadcast_to(frame_valid[..., None], target.shape)
+    l1 = _masked_mean(jnp.abs(mel_before.astype(jnp.float32) - target), bins) + _masked_mean(
+        jnp.abs(mel_after.astype(jnp.float32) - target), bins
+    )
+    x = stop_logits.astype(jnp.float32)
+    y = stop_labels(frame_valid)
+    bce = -(pos_weight * y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
+    return l1, _masked_mean(bce, frame_valid)
+
+
+def text_nll_loss(logits, labels, label_valid, label_smoothing: float = 0.0):
+    """Token-level cross-entropy (MLE) averaged over valid target tokens.
+
+    logits: [B, L, V]; labels: int [B, L]; label_valid: bool [B, L]. With label_smoothing ε
+    the target is (1 − ε)·one-hot + ε/V (uniform), as torch's CrossEntropyLoss does.
+    """
+    logits = logits.astype(jnp.float32)
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return _masked_mean(optax.softmax_cross_entropy(logits, targets), label_valid)

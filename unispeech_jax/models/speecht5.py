@@ -1,0 +1,912 @@
+"""SpeechT5 (arXiv 2110.07205): one encoder–decoder Transformer with modality pre/post-nets.
+
+    speech [B,S] ─ speech-encoder pre-net ─┐                      ┌─ text-decoder pre/post-net → logits [B,L,V]
+                                           ├─ encoder [B,T,D] ─ (cross-modal VQ) ─ decoder ─┤
+    text  [B,L]  ─ text-encoder pre-net ───┘                      └─ speech-decoder pre/post-net → mel, stop
+
+Parameter names and every numerical detail follow Hugging Face `SpeechT5For{SpeechToText,
+TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table:
+
+  * speech-encoder pre-net: the wav2vec 2.0 conv feature encoder and feature projection
+    (layers.py), optional time mask embedding, positional conv (added, padding frames are *not*
+    zeroed first, as HF), then fixed sinusoidal positions of the fairseq kind (sin | cos halves,
+    position ids start at pad_token_id + 1, padding frames get a zero vector).
+  * text-encoder pre-net: token embedding + alpha · (interleaved sin/cos table) + dropout.
+  * encoder: LN → dropout → post-LN blocks. Every block's attention adds a Shaw-style relative
+    position term on keys: logits[i, j] += (q_i / sqrt(d_h)) · E[clip(i − j, −M, M − 1) + M],
+    E [2M, d_h] shared by all layers and heads (M = encoder_max_relative_position).
+  * decoder: post-LN blocks with causal self-attention, cross-attention, FFN. Incremental
+    decoding takes an explicit cache pytree (`init_cache`) and equals full-sequence decoding.
+  * text-decoder pre-net: embedding · (sqrt(D) if scale_embedding) + fairseq sinusoidal
+    positions; post-net: output projection tied to the same embedding (no bias). One text
+    embedding is shared by the text-encoder pre-net, text-decoder pre-net and output projection
+    (as the paper's shared text embedding; HF keeps one per model class).
+  * speech-decoder pre-net: n × (Dense(units) → ReLU → dropout that is also on at inference
+    (Tacotron 2), mask shared by the batch) → Dense(D) → + alpha · table → dropout → concat the
+    L2-normalised speaker embedding → Dense(D) → ReLU. The always-on dropout is controlled by
+    the explicit `prenet_dropout` flag (rng stream 'prenet') so evaluation can be deterministic.
+  * speech-decoder post-net: Dense → r mel frames per step, Dense → r stop logits, then a
+    conv post-net (Conv1d no bias → BatchNorm → tanh (not on the last) → dropout) added as a
+    residual. BatchNorm statistics live in the 'batch_stats' collection.
+  * cross-modal vector quantizer (pre-training only; HF has none): Gumbel VQ (quantizer.py) on
+    the encoder output with codewords of width D, and a random `vq_replace_prob` fraction of
+    valid positions replaced by their quantized vectors before cross-attention (rng 'vq').
+    The perplexity it returns feeds the diversity loss.
+  * masked-prediction head (pre-training only; HF has none): HuBERT-style cosine logits
+    between `final_proj(encoder output)` and one embedding per k-means cluster, / `logit_temp`.
+
+Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
+r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
+its running statistics. Layers are unscanned (`layers_0` …): there is no scan / remat switch
+yet, so compile time grows with depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from unispeech_jax.models import layers
+from unispeech_jax.models.quantizer import GumbelVectorQuantizer
+
+Dtype = Any
+_MASK_VALUE = (
+    -1e30
+)  # finite, so a fully masked row gives a uniform softmax instead of NaN
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelArgs:
+    """Hashable, typed copy of `config.model`; defaults are the SpeechT5 base model.
+
+    Field names follow `transformers.SpeechT5Config` where both have the field.
+    """
+
+    name: str = "speecht5"
+    # speech-encoder pre-net
+    conv_dim: tuple = (512,) * 7
+    conv_kernel: tuple = (10, 3, 3, 3, 3, 2, 2)
+    conv_stride: tuple = (5, 2, 2, 2, 2, 2, 2)
+    conv_bias: bool = False
+    feat_extract_norm: str = "group"
+    feature_grad_mult: float = 1.0
+    feat_proj_dropout: float = 0.0
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    max_speech_positions: int = 4000
+    # text pre-nets
+    pad_token_id: int = 1
+    max_text_positions: int = 450
+    scale_embedding: bool = False
+    # shared encoder-decoder
+    hidden_size: int = 768
+    encoder_layers: int = 12
+    encoder_attention_heads: int = 12
+    encoder_ffn_dim: int = 3072
+    encoder_layerdrop: float = 0.1
+    encoder_max_relative_position: int = 160
+    decoder_layers: int = 6
+    decoder_attention_heads: int = 12
+    decoder_ffn_dim: int = 3072
+    decoder_layerdrop: float = 0.1
+    layer_norm_eps: float = 1e-5
+    positional_dropout: float = 0.1
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.1
+    # speech-decoder pre-/post-net
+    num_mel_bins: int = 80
+    reduction_factor: int = 2
+    speech_decoder_prenet_layers: int = 2
+    speech_decoder_prenet_units: int = 256
+    speech_decoder_prenet_dropout: float = 0.5
+    speaker_embedding_dim: int = 512
+    speech_decoder_postnet_layers: int = 5
+    speech_decoder_postnet_units: int = 256
+    speech_decoder_postnet_kernel: int = 5
+    speech_decoder_postnet_dropout: float = 0.5
+    # pre-training heads
+    num_codevector_groups: int = 2
+    num_codevectors_per_group: int = 100
+    gumbel_temperature: tuple = (2.0, 0.5, 0.999995)
+    vq_replace_prob: float = 0.1
+    num_clusters: int = 500
+    final_dim: int = 256
+    logit_temp: float = 0.1
+    dtype: str = "float32"
+
+    @classmethod
+    def from_config(cls, model_cfg) -> ModelArgs:
+        """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
+        if isinstance(model_cfg, ModelArgs):
+            return model_cfg
+        raw = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown config.model keys for speecht5: {unknown}")
+        args = cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        )
+        args.validate()
+        return args
+
+    def validate(self):
+        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
+            raise ValueError(
+                "model.conv_dim, conv_kernel and conv_stride must have the same length"
+            )
+        d = self.hidden_size
+        if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
+            raise ValueError(
+                "hidden_size must be divisible by the encoder and decoder head counts"
+            )
+        if d % self.num_conv_pos_embedding_groups or d % self.num_codevector_groups:
+            raise ValueError(
+                "hidden_size must be divisible by num_conv_pos_embedding_groups and num_codevector_groups"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.dtype)
+
+
+def default_config():
+    """`config.model` with every key at its SpeechT5 base default (a ConfigDict)."""
+    import ml_collections
+
+    return ml_collections.ConfigDict(ModelArgs().to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Position encodings (fixed tables and the relative-position embedding)
+# --------------------------------------------------------------------------------------------
+
+
+def fairseq_sinusoidal(positions, dim: int, padding_idx: int):
+    """fairseq/Speech2Text sinusoids for int [B,T] position ids → float32 [B,T,dim].
+
+    Row p is [sin(p·f_0..f_{h-1}), cos(p·f_0..f_{h-1})] with h = dim//2 and
+    f_k = exp(−k·ln(10000)/(h − 1)); an odd dim gets a zero last column; the padding id maps
+    to zeros.
+    """
+    half = dim // 2
+    freqs = jnp.exp(
+        jnp.arange(half, dtype=jnp.float32) * -(math.log(10000.0) / (half - 1))
+    )
+    angles = positions.astype(jnp.float32)[..., None] * freqs
+    emb = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
+    return jnp.where((positions == padding_idx)[..., None], 0.0, emb)
+
+
+def padded_position_ids(valid, padding_idx: int, offset=0):
+    """fairseq position ids: the n-th real step (1-based) → padding_idx + offset + n; padding →
+    padding_idx. valid bool [B,T]; offset: steps already decoded (int or traced scalar)."""
+    valid = valid.astype(jnp.int32)
+    return (jnp.cumsum(valid, axis=1) + offset) * valid + padding_idx
+
+
+def scaled_position_table(start, length: int, dim: int):
+    """ESPnet table rows start … start+length−1 → float32 [length, dim] (sin even, cos odd
+    columns, frequency exp(−2k·ln(10000)/dim)); `start` may be traced."""
+    position = (start + jnp.arange(length)).astype(jnp.float32)[:, None]
+    div = jnp.exp(jnp.arange(0, dim, 2, dtype=jnp.float32) * -(math.log(10000.0) / dim))
+    table = jnp.zeros((length, dim), jnp.float32)
+    table = table.at[:, 0::2].set(jnp.sin(position * div))
+    return table.at[:, 1::2].set(jnp.cos(position * div)[:, : dim // 2])
+
+
+def relative_position_ids(q_len: int, k_len: int, max_distance: int):
+    """int [q_len, k_len] rows of the relative table: clip(i − j, −M, M − 1) + M."""
+    distance = jnp.arange(q_len)[:, None] - jnp.arange(k_len)[None, :]
+    return jnp.clip(distance, -max_distance, max_distance - 1) + max_distance
+
+
+class RelativePositionalEncoding(nn.Module):
+    """Shaw et al. key embeddings E [2M, d_h] gathered per (query, key) pair → [T, T, d_h]."""
+
+    head_dim: int
+    max_distance: int
+
+    @nn.compact
+    def __call__(self, length: int):
+        table = self.param(
+            "pe_k",
+            layers._part(nn.initializers.normal(1.0), ("relpos", "head_dim")),
+            (2 * self.max_distance, self.head_dim),
+        )
+        return jnp.take(
+            table, relative_position_ids(length, length, self.max_distance), axis=0
+        )
+
+
+class ScaledPositionalEncoding(nn.Module):
+    """x + alpha · table[offset:offset+T] → dropout, on [B,T,D] (learned scalar alpha)."""
+
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x, offset=0, deterministic: bool = True):
+        alpha = self.param("alpha", layers._part(nn.initializers.ones, ()), ())
+        table = scaled_position_table(offset, x.shape[1], x.shape[-1])
+        x = x + (alpha * table).astype(x.dtype)
+        return nn.Dropout(self.dropout)(x, deterministic=deterministic)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention and blocks
+# --------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head attention with an optional relative-position term and self-attention cache.
+
+    __call__(x [B,Tq,D], kv_input [B,Tk,D], mask bool [B,1,Tq,Tk'], position_bias [Tq,Tk,d_h]
+    or None, cache {'k','v': [B,Tmax,D]} or None, index: where x's first step goes in the cache)
+    → (out [B,Tq,D], updated cache or None). With a cache, the keys/values of x are written
+    at `index` and the queries attend over all Tmax cached steps (mask is [B,1,Tq,Tmax]).
+    Softmax in float32, masked logits get a big finite negative.
+    """
+
+    hidden_size: int
+    num_heads: int
+    dropout: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        x,
+        kv_input,
+        mask,
+        position_bias=None,
+        cache=None,
+        index=0,
+        deterministic=True,
+    ):
+        b, tq, d = x.shape
+        h = self.num_heads
+        hd = d // h
+        dense = lambda name: layers._dense(d, ("embed", "heads"), self.dtype, name)
+        q = dense("q_proj")(x) * (hd**-0.5)
+        k = dense("k_proj")(kv_input)
+        v = dense("v_proj")(kv_input)
+        if cache is not None:
+            k = jax.lax.dynamic_update_slice(
+                cache["k"], k.astype(cache["k"].dtype), (0, index, 0)
+            )
+            v = jax.lax.dynamic_update_slice(
+                cache["v"], v.astype(cache["v"].dtype), (0, index, 0)
+            )
+            cache = {"k": k, "v": v}
+        q = nn.with_logical_constraint(q, layers.ACT_BTH).reshape(b, tq, h, hd)
+        k = k.reshape(b, -1, h, hd)
+        v = v.reshape(b, -1, h, hd)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        if position_bias is not None:
+            logits = logits + jnp.einsum(
+                "bqhd,qkd->bhqk", q, position_bias.astype(q.dtype)
+            )
+        logits = jnp.where(mask, logits.astype(jnp.float32), _MASK_VALUE)
+        probs = jax.nn.softmax(logits, axis=-1)
+        probs = nn.Dropout(self.dropout)(probs, deterministic=deterministic).astype(
+            self.dtype
+        )
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, tq, d)
+        out = nn.with_logical_constraint(out, layers.ACT_BTH)
+        return layers._dense(d, ("heads", "embed"), self.dtype, "out_proj")(out), cache
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN block with relative positions: x = LN(x + drop(attn(x))); x = LN'(x + ffn(x)).
+
+    (x [B,T,D], mask bool [B,1,1,T], position_bias [T,T,d_h]) → [B,T,D]. Layerdrop selects the
+    block input (one draw per layer per step, 'dropout' rng), as layers.EncoderLayer.
+    """
+
+    args: ModelArgs
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x, mask, position_bias):
+        a, det, dt = self.args, self.deterministic, self.args.compute_dtype
+        attn = Attention(
+            a.hidden_size,
+            a.encoder_attention_heads,
+            a.attention_dropout,
+            dt,
+            name="attention",
+        )
+        h, _ = attn(x, x, mask, position_bias, deterministic=det)
+        drop = nn.Dropout(a.hidden_dropout)
+        y = layers._layer_norm(a.layer_norm_eps, dt, "layer_norm")(
+            x + drop(h, deterministic=det)
+        )
+        ffn = layers.FeedForward(
+            a.hidden_size,
+            a.encoder_ffn_dim,
+            a.activation_dropout,
+            a.hidden_dropout,
+            dt,
+            name="feed_forward",
+        )
+        y = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(
+            y + ffn(y, det)
+        )
+        if a.encoder_layerdrop > 0.0 and not det:
+            y = jnp.where(
+                jax.random.bernoulli(self.make_rng("dropout"), a.encoder_layerdrop),
+                x,
+                y,
+            )
+        return nn.with_logical_constraint(y.astype(x.dtype), layers.ACT_BTD)
+
+
+class Encoder(nn.Module):
+    """Shared encoder on pre-net output: [B,T,D], bool [B,T] → [B,T,D].
+
+    LN → dropout → layers; the relative-position embedding (`embed_positions`) is computed
+    once and shared by every layer and head.
+    """
+
+    args: ModelArgs
+
+    @nn.compact
+    def __call__(self, x, valid, deterministic: bool = True):
+        a, dt = self.args, self.args.compute_dtype
+        x = layers._layer_norm(a.layer_norm_eps, dt, "layer_norm")(x.astype(dt))
+        x = nn.Dropout(a.hidden_dropout)(x, deterministic=deterministic)
+        head_dim = a.hidden_size // a.encoder_attention_heads
+        bias = RelativePositionalEncoding(
+            head_dim, a.encoder_max_relative_position, name="embed_positions"
+        )(x.shape[1])
+        mask = valid[:, None, None, :]
+        for i in range(a.encoder_layers):
+            x = EncoderLayer(a, deterministic, name=f"layers_{i}")(x, mask, bias)
+        return x
+
+
+class DecoderLayer(nn.Module):
+    """Post-LN decoder block: causal self-attention, cross-attention, FFN, each + residual + LN.
+
+    (x [B,L,D], self_mask [B,1,L,L'], enc [B,T,D], cross_mask [B,1,1,T], cache, index)
+    → (x [B,L,D], cache). L' = L without a cache, Tmax with one.
+    """
+
+    args: ModelArgs
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x, self_mask, enc, cross_mask, cache=None, index=0):
+        a, det, dt = self.args, self.deterministic, self.args.compute_dtype
+        heads = a.decoder_attention_heads
+        drop = nn.Dropout(a.hidden_dropout)
+        h, cache = Attention(
+            a.hidden_size, heads, a.attention_dropout, dt, name="self_attn"
+        )(x, x, self_mask, cache=cache, index=index, deterministic=det)
+        x = layers._layer_norm(a.layer_norm_eps, dt, "self_attn_layer_norm")(
+            x + drop(h, deterministic=det)
+        )
+        h, _ = Attention(
+            a.hidden_size, heads, a.attention_dropout, dt, name="encoder_attn"
+        )(x, enc, cross_mask, deterministic=det)
+        x = layers._layer_norm(a.layer_norm_eps, dt, "encoder_attn_layer_norm")(
+            x + drop(h, deterministic=det)
+        )
+        ffn = layers.FeedForward(
+            a.hidden_size,
+            a.decoder_ffn_dim,
+            a.activation_dropout,
+            a.hidden_dropout,
+            dt,
+            name="feed_forward",
+        )
+        x = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(
+            x + ffn(x, det)
+        )
+        return nn.with_logical_constraint(x, layers.ACT_BTD), cache
+
+
+class Decoder(nn.Module):
+    """Decoder stack on pre-net output.
+
+    __call__(x [B,L,D], dec_valid bool [B,L], enc [B,T,D], enc_valid bool [B,T], cache=None)
+    → (hidden [B,L,D], cache). Without a cache, step i attends to valid steps j ≤ i. With a
+    cache (`init_cache`), x holds the steps index … index+L−1; they are appended and attend to
+    every valid cached step at or before them; the returned cache has index += L.
+    Layerdrop as in the encoder (training only).
+    """
+
+    args: ModelArgs
+
+    @nn.compact
+    def __call__(
+        self, x, dec_valid, enc, enc_valid, cache=None, deterministic: bool = True
+    ):
+        a = self.args
+        steps = x.shape[1]
+        if cache is None:
+            index, key_valid = 0, dec_valid
+            key_pos = jnp.arange(steps)
+        else:
+            index = cache["index"]
+            key_valid = jax.lax.dynamic_update_slice(
+                cache["valid"], dec_valid, (0, index)
+            )
+            key_pos = jnp.arange(key_valid.shape[1])
+        query_pos = index + jnp.arange(steps)
+        self_mask = (key_pos[None, :] <= query_pos[:, None])[None, None] & key_valid[
+            :, None, None, :
+        ]
+        cross_mask = enc_valid[:, None, None, :]
+        new_cache = (
+            None if cache is None else {"index": index + steps, "valid": key_valid}
+        )
+        for i in range(a.decoder_layers):
+            name = f"layers_{i}"
+            layer = DecoderLayer(a, deterministic, name=name)
+            y, layer_cache = layer(
+                x,
+                self_mask,
+                enc,
+                cross_mask,
+                None if cache is None else cache[name],
+                index,
+            )
+            if a.decoder_layerdrop > 0.0 and not deterministic:
+                y = jnp.where(
+                    jax.random.bernoulli(self.make_rng("dropout"), a.decoder_layerdrop),
+                    x,
+                    y,
+                )
+            x = y
+            if cache is not None:
+                new_cache[name] = layer_cache
+        return x, new_cache
+
+
+def init_cache(model_cfg, batch: int, max_length: int, dtype=jnp.float32) -> dict:
+    """Empty decoder cache for `max_length` steps: {'index': int32 [], 'valid': bool [B,Lmax],
+    'layers_i': {'k','v': [B,Lmax,D]}}."""
+    a = ModelArgs.from_config(model_cfg)
+    zeros = jnp.zeros((batch, max_length, a.hidden_size), dtype)
+    cache = {
+        "index": jnp.zeros((), jnp.int32),
+        "valid": jnp.zeros((batch, max_length), bool),
+    }
+    for i in range(a.decoder_layers):
+        cache[f"layers_{i}"] = {"k": zeros, "v": zeros}
+    return cache
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-nets and post-nets
+# --------------------------------------------------------------------------------------------
+
+
+class SpeechEncoderPrenet(nn.Module):
+    """Waveform → encoder input: (audio [B,S], audio_mask bool [B,S], mask_time bool [B,T] or
+    None) → dict hidden [B,T,D], valid bool [B,T], extract_features [B,T,C] (normed conv
+    features, HuBERT-style targets are defined on frames of this rate)."""
+
+    args: ModelArgs
+
+    @nn.compact
+    def __call__(self, audio, audio_mask, mask_time=None, deterministic: bool = True):
+        a, dt = self.args, self.args.compute_dtype
+        valid = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
+        conv = layers.ConvFeatureEncoder(
+            a.conv_dim,
+            a.conv_kernel,
+            a.conv_stride,
+            a.conv_bias,
+            a.feat_extract_norm,
+            a.feature_grad_mult,
+            dt,
+            name="feature_encoder",
+        )(audio)
+        hidden, features = layers.FeatureProjection(
+            a.hidden_size,
+            a.layer_norm_eps,
+            a.feat_proj_dropout,
+            dt,
+            name="feature_projection",
+        )(conv, deterministic)
+        mask_embed = self.param(
+            "masked_spec_embed",
+            layers._part(nn.initializers.uniform(1.0), ("embed",)),
+            (a.hidden_size,),
+        )
+        if mask_time is not None:
+            hidden = jnp.where(
+                mask_time[..., None], mask_embed.astype(hidden.dtype), hidden
+            )
+        hidden = hidden + layers.PositionalConvEmbedding(
+            a.hidden_size,
+            a.num_conv_pos_embeddings,
+            a.num_conv_pos_embedding_groups,
+            dt,
+            name="pos_conv_embed",
+        )(hidden)
+        positions = padded_position_ids(valid, a.pad_token_id)
+        hidden = hidden + fairseq_sinusoidal(
+            positions, a.hidden_size, a.pad_token_id
+        ).astype(hidden.dtype)
+        return {"hidden": hidden, "valid": valid, "extract_features": features}
+
+
+class SpeechDecoderPrenet(nn.Module):
+    """Log-mel frames → decoder input: (mel [B,L,M], speaker [B,E] or None, offset) → [B,L,D].
+
+    prenet_dropout: apply the Tacotron-2 dropout (rate speech_decoder_prenet_dropout) after each
+    ReLU layer, also at inference; one keep-mask per (step, unit) is shared by the batch, as HF
+    does. Draws from rng stream 'prenet'. HF keeps a unit with probability p and scales by
+    1/(1−p); we keep with 1−p (the usual definition) — identical at the paper's p = 0.5.
+    offset: position of the first step (incremental decoding).
+    """
+
+    args: ModelArgs
+
+    @nn.compact
+    def __call__(
+        self,
+        mel,
+        speaker=None,
+        offset=0,
+        prenet_dropout: bool = False,
+        deterministic: bool = True,
+    ):
+        a, dt = self.args, self.args.compute_dtype
+        x = mel.astype(dt)
+        p = a.speech_decoder_prenet_dropout
+        for i in range(a.speech_decoder_prenet_layers):
+            x = jax.nn.relu(
+                layers._dense(
+                    a.speech_decoder_prenet_units, (None, "prenet"), dt, f"layers_{i}"
+                )(x)
+            )
+            if prenet_dropout and p > 0:
+                keep = jax.random.bernoulli(
+                    self.make_rng("prenet"), 1.0 - p, x.shape[1:]
+                )
+                x = jnp.where(keep[None], x / (1.0 - p), 0.0).astype(dt)
+        x = layers._dense(a.hidden_size, ("prenet", "embed"), dt, "final_layer")(x)
+        x = ScaledPositionalEncoding(a.positional_dropout, name="encode_positions")(
+            x, offset, deterministic
+        )
+        if speaker is not None:
+            speaker = speaker.astype(jnp.float32)
+            speaker = speaker / jnp.maximum(
+                jnp.linalg.norm(speaker, axis=-1, keepdims=True), 1e-12
+            )
+            speaker = jnp.broadcast_to(
+                speaker[:, None, :].astype(dt), x.shape[:2] + speaker.shape[-1:]
+            )
+            x = jnp.concatenate([x, speaker], axis=-1)
+            x = jax.nn.relu(
+                layers._dense(
+                    a.hidden_size, ("speaker", "embed"), dt, "speaker_embeds_layer"
+                )(x)
+            )
+        return nn.with_logical_constraint(x, layers.ACT_BTD)
+
+
+class PostnetConv(nn.Module):
+    """Conv1d (SAME, no bias) → BatchNorm → tanh (unless last) → dropout on [B,T,C]."""
+
+    features: int
+    kernel: int
+    last: bool
+    dropout: float
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        pad = (self.kernel - 1) // 2
+        x = nn.Conv(
+            self.features,
+            (self.kernel,),
+            padding=[(pad, pad)],
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=layers._part(
+                nn.initializers.he_normal(), ("conv_kernel", "conv_in", "conv_out")
+            ),
+            name="conv",
+        )(x)
+        # torch momentum 0.1 = flax momentum 0.9; normalises over batch and time (padding too).
+        x = nn.BatchNorm(
+            use_running_average=deterministic,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            scale_init=layers._part(nn.initializers.ones, ("conv_out",)),
+            bias_init=layers._part(nn.initializers.zeros, ("conv_out",)),
+            name="batch_norm",
+        )(x)
+        if not self.last:
+            x = jnp.tanh(x)
+        return nn.Dropout(self.dropout)(x, deterministic=deterministic)
+
+
+class SpeechDecoderPostnet(nn.Module):
+    """Decoder output [B,L,D] → mel_before [B,L·r,M], mel_after [B,L·r,M], stop_logits [B,L·r]."""
+
+    args: ModelArgs
+
+    def setup(self):
+        a, dt = self.args, self.args.compute_dtype
+        self.feat_out = layers._dense(
+            a.num_mel_bins * a.reduction_factor, ("embed", "mel"), dt, "feat_out"
+        )
+        self.prob_out = layers._dense(
+            a.reduction_factor, ("embed", None), dt, "prob_out"
+        )
+        n = a.speech_decoder_postnet_layers
+        self.layers = [
+            PostnetConv(
+                a.num_mel_bins if i == n - 1 else a.speech_decoder_postnet_units,
+                a.speech_decoder_postnet_kernel,
+                i == n - 1,
+                a.speech_decoder_postnet_dropout,
+                dt,
+            )
+            for i in range(n)
+        ]
+
+    def frames(self, hidden):
+        """Decoder output [B,L,D] → (mel_before [B,L·r,M], stop_logits [B,L·r])."""
+        b, steps, _ = hidden.shape
+        mel = self.feat_out(hidden).reshape(
+            b, steps * self.args.reduction_factor, self.args.num_mel_bins
+        )
+        return mel, self.prob_out(hidden).reshape(b, -1)
+
+    def postnet(self, mel, deterministic: bool = True):
+        """Residual conv refinement: mel [B,N,M] → mel + convs(mel)."""
+        y = mel
+        for layer in self.layers:
+            y = layer(y, deterministic)
+        return mel + y
+
+    def __call__(self, hidden, deterministic: bool = True):
+        mel, stop = self.frames(hidden)
+        return mel, self.postnet(mel, deterministic), stop
+
+
+def shift_spectrograms_right(mel, reduction_factor: int):
+    """Teacher-forcing decoder input for mel targets [B,N,M] → [B,N//r,M]: every r-th frame
+    (the last of each group of r), shifted one step right with an all-zero first frame."""
+    frames = mel[:, reduction_factor - 1 :: reduction_factor]
+    return jnp.pad(frames, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+
+
+class SpeechT5(nn.Module):
+    """All SpeechT5 pre/post-nets around one encoder–decoder.
+
+    Param tree: embed_tokens (shared text embedding), speech_encoder_prenet,
+    text_encoder_prenet, encoder, decoder, speech_decoder_prenet, speech_decoder_postnet,
+    quantizer, final_proj, label_embeddings. 'batch_stats': speech_decoder_postnet.
+    """
+
+    args: ModelArgs
+    vocab_size: int
+
+    def setup(self):
+        a, dt = self.args, self.args.compute_dtype
+        self.embed_tokens = nn.Embed(
+            self.vocab_size,
+            a.hidden_size,
+            dtype=dt,
+            embedding_init=layers._part(
+                nn.initializers.normal(0.02), ("vocab", "embed")
+            ),
+        )
+        self.speech_encoder_prenet = SpeechEncoderPrenet(a)
+        self.text_encoder_prenet = ScaledPositionalEncoding(a.positional_dropout)
+        self.encoder = Encoder(a)
+        self.decoder = Decoder(a)
+        self.text_decoder_dropout = nn.Dropout(a.positional_dropout)
+        self.speech_decoder_prenet = SpeechDecoderPrenet(a)
+        self.speech_decoder_postnet = SpeechDecoderPostnet(a)
+        self.quantizer = GumbelVectorQuantizer(
+            a.num_codevector_groups, a.num_codevectors_per_group, a.hidden_size, dt
+        )
+        self.final_proj = layers._dense(a.final_dim, ("embed", None), dt, "final_proj")
+        self.label_embeddings = self.param(
+            "label_embeddings",
+            layers._part(nn.initializers.uniform(1.0), ("vocab", None)),
+            (a.num_clusters, a.final_dim),
+        )
+
+    # -- encoders ------------------------------------------------------------------------------
+
+    def encode_speech(self, audio, audio_mask, mask_time=None, train: bool = False):
+        """audio [B,S], audio_mask bool [B,S], mask_time bool [B,T] or None → dict
+        hidden [B,T,D], valid bool [B,T], extract_features [B,T,C]."""
+        out = self.speech_encoder_prenet(
+            audio, audio_mask, mask_time, deterministic=not train
+        )
+        out["hidden"] = self.encoder(
+            out["hidden"], out["valid"], deterministic=not train
+        )
+        return out
+
+    def encode_text(self, tokens, token_mask, train: bool = False):
+        """tokens int [B,T], token_mask bool [B,T] → dict hidden [B,T,D], valid bool [B,T]."""
+        x = self.text_encoder_prenet(self.embed_tokens(tokens), deterministic=not train)
+        return {
+            "hidden": self.encoder(x, token_mask, deterministic=not train),
+            "valid": token_mask,
+        }
+
+    # -- pre-training heads --------------------------------------------------------------------
+
+    def cross_modal_quantize(self, hidden, valid, temperature=2.0, train: bool = False):
+        """Encoder output [B,T,D] → dict hidden [B,T,D] (training: ~vq_replace_prob of the valid
+        positions replaced by their codewords, rng 'vq'; eval: unchanged), perplexity (scalar,
+        over valid positions), code_ids int [B,T,G], replaced bool [B,T]."""
+        q, perplexity, code_ids = self.quantizer(hidden, valid, temperature, train)
+        if train and self.args.vq_replace_prob > 0:
+            replaced = (
+                jax.random.bernoulli(
+                    self.make_rng("vq"), self.args.vq_replace_prob, valid.shape
+                )
+                & valid
+            )
+        else:
+            replaced = jnp.zeros_like(valid)
+        hidden = jnp.where(replaced[..., None], q.astype(hidden.dtype), hidden)
+        return {
+            "hidden": hidden,
+            "perplexity": perplexity,
+            "code_ids": code_ids,
+            "replaced": replaced,
+        }
+
+    def cluster_logits(self, hidden):
+        """HuBERT-style masked-prediction logits: cosine(final_proj(h), e_c) / logit_temp,
+        hidden [B,T,D] → float32 [B,T,num_clusters]."""
+        proj = self.final_proj(hidden).astype(jnp.float32)
+        proj = proj / jnp.maximum(jnp.linalg.norm(proj, axis=-1, keepdims=True), 1e-8)
+        emb = self.label_embeddings / jnp.maximum(
+            jnp.linalg.norm(self.label_embeddings, axis=-1, keepdims=True), 1e-8
+        )
+        return jnp.einsum("btf,cf->btc", proj, emb) / self.args.logit_temp
+
+    # -- decoders ------------------------------------------------------------------------------
+
+    def decode_text(
+        self, tokens, enc, enc_valid, dec_valid=None, cache=None, train: bool = False
+    ):
+        """Text decoder: tokens int [B,L] (teacher forcing, or the next L steps with a cache),
+        enc [B,T,D], enc_valid bool [B,T], dec_valid bool [B,L] (default: tokens != pad)
+        → (logits float [B,L,V], cache)."""
+        a = self.args
+        if dec_valid is None:
+            dec_valid = tokens != a.pad_token_id
+        offset = 0 if cache is None else cache["index"]
+        scale = math.sqrt(a.hidden_size) if a.scale_embedding else 1.0
+        x = self.embed_tokens(tokens) * scale
+        positions = padded_position_ids(
+            tokens != a.pad_token_id, a.pad_token_id, offset
+        )
+        x = x + fairseq_sinusoidal(positions, a.hidden_size, a.pad_token_id).astype(
+            x.dtype
+        )
+        x = self.text_decoder_dropout(x, deterministic=not train)
+        hidden, cache = self.decoder(
+            x, dec_valid, enc, enc_valid, cache, deterministic=not train
+        )
+        return self.embed_tokens.attend(hidden), cache
+
+    def decode_speech(
+        self,
+        mel,
+        speaker,
+        enc,
+        enc_valid,
+        dec_valid=None,
+        cache=None,
+        train: bool = False,
+        prenet_dropout: bool = False,
+    ):
+        """Speech decoder up to the frame projections: mel inputs [B,L,M] (shifted targets, or
+        the next L inputs with a cache), speaker [B,E] or None, enc [B,T,D], enc_valid bool
+        [B,T], dec_valid bool [B,L] (default all) → (dict mel_before [B,L·r,M], stop_logits
+        [B,L·r], hidden [B,L,D]; cache). Apply `postnet` to the whole mel_before afterwards."""
+        if dec_valid is None:
+            dec_valid = jnp.ones(mel.shape[:2], bool)
+        offset = 0 if cache is None else cache["index"]
+        x = self.speech_decoder_prenet(
+            mel, speaker, offset, prenet_dropout, deterministic=not train
+        )
+        hidden, cache = self.decoder(
+            x, dec_valid, enc, enc_valid, cache, deterministic=not train
+        )
+        mel_before, stop = self.speech_decoder_postnet.frames(hidden)
+        return {"mel_before": mel_before, "stop_logits": stop, "hidden": hidden}, cache
+
+    def postnet(self, mel_before, train: bool = False):
+        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats')."""
+        return self.speech_decoder_postnet.postnet(mel_before, deterministic=not train)
+
+    def __call__(self, audio, audio_mask, tokens, mel, speaker):
+        """Eval-mode forward touching every parameter (used by `init`)."""
+        speech = self.encode_speech(audio, audio_mask)
+        text = self.encode_text(tokens, jnp.ones(tokens.shape, bool))
+        vq = self.cross_modal_quantize(text["hidden"], text["valid"])
+        logits, _ = self.decode_text(tokens, speech["hidden"], speech["valid"])
+        out, _ = self.decode_speech(mel, speaker, vq["hidden"], text["valid"])
+        return {
+            "logits": logits,
+            "mel_after": self.postnet(out["mel_before"]),
+            "cluster_logits": self.cluster_logits(speech["hidden"]),
+            **out,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Family interface
+# --------------------------------------------------------------------------------------------
+
+
+def build(model_cfg, vocab_size: int) -> SpeechT5:
+    """The SpeechT5 module for `config.model` and a text vocabulary of `vocab_size` ids."""
+    return SpeechT5(ModelArgs.from_config(model_cfg), int(vocab_size))
+
+
+def init_variables(
+    module: SpeechT5, rng, batch: Mapping[str, Any] | None = None, unbox: bool = False
+) -> dict:
+    """{'params', 'batch_stats'} of `module` (float32), logically partitioned unless `unbox`.
+
+    Variable shapes do not depend on the example input, so the forward pass runs on abstract
+    inputs (`lazy_init`: only the initialisers are computed, which compiles far faster than
+    jitting the whole `init`). `batch` is accepted for the family interface; only its audio
+    length is used. Works under jit / eval_shape.
+    """
+    a = module.args
+    samples = 16000 if batch is None else int(batch["audio"].shape[1])
+    spec = jax.ShapeDtypeStruct
+    variables = module.lazy_init(
+        rng,
+        spec((1, samples), jnp.float32),
+        spec((1, samples), jnp.bool_),
+        spec((1, 4), jnp.int32),
+        spec((1, 3, a.num_mel_bins), jnp.float32),
+        spec((1, a.speaker_embedding_dim), jnp.float32),
+    )
+    variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+    return nn.meta.unbox(variables) if unbox else variables
+
+
+__all__ = [
+    "ModelArgs",
+    "SpeechT5",
+    "build",
+    "default_config",
+    "fairseq_sinusoidal",
+    "init_cache",
+    "init_variables",
+    "padded_position_ids",
+    "relative_position_ids",
+    "scaled_position_table",
+    "shift_spectrograms_right",
+]
