@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
@@ -60,7 +60,7 @@ class PhoneVocab:
             self._symbols.append(s)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PhoneVocab":
+    def load(cls, path: str | os.PathLike) -> PhoneVocab:
         """Reads a fairseq dict file ("<symbol> <count>" lines; blank lines ignored).
 
         Lines starting with `#fairseq:` flags and the reserved names are skipped.
