@@ -62,19 +62,23 @@ class KMeansError(Exception):
 def nearest(
     x: np.ndarray, centroids: np.ndarray, chunk: int = 65536
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Closest centroid of every row: float [N, D], [K, D] -> (int32 [N] ids, float64 [N]
+    """Closest centroid of every row: float [N, D], [K, D] -> (int32 [N] ids, float32 [N]
     squared distances). Ties go to the lower id."""
-    c = centroids.astype(np.float32)
-    c_sq = (c.astype(np.float64) ** 2).sum(1)
+    c = np.asarray(centroids, np.float32)
+    c_sq = np.einsum("kd,kd->k", c, c)
     ids = np.empty(len(x), np.int32)
-    dist = np.empty(len(x), np.float64)
+    dist = np.empty(len(x), np.float32)
     for lo in range(0, len(x), chunk):
         part = np.asarray(x[lo : lo + chunk], np.float32)
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; the matmul is the whole cost.
-        d = c_sq[None, :] - 2.0 * (part @ c.T)
-        ids[lo : lo + chunk] = d.argmin(1)
-        x_sq = (part.astype(np.float64) ** 2).sum(1)
-        dist[lo : lo + chunk] = np.maximum(0.0, d.min(1) + x_sq)
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2: one matmul per chunk, |x|^2 only for the minimum.
+        d = part @ (-2.0 * c.T)
+        d += c_sq
+        best = d.argmin(1)
+        ids[lo : lo + chunk] = best
+        closest = np.take_along_axis(d, best[:, None], 1)[:, 0]
+        dist[lo : lo + chunk] = np.maximum(
+            0.0, closest + np.einsum("nd,nd->n", part, part)
+        )
     return ids, dist
 
 
@@ -91,49 +95,58 @@ def cluster_sums(
 
 
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: float [N, D] -> float32 [k, D] (each new centroid drawn with
+    """k-means++ seeding: float32 [N, D] -> float32 [k, D] (each new centroid drawn with
     probability proportional to the squared distance to the closest one so far)."""
-    centroids = [x[rng.integers(len(x))]]
-    _, dist = nearest(x, np.asarray(centroids))
+    x_sq = np.einsum("nd,nd->n", x, x)
+
+    def distance_to(i):  # float64 [N] squared distances to point i: one mat-vec
+        return np.maximum(0.0, x_sq - 2.0 * (x @ x[i]) + x_sq[i]).astype(np.float64)
+
+    chosen = [int(rng.integers(len(x)))]
+    dist = distance_to(chosen[0])
     for _ in range(1, k):
         total = dist.sum()
         # All points already sit on centroids (fewer distinct points than k): pick uniformly.
-        i = rng.choice(len(x), p=dist / total) if total > 0 else rng.integers(len(x))
-        centroids.append(x[i])
-        _, d = nearest(x, x[i : i + 1])
-        dist = np.minimum(dist, d)
-    return np.asarray(centroids, np.float32)
+        i = (
+            int(rng.choice(len(x), p=dist / total))
+            if total > 0
+            else int(rng.integers(len(x)))
+        )
+        chosen.append(i)
+        dist = np.minimum(dist, distance_to(i))
+    return x[chosen].astype(np.float32)
 
 
 def fit_kmeans(
-    x: np.ndarray, k: int, *, seed: int, iters: int = 50
+    x: np.ndarray, k: int, *, seed: int, iters: int = 50, tol: float = 1e-4
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Lloyd's k-means from k-means++ seeds: float [N, D] -> (float32 [k, D] centroids, info).
 
-    Stops when no label changes or after `iters` iterations. An emptied cluster is moved to
-    the point farthest from its centroid, so all k ids stay in use. Deterministic in `seed`.
+    Stops when an iteration lowers the mean squared distance by less than a fraction `tol`, or
+    after `iters` iterations. An emptied cluster is moved to the point farthest from its
+    centroid, so all k ids stay in use. Deterministic in `seed`.
     """
     x = np.asarray(x, np.float32)
     if len(x) < k:
         raise KMeansError(f"k-means: {len(x)} frames for k={k} clusters")
     centroids = kmeans_plus_plus(x, k, np.random.default_rng([seed, 2]))
-    labels = np.full(len(x), -1, np.int32)
+    previous = np.inf
     for step in range(1, iters + 1):
-        new, dist = nearest(x, centroids)
-        counts = np.bincount(new, minlength=k)
+        labels, dist = nearest(x, centroids)
+        inertia = float(dist.mean(dtype=np.float64))
+        counts = np.bincount(labels, minlength=k)
         for empty in np.flatnonzero(counts == 0):
             far = int(dist.argmax())
-            counts[new[far]] -= 1
-            new[far], dist[far], counts[empty] = empty, 0.0, 1
-        changed = int((new != labels).sum())
-        labels = new
+            counts[labels[far]] -= 1
+            labels[far], dist[far], counts[empty] = empty, 0.0, 1
         sums = cluster_sums(x, labels, k)
         # A cluster emptied by the move above keeps its centroid until the next iteration.
         centroids = np.where(
             counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids
         ).astype(np.float32)
-        if changed == 0:
+        if previous - inertia <= tol * inertia:
             break
+        previous = inertia
     _, dist = nearest(x, centroids)
     return centroids, {"iterations": step, "inertia_per_frame": float(dist.mean())}
 
@@ -286,7 +299,14 @@ def make_labels(
     )
     mean = sample.mean(0)
     std = np.maximum(sample.std(0), 1e-5)
+    logger.info(
+        "%d frames of %s sampled (%.1f s)",
+        len(sample),
+        fit_split,
+        time.perf_counter() - start,
+    )
     centroids, info = fit_kmeans((sample - mean) / std, k, seed=seed, iters=iters)
+    logger.info("k-means: %s (%.1f s)", info, time.perf_counter() - start)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "kmeans.npz", centroids=centroids, mean=mean, std=std)
     summary = {
