@@ -43,11 +43,23 @@ def test_mfcc_labels_on_espeak_corpus_are_aligned_and_deterministic(
     dictionary = (tmp_path / "a" / "dict.km.txt").read_text().split("\n")[:-1]
     assert sorted(int(line.split()[0]) for line in dictionary) == list(range(16))
     km.make_labels(tiny_corpus, tmp_path / "b", k=16, iters=10, splits=["train"])
-    km.make_labels(
-        tiny_corpus, tmp_path / "c", k=16, iters=10, splits=["train"], seed=1
+    # Another seed, and k-means on a sample of the frames (features computed twice).
+    summary = km.make_labels(
+        tiny_corpus,
+        tmp_path / "c",
+        k=16,
+        iters=10,
+        splits=["train"],
+        seed=1,
+        max_fit_frames=1000,
     )
+    assert 900 < summary["fit_frames"] < 1100
     same = (tmp_path / "a" / "train.km").read_text()
     assert (tmp_path / "b" / "train.km").read_text() == same
+    other = read_km(tmp_path / "c" / "train.km")
+    assert [len(l) for l in other] == [
+        len(l) for l in read_km(tmp_path / "a" / "train.km")
+    ]
     assert (tmp_path / "c" / "train.km").read_text() != same
 
 

@@ -258,15 +258,18 @@ def _features_of(rows, split, feature_fn, features_dir) -> Iterator[np.ndarray]:
     return audio_features(rows, feature_fn)
 
 
-def _fit_sample(rows, split, feature_fn, features_dir, max_frames, seed) -> np.ndarray:
-    """Frames of the fit split, each kept with probability max_frames / total (seeded)."""
+def _fit_sample(
+    rows, split, feature_fn, features_dir, max_frames, seed
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """Frames of the fit split, each kept with probability max_frames / total (seeded):
+    (float32 [N, D], the per-utterance features when all were kept, else None)."""
     total = int(features_lib.conv_frames(rows.lengths).sum())
     keep = min(1.0, max_frames / max(total, 1))
     rng = np.random.default_rng([seed, 1])
     parts = []
     for feats in _features_of(rows, split, feature_fn, features_dir):
         parts.append(feats if keep == 1.0 else feats[rng.random(len(feats)) < keep])
-    return np.concatenate(parts)
+    return np.concatenate(parts), (parts if keep == 1.0 else None)
 
 
 def make_labels(
@@ -294,7 +297,7 @@ def make_labels(
         s: load_manifest(corpus, s) for s in dict.fromkeys([fit_split, *splits])
     }
     fit_rows = manifests[fit_split]
-    sample = _fit_sample(
+    sample, fit_features = _fit_sample(
         fit_rows, fit_split, feature_fn, features_dir, max_fit_frames, seed
     )
     mean = sample.mean(0)
@@ -320,7 +323,12 @@ def make_labels(
         rows = manifests[split]
         counts = np.zeros(k, np.int64)
         lines = []
-        for feats in _features_of(rows, split, feature_fn, features_dir):
+        # The fit split's features are still in memory unless they were subsampled.
+        if split == fit_split and fit_features is not None:
+            split_features = iter(fit_features)
+        else:
+            split_features = _features_of(rows, split, feature_fn, features_dir)
+        for feats in split_features:
             ids, _ = nearest((feats - mean) / std, centroids)
             counts += np.bincount(ids, minlength=k)
             lines.append(" ".join(map(str, ids.tolist())) + "\n")
