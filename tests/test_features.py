@@ -55,6 +55,13 @@ def test_filterbank_matches_librosa():
             dtype=np.float64,
         )
         np.testing.assert_allclose(F.mel_filterbank(*args), ref, rtol=1e-10, atol=1e-12)
+    # The sparse product equals the dense one, also with empty filters (64-point FFT, 40 mels).
+    spec = np.random.default_rng(0).random((7, 33))
+    dense = F.mel_filterbank(16000, 64, 40, 0.0, 8000.0)
+    assert (dense.sum(1) == 0).any()
+    np.testing.assert_allclose(
+        F.apply_filterbank(spec, 16000, 64, 40, 0.0, 8000.0), spec @ dense.T, atol=1e-12
+    )
 
 
 def test_log_mel_tf_matches_numpy(speech):

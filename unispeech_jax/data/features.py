@@ -103,6 +103,40 @@ def mel_filterbank(
 
 
 @functools.lru_cache(maxsize=8)
+def _sparse_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`mel_filterbank` as (bins, weights, starts): filter i is weights[starts[i]:starts[i+1]]
+    on bins[starts[i]:starts[i+1]]. An empty filter gets one zero weight (reduceat needs one)."""
+    bins, weights, starts = [], [], []
+    for row in mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
+        nz = np.flatnonzero(row)
+        nz = nz if len(nz) else np.zeros(1, np.int64)
+        starts.append(len(bins))
+        bins.extend(nz.tolist())
+        weights.extend(row[nz].tolist())
+    return np.asarray(bins), np.asarray(weights), np.asarray(starts)
+
+
+def apply_filterbank(
+    spec: np.ndarray,
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    fmin: float,
+    fmax: float,
+) -> np.ndarray:
+    """float [frames, n_fft//2 + 1] @ mel_filterbank(...).T -> float64 [frames, n_mels].
+
+    Each bin feeds at most two triangles, so the filterbank is ~2 % non-zero: gathering those
+    entries costs 1/20 of the dense product and needs no BLAS threads (which, measured on a
+    busy 2-core host, made the dense product ten times slower than the FFT).
+    """
+    bins, weights, starts = _sparse_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    return np.add.reduceat(spec[:, bins] * weights, starts, axis=1)
+
+
+@functools.lru_cache(maxsize=8)
 def _hann(n: int) -> np.ndarray:
     """Periodic Hann window (scipy's fftbins=True, what librosa and tf.signal use)."""
     w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
@@ -145,7 +179,7 @@ def power_spectrum(
 def log_mel(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """SpeechT5 log-mel target of float [S] -> float32 [mel_frames(S), 80]."""
     spec = power_spectrum(x, MEL_N_FFT, MEL_HOP, center=True, power=1.0)
-    mel = spec @ mel_filterbank(sample_rate, MEL_N_FFT, MEL_BINS, MEL_FMIN, MEL_FMAX).T
+    mel = apply_filterbank(spec, sample_rate, MEL_N_FFT, MEL_BINS, MEL_FMIN, MEL_FMAX)
     return np.log10(np.maximum(LOG_FLOOR, mel)).astype(np.float32)
 
 
@@ -163,9 +197,7 @@ def mfcc(
     spec = power_spectrum(x, CONV_WINDOW, CONV_HOP, center=False, power=2.0)
     if not len(spec):
         return np.zeros((0, n_mfcc), np.float32)
-    mel = (
-        spec @ mel_filterbank(sample_rate, CONV_WINDOW, n_mels, 0.0, sample_rate / 2).T
-    )
+    mel = apply_filterbank(spec, sample_rate, CONV_WINDOW, n_mels, 0.0, sample_rate / 2)
     db = 10.0 * np.log10(np.maximum(LOG_FLOOR, mel))
     # power_to_db's top_db: nothing more than 80 dB below the utterance's loudest bin.
     db = np.maximum(db, db.max() - 80.0)
