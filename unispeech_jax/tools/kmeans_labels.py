@@ -1,7 +1,7 @@
 """Frame labels for HuBERT-style masked prediction (SpeechT5 speech pre-training).
 
     python -m unispeech_jax.tools.kmeans_labels --corpus DIR --k 100 --out OUT
-        [--splits train,valid,test] [--fit-split train] [--seed 0] [--iters 50]
+        [--splits train,valid,test] [--fit-split train] [--seed 0] [--iters 50] [--tol 1e-4]
         [--max-fit-frames 1000000] [--feature-fn pkg.module:function | --features-dir FEATS]
 
 For every split, `OUT/<split>.km` holds one line per manifest row of `DIR/<split>.tsv`: the
@@ -20,8 +20,9 @@ Features, one of:
 
 The clustering: features are standardised with the mean and standard deviation of the fit
 split (so that no dimension dominates the distances), at most `max_fit_frames` frames of it
-are sampled, k-means++ seeds the centroids and Lloyd iterations refine them until no label
-changes. Everything random comes from `seed`: the same inputs give the same files.
+are sampled, k-means++ seeds the centroids and Lloyd iterations refine them until the mean
+squared distance improves by less than `tol` (relative) or `iters` is reached. Everything
+random comes from `seed`: the same inputs give the same files.
 `OUT/kmeans.npz` keeps (centroids, mean, std) and `OUT/dict.km.txt` the fairseq dictionary
 of the ids (frame counts of the fit split).
 
@@ -281,6 +282,7 @@ def make_labels(
     fit_split: str = "train",
     seed: int = 0,
     iters: int = 50,
+    tol: float = 1e-4,
     max_fit_frames: int = 1_000_000,
     feature_fn: FeatureFn = features_lib.mfcc_deltas,
     features_dir: str | Path | None = None,
@@ -308,7 +310,9 @@ def make_labels(
         fit_split,
         time.perf_counter() - start,
     )
-    centroids, info = fit_kmeans((sample - mean) / std, k, seed=seed, iters=iters)
+    centroids, info = fit_kmeans(
+        (sample - mean) / std, k, seed=seed, iters=iters, tol=tol
+    )
     logger.info("k-means: %s (%.1f s)", info, time.perf_counter() - start)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "kmeans.npz", centroids=centroids, mean=mean, std=std)
@@ -369,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--fit-split", default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--max-fit-frames", type=int, default=1_000_000)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--feature-fn", help="pkg.module:function, waveform -> [T, D]")
@@ -385,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         fit_split=args.fit_split,
         seed=args.seed,
         iters=args.iters,
+        tol=args.tol,
         max_fit_frames=args.max_fit_frames,
         feature_fn=_import_callable(args.feature_fn)
         if args.feature_fn
