@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import broken_corpus as bc
+from unispeech_jax.data import features as F
 from unispeech_jax.data import pipeline as P
 from unispeech_jax.data import text as text_lib
 
@@ -564,3 +565,129 @@ def test_espeak_corpus_batches(tiny_corpus):
     ev = P.make_eval_iter(cfg, "valid")
     assert sum(float(b["weight"].sum()) for b in ev) == n_valid
     assert ev.stats()["skipped"] == 0
+
+
+# ----------------------------------------------------------------------------- SpeechT5 speech
+
+def frame_signal(u, n):
+    """Sample k of utterance u = 64 u + (k // 320): a row tells its utterance and first frame."""
+    return (64 * u + np.arange(n) // 320).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def st5_corpus(tmp_path_factory):
+    """The manifest corpus with frame-indexed audio, <split>.km (label of frame t of utterance
+    u = 1000 u + t) and <split>.spk (valid has one speaker unseen in train)."""
+    root = bc.write_corpus(tmp_path_factory.mktemp("st5"), n_train=16, n_valid=5)
+    for split in ("train", "valid"):
+        lengths = [int(r.split("\t")[1]) for r in
+                   (root / f"{split}.tsv").read_text().split("\n")[1:-1]]
+        for u, n in enumerate(lengths):
+            bc.rewrite_audio(root, split, u, frame_signal(u, n))
+        (root / f"{split}.km").write_text("".join(
+            " ".join(str(1000 * u + t) for t in range(F.conv_frames(n))) + "\n"
+            for u, n in enumerate(lengths)))
+        names = [f"s{u % 3}" if split == "train" or u else "new" for u in range(len(lengths))]
+        (root / f"{split}.spk").write_text("".join(f"{s}\n" for s in names))
+    return root
+
+
+def st5_cfg(root, **over):
+    return cfg_for(root, km_labels="km", log_mel=True, speakers=True, **over)
+
+
+def check_st5_batch(batch, train=True):
+    T, Fm = batch["km"].shape[1], batch["mel"].shape[1]
+    S = batch["audio"].shape[1]
+    assert (T, Fm) == (F.conv_frames(S), F.mel_frames(S)) and batch["mel"].shape[2] == 80
+    for r in np.flatnonzero(batch["weight"] > 0):
+        n = int(batch["audio_mask"][r].sum())
+        samples = np.round(batch["audio"][r, :n] * 32768).astype(int)
+        u, first = samples[0] // 64, samples[0] % 64     # utterance, first frame of the crop
+        assert samples[319] % 64 == first                # the crop starts on a frame boundary
+        frames = F.conv_frames(n)
+        assert batch["km_mask"][r].sum() == frames
+        np.testing.assert_array_equal(batch["km"][r, :frames],
+                                      1000 * u + first + np.arange(frames))
+        mel = F.log_mel(batch["audio"][r, :n])
+        assert batch["mel_mask"][r].sum() == len(mel)
+        np.testing.assert_allclose(batch["mel"][r, :len(mel)], mel, atol=1e-6)
+        assert batch["speaker"][r] == (u % 3 if train else (u % 3 if u else -1))
+
+
+def test_speecht5_speech_batches_and_resume(st5_corpus):
+    cfg = st5_cfg(st5_corpus)
+    it = P.make_train_iter(cfg, seed=0)
+    batches = take(it, 6)
+    for b in batches:
+        check_st5_batch(b)
+    assert it.stats.cropped > 0                          # crops were frame aligned
+    pos = json.loads(json.dumps(it.position))
+    expected = take(it, 2)
+    for x, y in zip(expected, take(P.make_train_iter(cfg, seed=0, start_position=pos), 2)):
+        assert_same(x, y)
+    for b in P.make_eval_iter(cfg, "valid"):
+        check_st5_batch(b, train=False)
+    assert P.speaker_names(st5_corpus, cfg) == ["s0", "s1", "s2"]
+    # UniSpeech batches are unchanged: no extra keys unless asked for.
+    assert set(next(P.make_train_iter(cfg_for(st5_corpus), seed=0))) == set(P._BATCH_KEYS)
+
+
+def test_speecht5_bad_labels(st5_corpus, tmp_path):
+    root = tmp_path / "c"
+    shutil.copytree(st5_corpus, root)
+    bc.edit_line(root / "train.km", 2, b"1 2 x")
+    bc.edit_line(root / "train.km", 3, b"1 2 3")
+    bc.edit_line(root / "train.spk", 4, b"")
+    bc.truncate_audio(root, "train", 5)
+    cfg = st5_cfg(root)
+    it = P.make_train_iter(cfg, seed=0)
+    for b in take(it, 8):
+        check_st5_batch(b)
+        good = np.flatnonzero(b["weight"] > 0)[0]
+        for r in np.flatnonzero(b["weight"] == 0):   # the unreadable row: a copy of a good one
+            assert not b["phones_mask"][r].any()
+            for key in ("audio", "km", "km_mask", "mel", "mel_mask", "speaker"):
+                np.testing.assert_array_equal(b[key][r], b[key][good], err_msg=key)
+    assert it.stats()["skipped/bad_km_labels"] == 1
+    assert it.stats()["skipped/km_length_mismatch"] == 1
+    assert it.stats()["skipped/empty_speaker"] == 1
+    assert it.stats()["skipped/unreadable"] >= 1
+    with pytest.raises(P.DataError, match=r"train\.km:2: bad_km_labels"):
+        P.make_train_iter(dict(cfg, strict=True), seed=0)
+    bc.edit_line(root / "train.km", 1, None)
+    stats = P.PipelineStats()
+    assert not len(P.load_split(root, "train", cfg, vocabulary=None, with_labels=False,
+                                stats=stats))
+    assert stats.skipped["label_count_mismatch"] == 16
+    with pytest.raises(P.DataError, match=r"label file not found: .*valid\.frames"):
+        P.make_eval_iter(cfg_for(root, km_labels="frames"), "valid")
+    with pytest.raises(ValueError, match="manifest or espeak"):
+        P.make_train_iter({"source": "tfds", "tfds_name": "x", "log_mel": True}, seed=0)
+
+
+# ----------------------------------------------------------------------------- SpeechT5 text
+
+def test_text_iter_infilling(corpus, tmp_path):
+    wrd = (corpus / "train.wrd").read_text().split("\n")[:-1]
+    sp = text_lib.load_sp(text_lib.train_char_model(wrd, tmp_path / "spm"))
+    kw = {"seed": 0, "bucket_boundaries": (8, 16, 32), "max_tokens_per_batch": 64,
+          "batch_multiple": 2, "infill": True}
+    it = P.make_text_iter(corpus / "train.wrd", sp, **kw)
+    mask_id, masks, total = text_lib.mask_token_id(sp), 0, 0
+    for b in take(it, 10):
+        assert set(b) == {"text", "text_mask", "text_source", "text_source_mask", "weight"}
+        assert b["text_source"].shape == b["text"].shape
+        for src, smask, tgt, tmask in zip(b["text_source"], b["text_source_mask"], b["text"],
+                                          b["text_mask"]):
+            assert smask.sum() <= tmask.sum() and (src[~smask] == 0).all()
+            assert src[smask][-1] == tgt[tmask][-1] == sp.eos_id()
+            masks += (src == mask_id).sum()
+            total += tmask.sum() - 1
+        assert text_lib.sp_decode(sp, b["text"][0][b["text_mask"][0]]) in wrd
+    assert masks > 0.05 * total
+    pos = it.position
+    expected = take(it, 3)
+    resumed = P.make_text_iter(corpus / "train.wrd", sp, start_position=pos, **kw)
+    for x, y in zip(expected, take(resumed, 3)):
+        assert_same(x, y)

@@ -59,6 +59,18 @@ transcript does not match a crop); counted as "labelled_cropped".
 Evaluation never crops or drops: utterances longer than the largest bucket go to extra
 buckets that are multiples of it, and the last batch is completed with weight-0 copies so that
 every host yields the same number of batches and every utterance is seen exactly once.
+
+SpeechT5 (manifest / eSpeak sources). Speech batches can carry more keys (docs/ARCHITECTURE.md):
+`data.km_labels='km'` adds the frame labels `km` [B, T] + `km_mask` from <split>.km (written by
+`python -m unispeech_jax.tools.kmeans_labels`; in `data.km_dir` if set), one id per 20 ms conv
+frame; a row whose label count is not `conv_frames(num_samples)` is skipped at load time
+("km_length_mismatch"), and crops then start on a multiple of the 320-sample hop so that the
+crop's labels are a slice of the utterance's. `data.log_mel=True` adds the SpeechT5 log-mel
+target `mel` [B, F, 80] + `mel_mask` (data/features.py, computed by the decoding function from
+each utterance's own samples, before normalisation). `data.speakers=True` adds `speaker` [B],
+the index of the <split>.spk name among the sorted names of the train split (-1 if the speaker
+is not a training speaker, as for held-out voices). Text batches come from `make_text_iter`
+(with `infill=True`: BART-noised `text_source`); `mix` interleaves the two kinds.
 """
 
 from __future__ import annotations
@@ -77,6 +89,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
+from unispeech_jax.data import features
 from unispeech_jax.data import text as text_lib
 
 logger = logging.getLogger(__name__)
@@ -107,6 +120,11 @@ _DEFAULTS: dict[str, Any] = dict(
     max_label_len=256,
     shuffle=True, shuffle_buffer=1000,   # shuffle_buffer: streaming (tfds) sources only
     prefetch=2, num_parallel_calls=2, strict=False,
+    # SpeechT5 speech batches (manifest / eSpeak sources only; see "SpeechT5" above).
+    km_labels="",                    # frame label file extension, e.g. 'km'; '' = no `km`
+    km_dir="",                       # folder of <split>.<km_labels>; default the data dir
+    log_mel=False,                   # add the log-mel target `mel`
+    speakers=False,                  # add `speaker` ids from <split>.spk
 )
 
 
@@ -140,6 +158,10 @@ class _Cfg:
     prefetch: int
     num_parallel_calls: int
     strict: bool
+    km_labels: str
+    km_dir: str
+    log_mel: bool
+    speakers: bool
 
 
 def _resolve(data_cfg) -> _Cfg:
@@ -163,6 +185,9 @@ def _resolve(data_cfg) -> _Cfg:
         raise ValueError("data.labelled_fraction must be in [0, 1]")
     if cfg.source not in ("espeak", "manifest", "tfds"):
         raise ValueError(f"unknown data.source {cfg.source!r}")
+    if cfg.source == "tfds" and (cfg.km_labels or cfg.log_mel or cfg.speakers):
+        raise ValueError("data.km_labels, data.log_mel and data.speakers need a manifest or "
+                         "espeak source (export the TFDS split to a manifest)")
     return cfg
 
 
@@ -188,7 +213,7 @@ SKIP_REASONS = (
     "bad_manifest_line", "missing_audio", "empty_audio", "label_count_mismatch",
     "empty_transcript", "non_utf8_transcript", "unknown_phone",
     "unreadable", "truncated", "wrong_sample_rate", "multi_channel", "length_mismatch",
-    "non_finite",
+    "non_finite", "bad_km_labels", "km_length_mismatch", "empty_speaker",
 )
 FILTER_REASONS = ("too_short", "too_long", "label_too_long")
 _DECODE_CODES = {r: i + 1 for i, r in enumerate(SKIP_REASONS)}
@@ -295,12 +320,18 @@ class Split:
     labelled: np.ndarray             # bool  [n] transcript used for CTC
     label_ids: np.ndarray            # int32 [sum of label lengths] phone ids, concatenated
     label_offsets: np.ndarray        # int64 [n+1]
+    km_ids: np.ndarray | None = None       # int32 [sum of frames] (data.km_labels), concatenated
+    km_offsets: np.ndarray | None = None   # int64 [n+1]
+    speaker: np.ndarray | None = None      # int32 [n] (data.speakers), -1 = not a train speaker
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def labels_of(self, i: int) -> np.ndarray:
         return self.label_ids[self.label_offsets[i]:self.label_offsets[i + 1]]
+
+    def km_of(self, i: int) -> np.ndarray:
+        return self.km_ids[self.km_offsets[i]:self.km_offsets[i + 1]]
 
 
 def _read_lines(path: Path) -> list[bytes]:
@@ -357,12 +388,22 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
                               f"{len(labels)} lines for {n_rows} manifest rows")
             rows = []
 
+    km_file = Path(cfg.km_dir or data_dir) / f"{split}.{cfg.km_labels}"
+    km_lines = _aligned_lines(km_file, n_rows, stats) if cfg.km_labels else None
+    spk_file = Path(data_dir) / f"{split}.spk"
+    spk_lines = _aligned_lines(spk_file, n_rows, stats) if cfg.speakers else None
+    speaker_ids = {name: i for i, name in enumerate(speaker_names(data_dir, cfg))} \
+        if cfg.speakers else {}
+    if (km_lines is not None and km_lines == []) or (spk_lines is not None and spk_lines == []):
+        rows = []
+
     chosen = np.zeros(n_rows, bool)
     if labels is not None:
         order = np.random.default_rng([seed, 0x1AB]).permutation(n_rows)
         chosen[order[:int(round(labelled_fraction * n_rows))]] = True
 
     paths, lengths, lines, labelled, ids, offsets = [], [], [], [], [], [0]
+    km_ids, km_offsets, speakers = [], [0], []
     for j, row in enumerate(rows):
         where = f"{manifest}:{j + 2}"
         try:
@@ -389,6 +430,28 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
             except text_lib.UnknownPhoneError as e:
                 stats.problem("unknown_phone", lwhere, repr(e.phone))
                 continue
+        frame_ids = np.zeros(0, np.int32)
+        if km_lines is not None:
+            kwhere = f"{km_file}:{j + 1}"
+            try:
+                frame_ids = np.asarray(km_lines[j].split(), np.int64)
+            except ValueError:
+                stats.problem("bad_km_labels", kwhere, repr(km_lines[j][:80]))
+                continue
+            if (frame_ids < 0).any() or (frame_ids > np.iinfo(np.int32).max).any():
+                stats.problem("bad_km_labels", kwhere, "negative or huge id")
+                continue
+            if len(frame_ids) != features.conv_frames(n):
+                stats.problem("km_length_mismatch", kwhere, f"{len(frame_ids)} labels for "
+                              f"{features.conv_frames(n)} frames of {n} samples")
+                continue
+        speaker = -1
+        if spk_lines is not None:
+            name = spk_lines[j].decode("utf-8", "replace").strip()
+            if not name:
+                stats.problem("empty_speaker", f"{spk_file}:{j + 1}")
+                continue
+            speaker = speaker_ids.get(name, -1)
         path = root / rel
         if not path.is_file():
             stats.problem("missing_audio", where, str(path))
@@ -418,9 +481,41 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
         labelled.append(is_labelled)
         ids.extend(phone_ids)
         offsets.append(len(ids))
+        km_ids.append(frame_ids.astype(np.int32))
+        km_offsets.append(km_offsets[-1] + len(frame_ids))
+        speakers.append(speaker)
     return Split(manifest, paths, np.asarray(lengths, np.int64), np.asarray(lines, np.int64),
                  np.asarray(labelled, bool), np.asarray(ids, np.int32),
-                 np.asarray(offsets, np.int64))
+                 np.asarray(offsets, np.int64),
+                 km_ids=np.concatenate([np.zeros(0, np.int32), *km_ids])
+                 if km_lines is not None else None,
+                 km_offsets=np.asarray(km_offsets, np.int64) if km_lines is not None else None,
+                 speaker=np.asarray(speakers, np.int32) if spk_lines is not None else None)
+
+
+def _aligned_lines(path: Path, n_rows: int, stats: PipelineStats) -> list[bytes]:
+    """The lines of a per-row file (km labels, speakers); [] when their count differs from the
+    manifest's, after counting every row as skipped (the alignment is unknown)."""
+    if not path.is_file():
+        raise DataError(f"label file not found: {path}")
+    lines = _read_lines(path)
+    if len(lines) != n_rows:
+        for _ in range(n_rows):
+            stats.problem("label_count_mismatch", str(path),
+                          f"{len(lines)} lines for {n_rows} manifest rows")
+        return []
+    return lines
+
+
+def speaker_names(data_dir: str | os.PathLike, data_cfg) -> list[str]:
+    """Speaker id -> name: the distinct names of <data_dir>/<train_split>.spk, sorted, so that
+    every split (and every host) numbers the training speakers the same way."""
+    cfg = _resolve(data_cfg)
+    path = Path(data_dir) / f"{cfg.train_split}.spk"
+    if not path.is_file():
+        raise DataError(f"speaker file not found: {path}")
+    names = {line.decode("utf-8", "replace").strip() for line in _read_lines(path)}
+    return sorted(names - {""})
 
 
 # ============================================================================ planning
@@ -573,6 +668,8 @@ class _ManifestDecoder:
     def __call__(self, epoch, bucket_len, index, weight):
         split, cfg = self.split, self.cfg
         b, bucket_len, L = len(index), int(bucket_len), cfg.max_label_len
+        extra = {key: np.full((b, *shape(bucket_len)), fill, dtype)
+                 for key, dtype, shape, fill in _extra_keys(cfg)}
         audio = np.zeros((b, bucket_len), np.float32)
         audio_mask = np.zeros((b, bucket_len), bool)
         phones = np.zeros((b, L), np.int32)
@@ -583,12 +680,22 @@ class _ManifestDecoder:
         for r, i in enumerate(index):
             n = int(split.lengths[i])
             take = min(n, cfg.max_sample_len) if self.crop else n
-            offset = int(crop_offsets(self.seed, int(epoch), i, n, take)) if take < n else 0
+            offset = self._offset(int(epoch), i, n, take) if take < n else 0
             x, reason, detail = _read_audio(split.paths[i], n, offset, take, cfg.sample_rate)
             if reason is not None:
                 status[r] = _DECODE_CODES[reason]
                 self.details[int(i)] = detail
                 continue
+            if "km" in extra:
+                first, frames = offset // features.CONV_HOP, features.conv_frames(take)
+                extra["km"][r, :frames] = split.km_of(i)[first:first + frames]
+                extra["km_mask"][r, :frames] = True
+            if "mel" in extra:   # of the waveform as read: normalising is a model input choice
+                mel = features.log_mel(x, cfg.sample_rate)
+                extra["mel"][r, :len(mel)] = mel
+                extra["mel_mask"][r, :len(mel)] = True
+            if "speaker" in extra:
+                extra["speaker"][r] = split.speaker[i]
             audio[r, :take] = _normalize(x) if cfg.normalize else x
             audio_mask[r, :take] = True
             cropped[r] = take < n
@@ -597,10 +704,35 @@ class _ManifestDecoder:
                 phones[r, :len(ids)] = ids
                 phones_mask[r, :len(ids)] = True
                 labelled[r] = 1.0
-        return audio, audio_mask, phones, phones_mask, labelled, weight, status, cropped
+        return (audio, audio_mask, phones, phones_mask, labelled, weight, status, cropped,
+                *extra.values())
+
+    def _offset(self, epoch: int, i: int, n: int, take: int) -> int:
+        """Crop start; a multiple of the conv hop when km labels come along, so that the
+        crop's frames are frames of the whole utterance."""
+        if self.split.km_offsets is None:
+            return int(crop_offsets(self.seed, epoch, i, n, take))
+        starts = (n - take) // features.CONV_HOP + 1
+        return int(crop_offsets(self.seed, epoch, i, starts, 1)) * features.CONV_HOP
 
 
 _BATCH_KEYS = ("audio", "audio_mask", "phones", "phones_mask", "labelled", "weight")
+
+
+def _extra_keys(cfg: _Cfg) -> list[tuple[str, Any, Callable[[int], tuple], Any]]:
+    """The SpeechT5 keys `cfg` asks for: (key, dtype, shape of one row given the bucket
+    length, fill value) in decoder output order."""
+    keys = []
+    if cfg.km_labels:
+        frames = lambda s: (features.conv_frames(s),)
+        keys += [("km", np.int32, frames, 0), ("km_mask", bool, frames, False)]
+    if cfg.log_mel:
+        keys += [("mel", np.float32, lambda s: (features.mel_frames(s), features.MEL_BINS),
+                  0.0),
+                 ("mel_mask", bool, lambda s: (features.mel_frames(s),), False)]
+    if cfg.speakers:
+        keys += [("speaker", np.int32, lambda s: (), -1)]
+    return keys
 
 
 def _repair(batch: dict, bad: np.ndarray) -> None:
@@ -608,10 +740,11 @@ def _repair(batch: dict, bad: np.ndarray) -> None:
     good = np.flatnonzero(~bad & (batch["weight"] > 0))
     if not len(good):
         good = np.flatnonzero(~bad)
+    copied = ["audio", "audio_mask", *(k for k in batch if k not in _BATCH_KEYS)]
     for r in np.flatnonzero(bad):
         if len(good):
-            batch["audio"][r] = batch["audio"][good[0]]
-            batch["audio_mask"][r] = batch["audio_mask"][good[0]]
+            for k in copied:
+                batch[k][r] = batch[k][good[0]]
         else:   # nothing decodable on this host: a silent, fully masked-in row
             batch["audio"][r] = 0.0
             batch["audio_mask"][r] = True
@@ -695,12 +828,19 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
     last = start[0] + 1 if one_pass else np.iinfo(np.int64).max
     ds = tf.data.Dataset.range(start[0], last).flat_map(epoch_dataset).skip(start[1])
 
+    extra = _extra_keys(cfg)
+
     def decode(epoch, bucket_len, index, weight):
         out = tf.numpy_function(decoder, [epoch, bucket_len, index, weight],
                                 [tf.float32, tf.bool, tf.int32, tf.bool, tf.float32,
-                                 tf.float32, tf.int32, tf.bool], stateful=False)
+                                 tf.float32, tf.int32, tf.bool]
+                                + [tf.as_dtype(dtype) for _, dtype, _, _ in extra],
+                                stateful=False)
         shapes = ([None, None], [None, None], [None, cfg.max_label_len],
                   [None, cfg.max_label_len], [None], [None], [None], [None])
+        # Rows, then the frame axis (if any), then fixed axes (the 80 mel bins).
+        shapes += tuple([None] + ([None, *shape(0)[1:]] if shape(0) else [])
+                        for _, _, shape, _ in extra)
         for t, shape in zip(out, shapes):
             t.set_shape(shape)
         return tuple(out)
@@ -712,6 +852,7 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
     def batches():
         for epoch, i, index, out in ds.as_numpy_iterator():
             batch = dict(zip(_BATCH_KEYS, out[:6]))
+            batch.update(zip([key for key, _, _, _ in extra], out[8:]))
             status, cropped = out[6], out[7]
             bad = status != 0
             for r in np.flatnonzero(bad):
@@ -1006,6 +1147,20 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
     return BatchIterator(batches(), {"epoch": start[0], "batch": start[1]}, stats)
 
 
+def _infill_batch(tokens: list, index: np.ndarray, width: int, seed: int, epoch: int,
+                  noise: dict) -> dict[str, np.ndarray]:
+    """The noised lines `index`: text_source int32 [B, width] (0 padded), text_source_mask
+    bool [B, width]. infill_noise never lengthens a line, so the target's bucket width fits."""
+    source = np.zeros((len(index), width), np.int32)
+    mask = np.zeros((len(index), width), bool)
+    for r, u in enumerate(index):
+        rng = np.random.default_rng([seed, epoch, int(u), 0x1F1])
+        noised, _ = text_lib.infill_noise(rng, tokens[u], **noise)
+        source[r, :len(noised)] = noised
+        mask[r, :len(noised)] = True
+    return {"text_source": source, "text_source_mask": mask}
+
+
 # ============================================================================ mixing
 
 class MixedIterator:
@@ -1076,11 +1231,18 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
                    bucket_boundaries: Sequence[int] = (32, 64, 128, 256),
                    max_tokens_per_batch: int = 8192, batch_multiple: int = 8,
                    add_eos: bool = True, shuffle: bool = True,
-                   strict: bool = False) -> BatchIterator:
+                   strict: bool = False, infill: bool = False, mask_ratio: float = 0.3,
+                   poisson_lambda: float = 3.5, random_ratio: float = 0.1) -> BatchIterator:
     """Infinite text-only batches for SpeechT5: {"text" int32 [B, L], "text_mask" bool [B, L],
     "weight" float32 [B]}, L = the bucket's token length. One line of `text_path` (e.g. a .wrd
     file) is one example, tokenised with the SentencePiece model `sp_model` (path or processor).
-    Lines longer than the largest bucket are filtered; empty / non-UTF-8 lines skipped."""
+    Lines longer than the largest bucket are filtered; empty / non-UTF-8 lines skipped.
+
+    With `infill`, batches add the BART-noised encoder input of every line (`text_lib.
+    infill_noise`, mask token `text_lib.mask_token_id(sp)`, random replacements among
+    `text_lib.ordinary_ids(sp)`, </s> never masked): "text_source" int32 [B, L] and
+    "text_source_mask" bool [B, L]; "text" stays the original, the decoder's target. The noise
+    of a line is a function of (seed, epoch, line), so resuming repeats it exactly."""
     sp = text_lib.load_sp(sp_model) if isinstance(sp_model, (str, os.PathLike)) else sp_model
     stats = PipelineStats(strict)
     path = Path(text_path)
@@ -1106,6 +1268,10 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
     if not tokens:
         raise DataError(f"{path}: no usable lines")
     lengths = np.asarray(lengths, np.int64)
+    noise = {"mask_id": text_lib.mask_token_id(sp), "vocab_size": text_lib.text_vocab_size(sp),
+             "mask_ratio": mask_ratio, "poisson_lambda": poisson_lambda,
+             "random_ratio": random_ratio, "eos_id": sp.eos_id() if add_eos else None,
+             "random_ids": text_lib.ordinary_ids(sp)}
     size = lambda bl: _batch_rule(max_tokens_per_batch, batch_multiple, bl)
     _local_rows(size(bucket_boundaries[0]), process_index, process_count)
     start = _start(start_position)
@@ -1132,9 +1298,12 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
                 for r, u in enumerate(index):
                     text[r, :lengths[u]] = tokens[u]
                 mask = np.arange(p[i].bucket_len)[None] < lengths[index][:, None]
+                batch = {"text": text, "text_mask": mask, "weight": p[i].weight[rows].copy()}
+                if infill:
+                    batch.update(_infill_batch(tokens, index, p[i].bucket_len, seed, epoch,
+                                               noise))
                 stats.batches += 1
                 stats.examples += len(index)
-                yield ({"text": text, "text_mask": mask, "weight": p[i].weight[rows].copy()},
-                       {"epoch": epoch, "batch": i + 1})
+                yield batch, {"epoch": epoch, "batch": i + 1}
 
     return BatchIterator(batches(), {"epoch": start[0], "batch": start[1]}, stats)

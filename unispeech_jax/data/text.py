@@ -1,4 +1,4 @@
-"""Text side of the data: phone vocabularies and SentencePiece models.
+"""Text side of the data: phone vocabularies, SentencePiece models, text infilling noise.
 
 Phone ids (see docs/ARCHITECTURE.md, "Label ids"):
 
@@ -11,14 +11,20 @@ word boundary, is an ordinary symbol.
 
 SentencePiece models made by `train_char_model` reserve 0 = <pad>, 1 = <unk>, 2 = <s>,
 3 = </s>, so that 0 is the padding value of every id tensor in the project.
+
+Text infilling (`infill_noise`, SpeechT5 text pre-training, SPEC §3): ~30 % of the tokens are
+masked in spans with Poisson(3.5) lengths, each span becomes one token (the mask token, or a
+random token 10 % of the time), and the decoder reconstructs the original.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
+import numpy as np
 import sentencepiece as spm
 
 BLANK = "<blank>"
@@ -54,7 +60,7 @@ class PhoneVocab:
             self._symbols.append(s)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PhoneVocab":
+    def load(cls, path: str | os.PathLike) -> PhoneVocab:
         """Reads a fairseq dict file ("<symbol> <count>" lines; blank lines ignored).
 
         Lines starting with `#fairseq:` flags and the reserved names are skipped.
@@ -65,14 +71,20 @@ class PhoneVocab:
                 fields = line.split()
                 if not fields:
                     continue
-                if len(fields) > 3 or (len(fields) >= 2 and not fields[1].lstrip("-").isdigit()):
-                    raise ValueError(f"{path}:{lineno}: expected '<symbol> <count>', got {line!r}")
+                if len(fields) > 3 or (
+                    len(fields) >= 2 and not fields[1].lstrip("-").isdigit()
+                ):
+                    raise ValueError(
+                        f"{path}:{lineno}: expected '<symbol> <count>', got {line!r}"
+                    )
                 symbols.append(fields[0])
         return cls(symbols)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the non-reserved symbols as a fairseq dict (counts set to 1)."""
-        Path(path).write_text("".join(f"{s} 1\n" for s in self._symbols[2:]), encoding="utf-8")
+        Path(path).write_text(
+            "".join(f"{s} 1\n" for s in self._symbols[2:]), encoding="utf-8"
+        )
 
     @property
     def symbols(self) -> list[str]:
@@ -120,9 +132,14 @@ class PhoneVocab:
 
 # ----------------------------------------------------------------------------- SentencePiece
 
-def train_char_model(texts: Iterable[str], out_prefix: str | os.PathLike, *,
-                     user_defined_symbols: Sequence[str] = (),
-                     character_coverage: float = 1.0) -> Path:
+
+def train_char_model(
+    texts: Iterable[str],
+    out_prefix: str | os.PathLike,
+    *,
+    user_defined_symbols: Sequence[str] = (),
+    character_coverage: float = 1.0,
+) -> Path:
     """Trains a character SentencePiece model on `texts`; returns `<out_prefix>.model`.
 
     Writes `<out_prefix>.model` and `<out_prefix>.vocab`. Ids: 0 <pad>, 1 <unk>, 2 <s>, 3 </s>,
@@ -139,7 +156,10 @@ def train_char_model(texts: Iterable[str], out_prefix: str | os.PathLike, *,
         model_type="char",
         vocab_size=_char_vocab_size(lines, len(user_defined_symbols)),
         character_coverage=character_coverage,
-        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
         user_defined_symbols=list(user_defined_symbols),
         hard_vocab_limit=False,
         num_threads=1,
@@ -162,7 +182,9 @@ def load_sp(path: str | os.PathLike) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_file=str(path))
 
 
-def sp_encode(sp: spm.SentencePieceProcessor, text: str, *, add_eos: bool = False) -> list[int]:
+def sp_encode(
+    sp: spm.SentencePieceProcessor, text: str, *, add_eos: bool = False
+) -> list[int]:
     """Text -> ids (appends </s> when `add_eos`)."""
     ids = sp.encode(text, out_type=int)
     if add_eos:
@@ -174,3 +196,115 @@ def sp_decode(sp: spm.SentencePieceProcessor, ids: Iterable[int]) -> str:
     """Ids -> text. Padding, <s> and </s> are dropped."""
     drop = {sp.pad_id(), sp.bos_id(), sp.eos_id()}
     return sp.decode([int(i) for i in ids if int(i) not in drop])
+
+
+def mask_token_id(sp: spm.SentencePieceProcessor) -> int:
+    """Id of the infilling mask token: the model's `<mask>` piece if it has one, else the first
+    id past the SentencePiece vocabulary (the text embedding then has `text_vocab_size` rows)."""
+    i = sp.piece_to_id("<mask>")
+    return i if sp.id_to_piece(i) == "<mask>" else sp.get_piece_size()
+
+
+def text_vocab_size(sp: spm.SentencePieceProcessor) -> int:
+    """Rows of a text embedding that covers the SentencePiece ids and the mask token."""
+    return max(sp.get_piece_size(), mask_token_id(sp) + 1)
+
+
+def ordinary_ids(sp: spm.SentencePieceProcessor) -> list[int]:
+    """Ids of real text pieces (not control symbols, not unknown, not the mask): what a random
+    replacement in `infill_noise` may become."""
+    mask = mask_token_id(sp)
+    return [
+        i
+        for i in range(sp.get_piece_size())
+        if not (sp.is_control(i) or sp.is_unknown(i) or i == mask)
+    ]
+
+
+# ----------------------------------------------------------------------------- text infilling
+
+
+def infill_spans(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    mask_ratio: float = 0.3,
+    poisson_lambda: float = 3.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where BART-style text infilling masks a sequence of `n` maskable tokens.
+
+    Returns (starts, lengths), int64 [m] each, sorted by start: span j covers tokens
+    [starts[j], starts[j] + lengths[j]). Spans never overlap; together they cover
+    ceil(n * mask_ratio) tokens. Lengths are Poisson(poisson_lambda) draws (the last draw is
+    cut to the budget). A length-0 span is an insertion before token starts[j]; insertions are
+    kept only while the noised text stays no longer than the original, so that source and
+    target share one padded length.
+    """
+    budget = math.ceil(n * mask_ratio) if n else 0
+    if budget == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lengths: list[int] = []
+    total = 0
+    while total < budget:
+        draw = int(rng.poisson(poisson_lambda))
+        draw = min(draw, budget - total)
+        lengths.append(draw)
+        total += draw
+    lengths = np.asarray(lengths, np.int64)
+    # Source length = n - budget + (number of spans) must not exceed n.
+    nonzero = int((lengths > 0).sum())
+    inserts = np.flatnonzero(lengths == 0)
+    lengths = np.delete(lengths, inserts[budget - nonzero :])
+    lengths = rng.permutation(lengths)  # the cut draw is not always the last span
+    # Uniform non-overlapping placement: the spans are m items shuffled among the n - budget
+    # unmasked tokens; the j-th span item sits after (slot_j - j) unmasked tokens.
+    m = len(lengths)
+    slots = np.sort(rng.choice(n - budget + m, m, replace=False))
+    before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    starts = slots - np.arange(m) + before
+    return starts.astype(np.int64), lengths
+
+
+def infill_noise(
+    rng: np.random.Generator,
+    tokens: Sequence[int],
+    mask_id: int,
+    vocab_size: int,
+    *,
+    mask_ratio: float = 0.3,
+    poisson_lambda: float = 3.5,
+    random_ratio: float = 0.1,
+    eos_id: int | None = None,
+    random_ids: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """BART text infilling (SpeechT5 text pre-training): int [n] tokens -> (source, target).
+
+    `infill_spans` picks spans covering ~mask_ratio of the tokens; each span is replaced by ONE
+    token: `mask_id`, or with probability `random_ratio` a random token from `random_ids`
+    (default: every id below `vocab_size` except `mask_id`). A final `eos_id` is never masked.
+    source: int32 [<= n], the encoder input; target: int32 [n], the tokens unchanged (what the
+    decoder reconstructs).
+    """
+    target = np.asarray(tokens, np.int32).reshape(-1)
+    n = len(target) - int(
+        eos_id is not None and len(target) > 0 and target[-1] == eos_id
+    )
+    starts, lengths = infill_spans(
+        rng, n, mask_ratio=mask_ratio, poisson_lambda=poisson_lambda
+    )
+    if random_ids is None:
+        random_ids = (
+            np.delete(np.arange(vocab_size), mask_id)
+            if mask_id < vocab_size
+            else np.arange(vocab_size)
+        )
+    random_ids = np.asarray(random_ids, np.int32)
+    fill = np.full(len(starts), mask_id, np.int32)
+    use_random = rng.random(len(starts)) < random_ratio
+    fill[use_random] = rng.choice(random_ids, int(use_random.sum()))
+    pieces, cursor = [], 0
+    for start, length, token in zip(starts, lengths, fill):
+        pieces += [target[cursor:start], [token]]
+        cursor = start + length
+    pieces.append(target[cursor:])
+    return np.concatenate(pieces).astype(np.int32), target.copy()
