@@ -50,6 +50,6 @@ def get_config():
     m.diversity_loss_weight = 1.0
     m.replace_warmup_steps = 600  # let CTC leave its blank plateau first (unispeech.py)
 
-    c.optim.lr = 1e-3
-    c.optim.warmup_steps = 150
+    c.optim.lr = 2e-3
+    c.optim.warmup_steps = 250
     return c
