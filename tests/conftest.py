@@ -19,3 +19,44 @@ def tiny_corpus(tiny_corpus_env):
     from unispeech_jax.data.corpus import ensure_corpus
 
     return ensure_corpus(hours=0.02, seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory, worker_id):
+    """A directory all pytest-xdist workers of this session share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if worker_id != "master" else base
+
+
+@pytest.fixture(scope="session")
+def compile_cache(shared_dir):
+    """JAX's persistent compilation cache for train subprocesses (see micro.subprocess_env)."""
+    path = shared_dir / "jax_compile_cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_run(tiny_corpus_env, shared_dir, compile_cache):
+    """{step: loss} of one uninterrupted single-process run of micro.REFERENCE_ARGS.
+
+    Computed once per session (a lock file serialises the xdist workers; the second reads the
+    first's result), as a subprocess so that it fills the compilation cache for the others.
+    """
+    import fcntl
+    import json
+    import subprocess
+
+    import micro
+
+    result = shared_dir / "reference_losses.json"
+    with open(shared_dir / "reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            workdir = shared_dir / "reference_run"
+            out = subprocess.run(micro.train_command(workdir, *micro.REFERENCE_ARGS),
+                                 env=micro.subprocess_env(compile_cache), capture_output=True,
+                                 text=True, timeout=900)
+            assert out.returncode == 0, out.stderr[-4000:]
+            result.write_text(json.dumps(micro.train_losses(workdir)))
+    return {int(k): v for k, v in json.loads(result.read_text()).items()}

@@ -8,8 +8,8 @@ import sys
 import flax.linen as nn
 import jax
 
-sys.path.insert(0, sys.argv[1])  # the tests folder, for test_train.micro_config
-from test_train import micro_config  # noqa: E402
+sys.path.insert(0, sys.argv[1])  # the tests folder, for micro.micro_config
+from micro import micro_config  # noqa: E402
 
 from unispeech_jax import models, optim, sharding, train  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402

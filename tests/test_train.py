@@ -1,7 +1,6 @@
 """The training loop end to end on the embedded corpus: learning, resume, evaluation, errors."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -10,47 +9,8 @@ from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate
 from unispeech_jax import train
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def micro_config(**overrides):
-    """configs/tiny.py shrunk so that a step takes well under a second on one CPU core."""
-    c = config_lib.load_file(REPO / 'configs' / 'tiny.py')
-    config_lib.apply_overrides(
-        c,
-        [
-            'total_steps=6',
-            'log_every=1',
-            'eval_every=6',
-            'checkpoint_every=2',
-            'eval_max_batches=2',
-            'data.corpus.hours=0.02',
-            'data.max_sample_len=32000',
-            'data.bucket_boundaries=(16000,32000)',
-            'data.max_samples_per_batch=64000',
-            'data.batch_multiple=2',
-            'model.conv_dim=(32,32,32,32,32,32,32)',
-            'model.hidden_size=32',
-            'model.num_layers=2',
-            'model.num_heads=2',
-            'model.intermediate_size=64',
-            'model.num_conv_pos_embeddings=16',
-            'model.num_conv_pos_embedding_groups=4',
-            'model.num_codevectors_per_group=16',
-            'model.codevector_dim=32',
-            'model.proj_codevector_dim=32',
-            'model.num_negatives=10',
-            'optim.warmup_steps=2',
-            'peak_flops_per_device=1e10',
-        ]
-        + [f'{k}={v!r}' for k, v in overrides.items()],
-    )
-    return c
-
-
-def losses(workdir):
-    rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-    return {r['step']: r['loss'] for r in rows if r['split'] == 'train'}
+from micro import micro_config
+from micro import train_losses as losses
 
 
 def test_train_resume_is_exact_and_eval_reports_per(tiny_corpus_env, tmp_path):
@@ -97,6 +57,8 @@ def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
         config_lib.apply_overrides(micro_config(), ['model.num_layers="four"'])
     with pytest.raises(config_lib.ConfigError, match='needs 3 devices'):
         train.train(micro_config(**{'mesh.shape.data': 3}), tmp_path / 'a')
+    with pytest.raises(config_lib.ConfigError, match='batch_multiple=3 must be a multiple'):
+        config_lib.validate(micro_config(**{'data.batch_multiple': 3}), num_devices=2)
 
 
 def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):

@@ -34,14 +34,13 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: Any, data_state: dict, force: bool = False) -> bool:
-        """Starts an (async) save; returns whether one was started."""
+    def save(self, step: int, state: Any, data_state: dict) -> bool:
+        """Starts an (async) save of `step` (no save interval: every call saves)."""
         return self.manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
             ),
-            force=force,
         )
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:

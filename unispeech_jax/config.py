@@ -1,15 +1,16 @@
 """Config loading, overrides and validation.
 
 Configs are Python files with `get_config() -> ml_collections.ConfigDict` (see `configs/`).
-On the command line they come through `ml_collections.config_flags`, which already rejects
-unknown override keys and wrong types; `validate` adds the checks that need the whole config
-(mesh against devices, batch against the data axis) so that a mistake is one clear message
-before anything is compiled.
+Command-line overrides (`--config.KEY=VALUE`) go through `apply_overrides`, which rejects
+unknown keys (suggesting the nearest) and wrong types; `validate` adds the checks that need
+the whole config (mesh against devices, batch against the data axis), so that a mistake is
+one clear message before anything is compiled.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import json
 import math
@@ -67,22 +68,33 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
             value = raw
         *parents, leaf = key.split('.')
         node = config
-        for i, name in enumerate(parents):
-            if name not in node:
+        for i, name in enumerate(parents + [leaf]):
+            if not isinstance(node, ml_collections.ConfigDict) or name not in node:
                 raise ConfigError(
-                    f'unknown config key {".".join(parents[: i + 1])!r} in override {item!r}'
+                    f'unknown config key {".".join(key.split(".")[: i + 1])!r} in override '
+                    f'{item!r}{_suggest(name, node)}'
                 )
-            node = node[name]
-        if leaf not in node:
-            raise ConfigError(f'unknown config key {key!r} in override {item!r}')
+            if i < len(parents):
+                node = node[name]
         old = node[leaf]
         if isinstance(old, tuple) and isinstance(value, list):
             value = tuple(value)
         try:
             node[leaf] = value
-        except TypeError as e:
-            raise ConfigError(f'config key {key!r}: {e}') from None
+        except TypeError:
+            raise ConfigError(
+                f'config key {key!r} is of type {type(old).__name__}; got {value!r} '
+                f'({type(value).__name__}) in override {item!r}'
+            ) from None
     return config
+
+
+def _suggest(name: str, node: ml_collections.ConfigDict) -> str:
+    """'; did you mean ...?' naming the closest keys of `node`, or ''."""
+    if not isinstance(node, ml_collections.ConfigDict):
+        return ''
+    close = difflib.get_close_matches(name, list(node.keys()), n=2)
+    return f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

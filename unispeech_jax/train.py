@@ -23,13 +23,14 @@ from typing import Any
 
 from absl import app, flags
 from absl import logging as absl_logging
-from ml_collections import config_flags
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import tqdm
+from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
@@ -40,8 +41,8 @@ from unispeech_jax import perf
 from unispeech_jax import sharding
 from unispeech_jax.data import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Config file (configs/*.py).', lock_config=True
+_CONFIG = flags.DEFINE_string(
+    'config', None, 'Config file (configs/*.py); override keys with --config.KEY=VALUE.'
 )
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and logs go.')
 _COORDINATOR = flags.DEFINE_string(
@@ -63,25 +64,38 @@ _STOP_AT = flags.DEFINE_integer(
 # ----------------------------------------------------------------------------------------
 
 
-def maybe_initialize_distributed(coordinator=None, num_processes=None, process_id=None):
-    """Starts JAX's multi-process runtime when flags or the cluster environment ask for it.
+def distributed_args(coordinator=None, num_processes=None, process_id=None, environ=None):
+    """The keyword arguments for `jax.distributed.initialize`, or None for a single process.
 
-    Explicit flags win; otherwise JAX detects TPU pods and SLURM by itself, and the
-    `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/`JAX_PROCESS_ID` variables set by
-    launch/local_multiprocess.sh are honoured. A single process needs nothing.
+    Explicit flags win, then the `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/
+    `JAX_PROCESS_ID` variables (launch/local_multiprocess.sh). Otherwise JAX detects the
+    cluster itself ({}): inside a SLURM job step of several tasks (not merely inside an
+    allocation: a lone process there, e.g. the tests in an salloc shell, has no peers to
+    wait for) and on TPU VMs.
     """
-    coordinator = coordinator or os.environ.get('JAX_COORDINATOR_ADDRESS')
-    if num_processes is None and 'JAX_NUM_PROCESSES' in os.environ:
-        num_processes = int(os.environ['JAX_NUM_PROCESSES'])
-    if process_id is None and 'JAX_PROCESS_ID' in os.environ:
-        process_id = int(os.environ['JAX_PROCESS_ID'])
-    on_cluster = any(
-        k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES', 'CLOUD_TPU_TASK_ID')
-    )
-    if coordinator or on_cluster:
-        jax.distributed.initialize(
+    environ = os.environ if environ is None else environ
+    coordinator = coordinator or environ.get('JAX_COORDINATOR_ADDRESS')
+    if coordinator:
+        if num_processes is None and 'JAX_NUM_PROCESSES' in environ:
+            num_processes = int(environ['JAX_NUM_PROCESSES'])
+        if process_id is None and 'JAX_PROCESS_ID' in environ:
+            process_id = int(environ['JAX_PROCESS_ID'])
+        return dict(
             coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
         )
+    slurm_tasks = int(environ.get('SLURM_STEP_NUM_TASKS', environ.get('SLURM_NTASKS', '1')))
+    if 'SLURM_STEP_ID' in environ and slurm_tasks > 1:
+        return {}
+    if any(k in environ for k in ('TPU_WORKER_HOSTNAMES', 'CLOUD_TPU_TASK_ID')):
+        return {}
+    return None
+
+
+def maybe_initialize_distributed(coordinator=None, num_processes=None, process_id=None):
+    """Starts JAX's multi-process runtime when flags or the environment ask for it."""
+    kwargs = distributed_args(coordinator, num_processes, process_id)
+    if kwargs is not None:
+        jax.distributed.initialize(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------
@@ -234,6 +248,7 @@ class MetricLog:
 
         self.writer = tf.summary.create_file_writer(str(workdir / 'tensorboard'))
         self.tf = tf
+        trim_metrics(workdir / 'metrics.jsonl', start_step)
         self.jsonl = open(workdir / 'metrics.jsonl', 'a')
         self.bar = tqdm.tqdm(
             total=total_steps,
@@ -291,6 +306,39 @@ class StopSignal:
     def _handle(self, signum, frame):
         self.received = signal.Signals(signum).name
 
+    def agreed(self) -> bool:
+        """Whether any process received a signal; every process must call this at each step.
+
+        A cluster may signal only some hosts (or signal them a step apart): if those stopped
+        alone, the others would wait forever in the next step's collectives. One tiny
+        all-gather per step makes every process stop after the same step.
+        """
+        if jax.process_count() == 1:
+            return self.received is not None
+        flags = multihost_utils.process_allgather(np.int32(self.received is not None))
+        return bool(np.any(flags))
+
+
+def trim_metrics(path: pathlib.Path, step: int):
+    """Keeps the complete records of steps <= `step` in a metrics.jsonl.
+
+    A run killed mid-write leaves a cut last line, and the steps after its last checkpoint
+    are trained (and logged) again by the resumed run; both would corrupt the log.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if line.endswith('\n') and record['step'] <= step:
+            kept.append(line)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(''.join(kept))
+    tmp.replace(path)
+
 
 # ----------------------------------------------------------------------------------------
 # The loop
@@ -306,7 +354,6 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / 'config.json').write_text(config_lib.to_json(config))
 
     # --- Model, optimizer, mesh ---------------------------------------------------------
     family = models.get(config.model.name)
@@ -356,6 +403,8 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
             merge_pretrained(state['params'], pretrained, log)
         )
     start_step = int(state['step'])
+    if jax.process_index() == 0:  # only now: a config that cannot resume must not replace it
+        (workdir / 'config.json').write_text(config_lib.to_json(config))
 
     # --- Compiled steps ------------------------------------------------------------------
     batch_shard = sharding.batch_sharding(mesh)
@@ -386,14 +435,23 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
     flops_by_shape: dict[tuple, float] = {}
 
-    def save(step, force=False):
-        ckpt.save(
-            step, state, {'position': train_iter.position, 'stats': train_iter.stats()}, force=force
-        )
+    def save(step):
+        ckpt.save(step, state, {'position': train_iter.position, 'stats': train_iter.stats()})
+
+    def check_finite(step):
+        if int(state['nonfinite']) and not config.skip_nonfinite:
+            ckpt.wait()
+            raise FloatingPointError(
+                f'non-finite loss or gradient at or before step {step}; stopping without '
+                f'saving. The last good checkpoint is step {ckpt.latest_step()} in '
+                f'{ckpt.directory}. Lower optim.lr, check the data, or set '
+                f'skip_nonfinite=True to skip such steps.'
+            )
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
+        log.info('training steps %d..%d', start_step + 1, last_step)
         while step < last_step:
             local = next(train_iter)
             window['audio'] += (
@@ -411,25 +469,17 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
             if step % config.log_every == 0 or step == config.total_steps:
                 metrics = jax.device_get(metrics)
-                nonfinite = int(state['nonfinite'])
                 elapsed = time.perf_counter() - window['time']
                 last_train = {k: float(v) for k, v in metrics.items()}
                 last_train.update(
                     audio_s_per_s=window['audio'] / elapsed,
                     s_per_step=elapsed / window['steps'],
                     mfu=perf.mfu(window['flops'], elapsed, peak, jax.device_count()),
-                    nonfinite_steps=nonfinite,
+                    nonfinite_steps=int(state['nonfinite']),
                 )
                 metric_log.write(step, last_train)
                 window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
-                if nonfinite and not config.skip_nonfinite:
-                    ckpt.wait()
-                    raise FloatingPointError(
-                        f'non-finite loss or gradient before step {step} (loss={last_train["loss"]}); '
-                        f'stopping without saving. The last good checkpoint is step '
-                        f'{ckpt.latest_step()} in {ckpt.directory}. Lower optim.lr, check the data, '
-                        f'or set skip_nonfinite=True to skip such steps.'
-                    )
+                check_finite(step)
 
             if step % config.eval_every == 0 or step == config.total_steps:
                 last_eval = evaluator.run(
@@ -438,11 +488,12 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 metric_log.write(step, last_eval, prefix=config.data.eval_split)
                 window['time'] = time.perf_counter()  # eval time is not training throughput
 
-            if step % config.checkpoint_every == 0 or step == last_step:
+            stopping = stop.agreed()
+            if stopping or step % config.checkpoint_every == 0 or step == last_step:
+                check_finite(step)  # never save parameters that a non-finite step has spoilt
                 save(step)
-            if stop.received:
-                log.warning('%s received: saving step %d and exiting', stop.received, step)
-                save(step, force=True)
+            if stopping:
+                log.warning('%s: saved step %d, exiting', stop.received or 'peer stopped', step)
                 break
 
     ckpt.close()
@@ -453,15 +504,28 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     return {'train': last_train, 'eval': last_eval, 'step': step}
 
 
-def main(argv):
-    del argv
+def parse_flags(argv: list[str]) -> list[str]:
+    """Parses the absl flags; returns the `--config.KEY=VALUE` overrides as `KEY=VALUE`.
+
+    The overrides go through `config.apply_overrides` (not absl), so that an unknown key or a
+    wrong type is one ConfigError line naming the key, like every other config mistake.
+    """
+    prefix = '--config.'
+    extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
+    if extra:
+        sys.exit(f'unexpected arguments {extra}; overrides are --config.KEY=VALUE')
+    return [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
+
+
+def main(overrides):
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
-    if _WORKDIR.value is None:
-        raise app.UsageError('--workdir is required')
-    maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if _WORKDIR.value is None or _CONFIG.value is None:
+        raise app.UsageError('--config and --workdir are required')
     try:
-        train(_CONFIG.value, _WORKDIR.value, stop_at=_STOP_AT.value)
+        config = config_lib.apply_overrides(config_lib.load_file(_CONFIG.value), overrides)
+        maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        train(config, _WORKDIR.value, stop_at=_STOP_AT.value)
     except (
         config_lib.ConfigError,
         checkpoint_lib.CheckpointError,
@@ -473,4 +537,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
