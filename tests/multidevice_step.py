@@ -1,6 +1,7 @@
 """Run by test_multidevice.py in a fresh process with 8 fake CPU devices (XLA_FLAGS set
-before JAX starts): one train step of the micro model on a 1-device mesh and on a
-data=4 × fsdp=2 mesh, same state and batch; prints both results and per-device bytes as JSON."""
+before JAX starts): one train step of the micro model on a 1-device mesh and on each mesh of
+MESHES, same initial state and batch; prints their metrics and the fullest device's bytes of
+parameters and optimizer state as JSON."""
 
 import json
 import sys
@@ -14,8 +15,12 @@ from micro import micro_config  # noqa: E402
 from unispeech_jax import models, optim, sharding, train  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402
 
+# (data, fsdp, tensor) sizes: data parallel, FSDP with data, pure FSDP, all three axes.
+MESHES = ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2))
+
 
 def one_step(config, devices, batch):
+    """→ (metrics of one step, max bytes on a device of params, of optimizer state)."""
     family = models.get(config.model.name)
     module = family.build(config.model, len(pipeline.vocab(config.data)))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
@@ -24,6 +29,7 @@ def one_step(config, devices, batch):
     init_fn = train.make_init_fn(family, module, tx, family.dummy_batch(config.data))
     state, shardings = sharding.init_sharded(init_fn, jax.random.key(0), mesh, rules)
     param_bytes = sharding.bytes_per_device(state['params'])
+    opt_bytes = sharding.bytes_per_device(state['opt_state'])
     step = jax.jit(
         train.make_train_step(family, module, tx, lr_fn, config, None),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
@@ -31,7 +37,8 @@ def one_step(config, devices, batch):
     )
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         _, metrics = step(state, sharding.global_batch(batch, mesh))
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}, max(param_bytes.values())
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    return metrics, max(param_bytes.values()), max(opt_bytes.values())
 
 
 def main():
@@ -39,19 +46,11 @@ def main():
     config = micro_config(**{'data.batch_multiple': 8, 'model.hidden_dropout': 0.0})
     it = pipeline.make_train_iter(config.data, seed=0, process_index=0, process_count=1)
     batch = next(it)
-    single, single_bytes = one_step(config, jax.devices()[:1], batch)
-    config.mesh.shape.data, config.mesh.shape.fsdp = 4, 2
-    multi, multi_bytes = one_step(config, jax.devices(), batch)
-    print(
-        json.dumps(
-            {
-                'single': single,
-                'multi': multi,
-                'single_bytes': single_bytes,
-                'multi_bytes': multi_bytes,
-            }
-        )
-    )
+    results = {'1': one_step(config, jax.devices()[:1], batch)}
+    for shape in MESHES:
+        config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = shape
+        results['x'.join(map(str, shape))] = one_step(config, jax.devices(), batch)
+    print(json.dumps(results))
 
 
 if __name__ == '__main__':

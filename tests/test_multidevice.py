@@ -1,4 +1,6 @@
-"""A train step on a data=4 × fsdp=2 mesh of 8 fake CPU devices equals the 1-device step."""
+"""Sharding strategies on 8 fake CPU devices: data parallel, FSDP, FSDP with data, and
+data × fsdp × tensor each give the 1-device step's loss and gradient norm; FSDP divides the
+per-device bytes of parameters and optimizer state."""
 
 import json
 import os
@@ -11,7 +13,7 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def test_fsdp_data_mesh_matches_single_device(tiny_corpus_env):
+def test_meshes_match_single_device_and_fsdp_shrinks_state(tiny_corpus_env):
     env = dict(
         os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu'
     )
@@ -20,12 +22,18 @@ def test_fsdp_data_mesh_matches_single_device(tiny_corpus_env):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    single, multi = result['single'], result['multi']
-    for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
-        np.testing.assert_allclose(multi[key], single[key], rtol=2e-5, err_msg=key)
-    # FSDP splits the parameters: the fullest device holds well under the whole model.
-    assert result['multi_bytes'] < 0.75 * result['single_bytes'], result
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    single, param_bytes, opt_bytes = results.pop('1')
+    for mesh, (metrics, *_) in results.items():
+        for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
+            np.testing.assert_allclose(metrics[key], single[key], rtol=2e-5, err_msg=(mesh, key))
+    # data=8 replicates everything; fsdp=8 splits the model dimension of every large array by
+    # 8 (biases, norms, the conv kernels' small axes stay whole, hence not exactly 1/8).
+    assert results['8x1x1'][1:] == [param_bytes, opt_bytes]
+    print({m: (r[1] / param_bytes, r[2] / opt_bytes) for m, r in results.items()})
+    assert results['1x8x1'][1] < 0.25 * param_bytes and results['1x8x1'][2] < 0.25 * opt_bytes
+    assert results['4x2x1'][1] < 0.6 * param_bytes and results['4x2x1'][2] < 0.6 * opt_bytes
+    assert results['2x2x2'][1] < 0.4 * param_bytes

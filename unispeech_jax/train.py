@@ -518,7 +518,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(overrides):
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+    # force: app.run has already put absl's handler on the root logger, which would drop INFO.
+    logging.basicConfig(
+        level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True
+    )
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
     if _WORKDIR.value is None or _CONFIG.value is None:
         raise app.UsageError('--config and --workdir are required')
