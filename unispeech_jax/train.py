@@ -5,7 +5,7 @@ r"""Training: one loop for every model family and objective.
 
 Re-running the same command resumes from the newest complete checkpoint in `--workdir`
 (step, parameters, optimizer state and the input pipeline's position). SIGTERM or SIGINT
-finish the current step, save, and exit 0. Multi-host: run the same command on every host
+(to any one process) finish the current step on every process, save, and exit 0. Multi-host: run the same command on every host
 (see launch/); `jax.distributed.initialize` is called when the environment asks for it.
 """
 
@@ -315,8 +315,8 @@ class StopSignal:
         """
         if jax.process_count() == 1:
             return self.received is not None
-        flags = multihost_utils.process_allgather(np.int32(self.received is not None))
-        return bool(np.any(flags))
+        votes = multihost_utils.process_allgather(np.int32(self.received is not None))
+        return bool(np.any(votes))
 
 
 def trim_metrics(path: pathlib.Path, step: int):
