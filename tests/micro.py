@@ -38,6 +38,12 @@ MICRO = [
     'optim.warmup_steps=2',
     'peak_flops_per_device=1e10',
 ]
+# The runs of the fault and multi-process tests: long enough to be interrupted twice.
+REFERENCE_ARGS = (
+    '--config.total_steps=16',
+    '--config.eval_every=16',
+    '--config.checkpoint_every=2',
+)
 
 
 def micro_config(**overrides):
@@ -53,7 +59,8 @@ def get_config():
 
 def train_losses(workdir) -> dict[int, float]:
     """{step: loss} of the train records in a workdir's metrics.jsonl."""
-    rows = [json.loads(l) for l in (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()]
+    text = (pathlib.Path(workdir) / 'metrics.jsonl').read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
     return {r['step']: r['loss'] for r in rows if r['split'] == 'train'}
 
 
@@ -61,7 +68,7 @@ def last_logged_step(workdir) -> int:
     """The step of the last complete train record in metrics.jsonl (0 if none yet)."""
     path = pathlib.Path(workdir) / 'metrics.jsonl'
     lines = path.read_text().split('\n')[:-1] if path.exists() else []  # [-1]: cut, or ''
-    steps = [json.loads(l)['step'] for l in lines if '"split": "train"' in l]
+    steps = [json.loads(line)['step'] for line in lines if '"split": "train"' in line]
     return steps[-1] if steps else 0
 
 
@@ -85,7 +92,3 @@ def train_args(workdir, *args) -> list[str]:
 
 def train_command(workdir, *args) -> list[str]:
     return [sys.executable, '-m', 'unispeech_jax.train', *train_args(workdir, *args)]
-
-
-# The runs of the fault and multi-process tests: long enough to be interrupted twice.
-REFERENCE_ARGS = ('--config.total_steps=16', '--config.eval_every=16', '--config.checkpoint_every=2')

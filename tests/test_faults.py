@@ -44,7 +44,8 @@ class Run:
     def output(self) -> str:
         return self.log.read_text()[self.offset :]
 
-    def _wait(self, done):
+    def wait_until(self, done):
+        """Polls `done()` until it is truthy (returned), failing if the run exits first."""
         deadline = time.monotonic() + TIMEOUT
         while not (result := done()):
             assert self.proc.poll() is None, f'exited early:\n{self.output()[-4000:]}'
@@ -54,12 +55,14 @@ class Run:
 
     def start_step(self) -> int:
         """Blocks until the loop starts (metrics.jsonl is trimmed by then); its first step - 1."""
-        found = self._wait(lambda: re.search(r'training steps (\d+)\.\.', self.output()))
+        found = self.wait_until(lambda: re.search(r'training steps (\d+)\.\.', self.output()))
         return int(found.group(1)) - 1
 
     def wait_for_step(self, step: int) -> int:
         """Blocks until the run has logged `step` or later; returns the step it logged."""
-        return self._wait(lambda: (seen := micro.last_logged_step(self.workdir)) >= step and seen)
+        return self.wait_until(
+            lambda: (seen := micro.last_logged_step(self.workdir)) >= step and seen
+        )
 
     def finish(self) -> int:
         return self.proc.wait(timeout=TIMEOUT)
@@ -76,7 +79,7 @@ def test_kill9_sigterm_and_partial_checkpoint_resume_bit_exact(
     run = Run(work, env)
     assert run.start_step() == 0
     run.wait_for_step(3)
-    run._wait(lambda: complete_checkpoints(work))
+    run.wait_until(lambda: complete_checkpoints(work))
     run.proc.kill()  # SIGKILL: no handler, possibly mid-step, mid-save or mid-log-line
     run.finish()
     good = complete_checkpoints(work)[-1]
@@ -149,7 +152,7 @@ def test_nan_skip_mode_counts_and_continues(tiny_corpus_env, tmp_path, monkeypat
 @pytest.mark.parametrize(
     'override, message',
     [
-        ('--config.model.hiden_size=3', "unknown .* 'model.hiden_size'.*did you mean 'hidden_size'"),
+        ('--config.model.hiden_size=3', "'model.hiden_size'.*did you mean 'hidden_size'"),
         ('--config.model.num_layers=four', "'model.num_layers' is of type int; got 'four'"),
         ('--config.mesh.shape.data=3', 'needs 3 devices, but 1 are available'),
     ],
