@@ -528,6 +528,8 @@ def main(overrides):
     try:
         config = config_lib.apply_overrides(config_lib.load_file(_CONFIG.value), overrides)
         maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        if jax.process_index() != 0:  # process 0 narrates; the others only warn
+            logging.getLogger().setLevel(logging.WARNING)
         train(config, _WORKDIR.value, stop_at=_STOP_AT.value)
     except (
         config_lib.ConfigError,
