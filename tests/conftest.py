@@ -37,11 +37,12 @@ def compile_cache(shared_dir):
 
 
 @pytest.fixture(scope="session")
-def reference_run(tiny_corpus_env, shared_dir, compile_cache):
+def reference_run(tiny_corpus, shared_dir, compile_cache):
     """{step: loss} of one uninterrupted single-process run of micro.REFERENCE_ARGS.
 
     Computed once per session (a lock file serialises the xdist workers; the second reads the
     first's result), as a subprocess so that it fills the compilation cache for the others.
+    Depends on `tiny_corpus` so that this worker's train subprocesses find the corpus built.
     """
     import fcntl
     import json

@@ -11,6 +11,9 @@ import sys
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
+# Upper bounds on the fullest device's share of a replica's parameter / optimizer-state bytes.
+FSDP8 = 0.3  # fsdp=8
+FSDP2 = 0.65  # fsdp=2 (4x2x1, and 2x2x2 where tensor splits some of the rest again)
 
 
 def test_meshes_match_single_device_and_fsdp_shrinks_state(tiny_corpus_env):
@@ -30,10 +33,11 @@ def test_meshes_match_single_device_and_fsdp_shrinks_state(tiny_corpus_env):
     for mesh, (metrics, *_) in results.items():
         for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
             np.testing.assert_allclose(metrics[key], single[key], rtol=2e-5, err_msg=(mesh, key))
-    # data=8 replicates everything; fsdp=8 splits the model dimension of every large array by
-    # 8 (biases, norms, the conv kernels' small axes stay whole, hence not exactly 1/8).
-    assert results['8x1x1'][1:] == [param_bytes, opt_bytes]
-    print({m: (r[1] / param_bytes, r[2] / opt_bytes) for m, r in results.items()})
-    assert results['1x8x1'][1] < 0.25 * param_bytes and results['1x8x1'][2] < 0.25 * opt_bytes
-    assert results['4x2x1'][1] < 0.6 * param_bytes and results['4x2x1'][2] < 0.6 * opt_bytes
-    assert results['2x2x2'][1] < 0.4 * param_bytes
+    # Fullest device's bytes of params and of optimizer state, relative to a whole replica.
+    ratios = {m: (r[1] / param_bytes, r[2] / opt_bytes) for m, r in results.items()}
+    assert ratios['8x1x1'] == (1.0, 1.0), ratios  # data parallel replicates
+    # fsdp=8 splits the model dimension of every large array 8 ways; biases, norms and the
+    # codebook stay whole, hence not exactly 1/8.
+    assert max(ratios['1x8x1']) < FSDP8, ratios
+    assert max(ratios['4x2x1']) < FSDP2, ratios
+    assert max(ratios['2x2x2']) < FSDP2, ratios  # tensor splits further what fsdp=2 left
