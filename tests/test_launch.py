@@ -78,9 +78,9 @@ def children(pid: int) -> dict[int, int]:
 
 def test_two_processes_match_one_and_stop_together(reference_run, compile_cache, tmp_path):
     """launch/local_multiprocess.sh 2: each process loads half of every global batch; the
-    losses are the one-process run's (measured: within 2.1e-7 relative over 16 steps). SIGTERM to process 1 alone stops both after the same
-    step (they agree every step), both save, the launcher exits 0; the resumed pair goes on
-    with the same losses."""
+    losses are the one-process run's (measured: within 2.1e-7 relative over 16 steps).
+    SIGTERM to process 1 alone stops both after the same step (they agree every step), both
+    save, the launcher exits 0; the resumed pair goes on with the same losses."""
     env = micro.subprocess_env(compile_cache)
     work, log = tmp_path / 'mp', tmp_path / 'mp.log'
     launcher = [str(LAUNCH / 'local_multiprocess.sh'), '2']
