@@ -8,8 +8,6 @@ the work is done (torch CPU ops are synchronous). The optimizer matches ours
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 import transformers
@@ -133,14 +131,3 @@ def make_step(case: Case, model, batch: dict):
 
     return train_step
 
-
-def matmul_ceiling(n: int = 1024, repeats: int = 10) -> float:
-    """Best float32 FLOP/s of torch on an n×n matmul with the current thread setting."""
-    a = torch.ones(n, n)
-    a @ a
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best

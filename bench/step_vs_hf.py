@@ -30,6 +30,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 from cases import CASES, SIZES, make_batch
 
@@ -59,24 +60,30 @@ def _reset_peak_rss():
         f.write("5")
 
 
-def _ceiling_worker(spec: dict) -> dict:
-    """Best float32 matmul FLOP/s of numpy (OpenBLAS), torch and jax.jit on 2 threads."""
-    import time
+def _best_rate(matmul, n: int, repeats: int = 10) -> float:
+    """FLOP/s of the fastest of `repeats` calls of `matmul` (an n×n by n×n product); the
+    best, not the median, so that a burst of foreign load cannot lower the ceiling."""
+    matmul()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
 
+
+def _ceiling_worker(spec: dict) -> dict:
+    """float32 matmul FLOP/s of numpy (OpenBLAS), torch and jax.jit on this machine."""
     import numpy as np
     import torch
 
-    torch.set_num_threads(spec["threads"])
-    a = np.ones((1024, 1024), np.float32)
-    best = float("inf")
-    for _ in range(10):
-        start = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - start)
-    import hf_steps
     from unispeech_jax import perf
 
-    return {"numpy": 2 * 1024**3 / best, "torch": hf_steps.matmul_ceiling(), "jax": perf.matmul_ceiling()}
+    torch.set_num_threads(spec["threads"])
+    n = 1024
+    a, t = np.ones((n, n), np.float32), torch.ones(n, n)
+    return {"numpy": _best_rate(lambda: a @ a, n), "torch": _best_rate(lambda: t @ t, n),
+            "jax": perf.matmul_ceiling(n)}
 
 
 def _step_worker(spec: dict) -> dict:
