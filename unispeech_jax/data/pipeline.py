@@ -71,6 +71,10 @@ each utterance's own samples, before normalisation). `data.speakers=True` adds `
 the index of the <split>.spk name among the sorted names of the train split (-1 if the speaker
 is not a training speaker, as for held-out voices). Text batches come from `make_text_iter`
 (with `infill=True`: BART-noised `text_source`); `mix` interleaves the two kinds.
+For joint pre-training, `data.km_clusters=k` (with `km_dir` '') makes MFCC k-means labels on
+first use, cached in <data dir>/km<k>, and `data.text_ratio=r` makes `make_train_iter` yield
+text-infilling batches (of `data.text_file`, default <data dir>/<train_split>.wrd, tokenised
+by `sentencepiece_model`) for a fraction r of the steps, resumable from its position.
 """
 
 from __future__ import annotations
