@@ -466,7 +466,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
         log.info('training steps %d..%d', start_step + 1, last_step)
-        latest: dict[str, jax.Array] = {}  # newest value of every metric (speech and text steps)
+        newest: dict[str, jax.Array] = {}  # newest value of every metric (speech and text steps)
         while step < last_step:
             local = next(train_iter)
             if 'audio_mask' in local:  # text batches (SpeechT5) carry no audio
@@ -479,13 +479,13 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 flops_by_shape[key] = family.flops_per_batch(config.model, shapes)
             window['flops'] += flops_by_shape[key]
             state, metrics = train_step(state, sharding.global_batch(local, mesh))
-            latest.update(metrics)
+            newest.update(metrics)
             step += 1
             window['steps'] += 1
             metric_log.advance()
 
             if step % config.log_every == 0 or step == config.total_steps:
-                metrics = jax.device_get(latest)
+                metrics = jax.device_get(newest)
                 elapsed = time.perf_counter() - window['time']
                 last_train = {k: float(v) for k, v in metrics.items()}
                 last_train.update(
