@@ -1,7 +1,12 @@
 """Run by test_multidevice.py in a fresh process with 8 fake CPU devices (XLA_FLAGS set
-before JAX starts): one train step of the micro model on a 1-device mesh and on each mesh of
-MESHES, same initial state and batch; prints their metrics and the fullest device's bytes of
-parameters and optimizer state as JSON."""
+before JAX starts): train steps of a micro model on a 1-device mesh and on 8-device meshes,
+same initial state and batches; prints each mesh's metrics per step and the fullest device's
+bytes of parameters and of optimizer state as JSON.
+
+    multidevice_step.py TESTS_DIR unispeech   one UniSpeech step on every mesh of MESHES
+    multidevice_step.py TESTS_DIR speecht5    a SpeechT5 speech step, then a text step, on
+                                              data=4 x fsdp=2
+"""
 
 import json
 import sys
@@ -9,20 +14,22 @@ import sys
 import flax.linen as nn
 import jax
 
-sys.path.insert(0, sys.argv[1])  # the tests folder, for micro.micro_config
-from micro import micro_config  # noqa: E402
+sys.path.insert(0, sys.argv[1])  # the tests folder, for the micro configs
+import micro  # noqa: E402
+import test_train_speecht5  # noqa: E402
 
 from unispeech_jax import models, optim, sharding, train  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402
 
 # (data, fsdp, tensor) sizes: data parallel, FSDP with data, pure FSDP, all three axes.
-MESHES = ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2))
+MESHES = {'unispeech': ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2)), 'speecht5': ((4, 2, 1),)}
 
 
-def one_step(config, devices, batch):
-    """→ (metrics of one step, max bytes on a device of params, of optimizer state)."""
+def run_steps(config, devices, batches):
+    """Fresh state on a mesh of `devices`, then one train step per batch → (metrics of each
+    step, max bytes on a device of params, of optimizer state)."""
     family = models.get(config.model.name)
-    module = family.build(config.model, len(pipeline.vocab(config.data)))
+    module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     mesh = sharding.make_mesh(config.mesh, devices)
     rules = sharding.rules(config.mesh)
@@ -35,21 +42,40 @@ def one_step(config, devices, batch):
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, None),
     )
+    results = []
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        _, metrics = step(state, sharding.global_batch(batch, mesh))
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    return metrics, max(param_bytes.values()), max(opt_bytes.values())
+        for batch in batches:
+            state, metrics = step(state, sharding.global_batch(batch, mesh))
+            results.append({k: float(v) for k, v in jax.device_get(metrics).items()})
+    return results, max(param_bytes.values()), max(opt_bytes.values())
+
+
+def micro_config(family):
+    """The family's micro config with an 8-way splittable batch and no dropout."""
+    if family == 'unispeech':
+        return micro.micro_config(**{'data.batch_multiple': 8, 'model.hidden_dropout': 0.0})
+    dropouts = ('hidden_dropout', 'attention_dropout', 'activation_dropout',
+                'positional_dropout', 'speech_decoder_prenet_dropout',
+                'speech_decoder_postnet_dropout')
+    return test_train_speecht5.micro_config(
+        **{'data.batch_multiple': 8, **{f'model.{k}': 0.0 for k in dropouts}}
+    )
 
 
 def main():
     assert jax.device_count() == 8, jax.devices()
-    config = micro_config(**{'data.batch_multiple': 8, 'model.hidden_dropout': 0.0})
+    family = sys.argv[2]
+    config = micro_config(family)
     it = pipeline.make_train_iter(config.data, seed=0, process_index=0, process_count=1)
-    batch = next(it)
-    results = {'1': one_step(config, jax.devices()[:1], batch)}
-    for shape in MESHES:
+    batches = [next(it)]
+    if family == 'speecht5':  # one speech and one text batch, in either order
+        while ('text' in batches[-1]) == ('text' in batches[0]):
+            batches.append(next(it))
+        batches = [batches[0], batches[-1]]
+    results = {'1': run_steps(config, jax.devices()[:1], batches)}
+    for shape in MESHES[family]:
         config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = shape
-        results['x'.join(map(str, shape))] = one_step(config, jax.devices(), batch)
+        results['x'.join(map(str, shape))] = run_steps(config, jax.devices(), batches)
     print(json.dumps(results))
 
 

@@ -1,6 +1,6 @@
 """Sharding strategies on 8 fake CPU devices: data parallel, FSDP, FSDP with data, and
 data × fsdp × tensor each give the 1-device step's loss and gradient norm; FSDP divides the
-per-device bytes of parameters and optimizer state."""
+per-device bytes of parameters and optimizer state. SpeechT5's joint steps likewise."""
 
 import json
 import os
@@ -16,21 +16,26 @@ FSDP8 = 0.3  # fsdp=8
 FSDP2 = 0.65  # fsdp=2 (4x2x1, and 2x2x2 where tensor splits some of the rest again)
 
 
-def test_meshes_match_single_device_and_fsdp_shrinks_state(tiny_corpus_env):
+def run_on_8_devices(family):
+    """multidevice_step.py's JSON: {mesh: [metrics per step, param bytes, opt bytes]}."""
     env = dict(
         os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu'
     )
     out = subprocess.run(
-        [sys.executable, str(HERE / 'multidevice_step.py'), str(HERE)],
+        [sys.executable, str(HERE / 'multidevice_step.py'), str(HERE), family],
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    results = json.loads(out.stdout.strip().splitlines()[-1])
-    single, param_bytes, opt_bytes = results.pop('1')
-    for mesh, (metrics, *_) in results.items():
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_meshes_match_single_device_and_fsdp_shrinks_state(tiny_corpus_env):
+    results = run_on_8_devices('unispeech')
+    (single,), param_bytes, opt_bytes = results.pop('1')
+    for mesh, ((metrics,), *_) in results.items():
         for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
             np.testing.assert_allclose(metrics[key], single[key], rtol=2e-5, err_msg=(mesh, key))
     # Fullest device's bytes of params and of optimizer state, relative to a whole replica.
@@ -41,3 +46,16 @@ def test_meshes_match_single_device_and_fsdp_shrinks_state(tiny_corpus_env):
     assert max(ratios['1x8x1']) < FSDP8, ratios
     assert max(ratios['4x2x1']) < FSDP2, ratios
     assert max(ratios['2x2x2']) < FSDP2, ratios  # tensor splits further what fsdp=2 left
+
+
+def test_speecht5_joint_steps_on_fsdp_data_mesh_match_single_device(tiny_corpus_env):
+    """A speech step and a text step, the second from the state the first left."""
+    results = run_on_8_devices('speecht5')
+    single, param_bytes, _ = results['1']
+    multi, multi_bytes, _ = results['4x2x1']
+    for one, eight in zip(single, multi):
+        kind = 'text' if 'text/mle' in one else 'speech'
+        parts = ('mle', 'diversity') if kind == 'text' else ('mlm', 'l1', 'bce', 'diversity')
+        for key in ('loss', 'grad_norm', *(f'{kind}/{p}' for p in parts)):
+            np.testing.assert_allclose(eight[key], one[key], rtol=2e-5, err_msg=key)
+    assert multi_bytes < 0.6 * param_bytes, results

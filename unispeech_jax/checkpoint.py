@@ -65,6 +65,11 @@ class Checkpoints:
 
     def restore_params(self, step: int | None = None) -> Any:
         """Restores only the parameters (host numpy arrays) of a run, e.g. to fine-tune it."""
+        return self.restore_variables(step)[0]
+
+    def restore_variables(self, step: int | None = None) -> tuple[Any, dict]:
+        """(params, model_state) of a run as host numpy arrays; model_state holds the
+        non-trainable variables of families that have them (SpeechT5 'batch_stats'), else {}."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f'no checkpoint in {self.directory}')
@@ -72,7 +77,7 @@ class Checkpoints:
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
         )
         logging.info('loaded parameters of %s at step %d', self.directory, step)
-        return restored['state']['params']
+        return restored['state']['params'], dict(restored['state'].get('model_state') or {})
 
     def wait(self):
         self.manager.wait_until_finished()

@@ -177,6 +177,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         bad = [a for a in axes if a is not None and a not in MESH_AXES]
         if bad:
             raise ConfigError(f'mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}')
+    clusters = int(config.data.km_clusters)
+    if config.model.name == 'speecht5' and clusters > int(config.model.num_clusters):
+        raise ConfigError(
+            f'data.km_clusters={clusters} k-means ids do not fit model.num_clusters='
+            f'{config.model.num_clusters} masked-prediction classes'
+        )
     for key in ('total_steps', 'checkpoint_every', 'eval_every'):
         if int(config[key]) <= 0:
             raise ConfigError(f'{key} must be positive, got {config[key]}')

@@ -1,4 +1,5 @@
-r"""Evaluation of a trained workdir: mean losses and greedy-CTC phone error rate (PER).
+r"""Evaluation of a trained workdir: mean losses and greedy-CTC phone error rate (PER; for
+families with a CTC head, i.e. a `predict_fn`).
 
     python -m unispeech_jax.evaluate --workdir runs/tiny --split test
 
@@ -34,15 +35,24 @@ from unispeech_jax.data import pipeline
 class Evaluator:
     """Compiled eval functions for one model; `run` returns a dict of metrics for a split."""
 
-    def __init__(self, config, family, module, mesh, vocab, logical_rules):
+    def __init__(self, config, family, module, mesh, logical_rules):
         self.config, self.mesh, self.rules = config, mesh, logical_rules
-        self.symbols = vocab.symbols
         # A fixed key: the eval masks (and so the eval contrastive loss) are the same every time.
         key = jax.random.key(config.seed + 1)
-        self._loss = jax.jit(lambda p, b: family.loss_fn(module, p, b, key, jnp.int32(0), False)[1])
-        self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
+        self._loss = jax.jit(
+            lambda p, s, b: models.loss_fn(family, module, p, s, b, key, jnp.int32(0), False)[1][0]
+        )
+        self._predict = None
+        if hasattr(family, 'predict_fn'):
+            self.symbols = pipeline.vocab(config.data).symbols
+            self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
 
-    def run(self, params, split: str, max_batches: int = 0) -> dict[str, float]:
+    def run(
+        self, params, split: str, max_batches: int = 0, model_state=None
+    ) -> dict[str, float]:
+        """Weighted mean of every loss metric over `split` (and PER with a CTC head).
+        model_state: the family's non-trainable variables (SpeechT5: 'batch_stats')."""
+        model_state = model_state or {}
         sums: dict[str, float] = {}
         total_weight = 0.0
         refs: list[str] = []
@@ -59,9 +69,11 @@ class Evaluator:
                     break
                 batch = sharding.global_batch(local, self.mesh)
                 weight = float(multihost_utils.process_allgather(batch['weight'], tiled=True).sum())
-                for k, v in jax.device_get(self._loss(params, batch)).items():
+                for k, v in jax.device_get(self._loss(params, model_state, batch)).items():
                     sums[k] = sums.get(k, 0.0) + float(v) * weight
                 total_weight += weight
+                if self._predict is None:
+                    continue
                 ids, lengths = self._predict(params, batch)
                 got = multihost_utils.process_allgather(
                     {
@@ -112,15 +124,14 @@ def evaluate_workdir(
         )
     config = config_lib.from_json(config_file.read_text())
     family = models.get(config.model.name)
-    vocab = pipeline.vocab(config.data)
-    module = family.build(config.model, len(vocab))
+    module = family.build(config.model, family.vocab_size(config))
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
     ckpt = checkpoint_lib.Checkpoints(workdir)
     step = ckpt.latest_step() if step is None else step
-    params = ckpt.restore_params(step)
-    evaluator = Evaluator(config, family, module, mesh, vocab, rules)
-    result = evaluator.run(params, split, max_batches=max_batches)
+    params, model_state = ckpt.restore_variables(step)
+    evaluator = Evaluator(config, family, module, mesh, rules)
+    result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
     result['step'] = float(step)
     if jax.process_index() == 0:
         (workdir / f'eval_{split}.json').write_text(json.dumps(result, indent=2, sort_keys=True))

@@ -104,16 +104,21 @@ def maybe_initialize_distributed(coordinator=None, num_processes=None, process_i
 
 
 def make_init_fn(family, module, tx, batch):
-    """init(rng) -> state dict with logically-partitioned (boxed) params."""
+    """init(rng) -> state dict with logically-partitioned (boxed) params; a family with
+    non-trainable variables (SpeechT5's BatchNorm 'batch_stats') adds them as 'model_state'."""
 
     def init(rng):
-        params = family.init_params(module, rng, batch)
-        return {
+        variables = dict(models.init_variables(family, module, rng, batch))
+        params = variables.pop('params')
+        state = {
             'step': jnp.zeros((), jnp.int32),
             'params': params,
             'opt_state': tx.init(params),
             'nonfinite': jnp.zeros((), jnp.int32),
         }
+        if variables:  # only then: checkpoints of stateless families keep their layout
+            state['model_state'] = variables
+        return state
 
     return init
 
@@ -130,26 +135,33 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
     """Returns step(state, batch) -> (state, metrics), to be jitted with shardings."""
     base_key = jax.random.key(config.seed)
     accum = config.optim.grad_accum
-    grad_fn = jax.value_and_grad(functools.partial(family.loss_fn, module), has_aux=True)
+    grad_fn = jax.value_and_grad(
+        functools.partial(models.loss_fn, family, module), has_aux=True
+    )
 
     def step_fn(state, batch):
         step = state['step']
         rng = jax.random.fold_in(base_key, step)
         params = state['params']
+        model_state = state.get('model_state', {})
         if accum == 1:
-            (loss, metrics), grads = grad_fn(params, batch, rng, step, True)
+            (loss, (metrics, model_state)), grads = grad_fn(
+                params, model_state, batch, rng, step, True
+            )
         else:
-
+            # Micro-batches run one after the other: model_state (BatchNorm) is threaded through.
             def micro(carry, xs):
+                sums, ms = carry
                 i, mb = xs
-                (l, m), g = grad_fn(params, mb, jax.random.fold_in(rng, i), step, True)
-                return jax.tree.map(jnp.add, carry, (l, m, g)), None
+                (l, (m, ms)), g = grad_fn(params, ms, mb, jax.random.fold_in(rng, i), step, True)
+                return (jax.tree.map(jnp.add, sums, (l, m, g)), ms), None
 
             zeros = jax.tree.map(
                 jnp.zeros_like,
                 jax.eval_shape(
                     lambda: grad_fn(
                         params,
+                        model_state,
                         jax.tree.map(lambda x: x[: x.shape[0] // accum], batch),
                         rng,
                         step,
@@ -157,9 +169,9 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
                     )
                 ),
             )
-            zeros = (zeros[0][0], zeros[0][1], zeros[1])
-            (loss, metrics, grads), _ = jax.lax.scan(
-                micro, zeros, (jnp.arange(accum), _split_micro(batch, accum))
+            zeros = (zeros[0][0], zeros[0][1][0], zeros[1])
+            ((loss, metrics, grads), model_state), _ = jax.lax.scan(
+                micro, (zeros, model_state), (jnp.arange(accum), _split_micro(batch, accum))
             )
             loss, metrics, grads = jax.tree.map(lambda x: x / accum, (loss, metrics, grads))
 
@@ -175,10 +187,10 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         if config.skip_nonfinite:
             # Keep the old state for a bad step; the counter tells the host it happened.
-            new_params, opt_state = jax.tree.map(
+            new_params, opt_state, model_state = jax.tree.map(
                 lambda n, o: jnp.where(finite, n, o),
-                (new_params, opt_state),
-                (params, state['opt_state']),
+                (new_params, opt_state, model_state),
+                (params, state['opt_state'], state.get('model_state', {})),
             )
         metrics = dict(
             metrics,
@@ -193,6 +205,8 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
             'opt_state': opt_state,
             'nonfinite': state['nonfinite'] + (~finite).astype(jnp.int32),
         }
+        if 'model_state' in state:
+            new_state['model_state'] = model_state
         return new_state, metrics
 
     return step_fn
@@ -274,7 +288,8 @@ class MetricLog:
         if prefix == 'train':
             shown = {
                 k: metrics[k]
-                for k in ('loss', 'ctc', 'contrastive', 'code_perplexity', 'audio_s_per_s', 'mfu')
+                for k in ('loss', 'ctc', 'contrastive', 'code_perplexity', 'speech/mlm',
+                          'speech/l1', 'text/mle', 'audio_s_per_s', 'mfu')
                 if k in metrics
             }
             self.bar.set_postfix({k: f'{v:.3g}' for k, v in shown.items()}, refresh=False)
@@ -357,8 +372,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
     # --- Model, optimizer, mesh ---------------------------------------------------------
     family = models.get(config.model.name)
-    vocab = pipeline.vocab(config.data)
-    module = family.build(config.model, len(vocab))
+    module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
@@ -429,7 +443,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
     metric_log = MetricLog(workdir, config.total_steps, start_step, start_time)
     stop = StopSignal()
-    evaluator = evaluate_lib.Evaluator(config, family, module, mesh, vocab, rules)
+    evaluator = evaluate_lib.Evaluator(config, family, module, mesh, rules)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
@@ -452,23 +466,26 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
         log.info('training steps %d..%d', start_step + 1, last_step)
+        newest: dict[str, jax.Array] = {}  # newest value of every metric (speech and text steps)
         while step < last_step:
             local = next(train_iter)
-            window['audio'] += (
-                float(local['audio_mask'].sum()) * jax.process_count() / config.data.sample_rate
-            )
+            if 'audio_mask' in local:  # text batches (SpeechT5) carry no audio
+                window['audio'] += (
+                    float(local['audio_mask'].sum()) * jax.process_count() / config.data.sample_rate
+                )
             shapes = {k: (v.shape[0] * jax.process_count(), *v.shape[1:]) for k, v in local.items()}
             key = tuple(sorted(shapes.items()))
             if key not in flops_by_shape:  # one count per length bucket, not per step
                 flops_by_shape[key] = family.flops_per_batch(config.model, shapes)
             window['flops'] += flops_by_shape[key]
             state, metrics = train_step(state, sharding.global_batch(local, mesh))
+            newest.update(metrics)
             step += 1
             window['steps'] += 1
             metric_log.advance()
 
             if step % config.log_every == 0 or step == config.total_steps:
-                metrics = jax.device_get(metrics)
+                metrics = jax.device_get(newest)
                 elapsed = time.perf_counter() - window['time']
                 last_train = {k: float(v) for k, v in metrics.items()}
                 last_train.update(
@@ -483,7 +500,10 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
             if step % config.eval_every == 0 or step == config.total_steps:
                 last_eval = evaluator.run(
-                    state['params'], config.data.eval_split, max_batches=config.eval_max_batches
+                    state['params'],
+                    config.data.eval_split,
+                    max_batches=config.eval_max_batches,
+                    model_state=state.get('model_state', {}),
                 )
                 metric_log.write(step, last_eval, prefix=config.data.eval_split)
                 window['time'] = time.perf_counter()  # eval time is not training throughput

@@ -58,6 +58,8 @@ _NOT_IN_HF = {
     "num_clusters",
     "final_dim",
     "logit_temp",
+    "diversity_loss_weight",
+    "stop_pos_weight",
     "dtype",
 }
 

@@ -71,6 +71,10 @@ each utterance's own samples, before normalisation). `data.speakers=True` adds `
 the index of the <split>.spk name among the sorted names of the train split (-1 if the speaker
 is not a training speaker, as for held-out voices). Text batches come from `make_text_iter`
 (with `infill=True`: BART-noised `text_source`); `mix` interleaves the two kinds.
+For joint pre-training, `data.km_clusters=k` (with `km_dir` '') makes MFCC k-means labels on
+first use, cached in <data dir>/km<k>, and `data.text_ratio=r` makes `make_train_iter` yield
+text-infilling batches (of `data.text_file`, default <data dir>/<train_split>.wrd, tokenised
+by `sentencepiece_model`) for a fraction r of the steps, resumable from its position.
 """
 
 from __future__ import annotations
@@ -123,8 +127,15 @@ _DEFAULTS: dict[str, Any] = dict(
     # SpeechT5 speech batches (manifest / eSpeak sources only; see "SpeechT5" above).
     km_labels="",                    # frame label file extension, e.g. 'km'; '' = no `km`
     km_dir="",                       # folder of <split>.<km_labels>; default the data dir
+    km_clusters=0,                   # k > 0: with km_dir '', make k-means labels on first use
     log_mel=False,                   # add the log-mel target `mel`
     speakers=False,                  # add `speaker` ids from <split>.spk
+    # SpeechT5 joint pre-training (manifest / eSpeak sources; see "SpeechT5" above).
+    text_ratio=0.0,                  # fraction of training batches that are text infilling
+    text_file="",                    # one sentence a line; default <data dir>/<train_split>.wrd
+    sp_model="",                     # SentencePiece model; default <data dir>/spm_char.model
+    text_bucket_boundaries=(32, 64, 128, 256),   # token lengths of the text buckets
+    max_tokens_per_batch=8192,       # text batch size rule, as max_samples_per_batch
 )
 
 
@@ -160,8 +171,14 @@ class _Cfg:
     strict: bool
     km_labels: str
     km_dir: str
+    km_clusters: int
     log_mel: bool
     speakers: bool
+    text_ratio: float
+    text_file: str
+    sp_model: str
+    text_bucket_boundaries: tuple
+    max_tokens_per_batch: int
 
 
 def _resolve(data_cfg) -> _Cfg:
@@ -172,6 +189,7 @@ def _resolve(data_cfg) -> _Cfg:
     values = {k: given.get(k, v) for k, v in _DEFAULTS.items()}
     values["corpus"] = {**_DEFAULTS["corpus"], **dict(given.get("corpus") or {})}
     values["bucket_boundaries"] = tuple(int(b) for b in values["bucket_boundaries"])
+    values["text_bucket_boundaries"] = tuple(int(b) for b in values["text_bucket_boundaries"])
     cfg = _Cfg(**values)
     b = cfg.bucket_boundaries
     if not b or list(b) != sorted(set(b)):
@@ -185,9 +203,12 @@ def _resolve(data_cfg) -> _Cfg:
         raise ValueError("data.labelled_fraction must be in [0, 1]")
     if cfg.source not in ("espeak", "manifest", "tfds"):
         raise ValueError(f"unknown data.source {cfg.source!r}")
-    if cfg.source == "tfds" and (cfg.km_labels or cfg.log_mel or cfg.speakers):
-        raise ValueError("data.km_labels, data.log_mel and data.speakers need a manifest or "
-                         "espeak source (export the TFDS split to a manifest)")
+    if cfg.source == "tfds" and (cfg.km_labels or cfg.log_mel or cfg.speakers
+                                 or cfg.text_ratio > 0):
+        raise ValueError("data.km_labels, data.log_mel, data.speakers and data.text_ratio need a "
+                         "manifest or espeak source (export the TFDS split to a manifest)")
+    if not 0.0 <= cfg.text_ratio < 1.0:
+        raise ValueError(f"data.text_ratio must be in [0, 1), got {cfg.text_ratio}")
     return cfg
 
 
@@ -388,7 +409,7 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
                               f"{len(labels)} lines for {n_rows} manifest rows")
             rows = []
 
-    km_file = Path(cfg.km_dir or data_dir) / f"{split}.{cfg.km_labels}"
+    km_file = km_dir(cfg, data_dir) / f"{split}.{cfg.km_labels}"
     km_lines = _aligned_lines(km_file, n_rows, stats) if cfg.km_labels else None
     spk_file = Path(data_dir) / f"{split}.spk"
     spk_lines = _aligned_lines(spk_file, n_rows, stats) if cfg.speakers else None
@@ -491,6 +512,21 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
                  if km_lines is not None else None,
                  km_offsets=np.asarray(km_offsets, np.int64) if km_lines is not None else None,
                  speaker=np.asarray(speakers, np.int32) if spk_lines is not None else None)
+
+
+def km_dir(data_cfg, data_dir: str | os.PathLike) -> Path:
+    """Folder of the frame label files: `data.km_dir` if set; else, with `data.km_clusters` = k,
+    k-means labels of MFCC features made on first use and cached in <data dir>/km<k>
+    (tools/kmeans_labels.ensure_labels); else the data dir itself."""
+    cfg = _resolve(data_cfg)
+    if cfg.km_dir:
+        return Path(cfg.km_dir)
+    if cfg.km_clusters > 0:
+        from unispeech_jax.tools import kmeans_labels   # it reads manifests through this module
+        return kmeans_labels.ensure_labels(data_dir, cfg.km_clusters,
+                                           splits=(cfg.train_split, cfg.eval_split,
+                                                   cfg.test_split))
+    return Path(data_dir)
 
 
 def _aligned_lines(path: Path, n_rows: int, stats: PipelineStats) -> list[bytes]:
@@ -875,9 +911,13 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
     """Infinite iterator of host-local training batches (epochs reshuffled by seed+epoch).
 
     `start_position`: 0 or an earlier `iterator.position`; the new iterator continues with
-    exactly the batch the old one would have yielded next.
+    exactly the batch the old one would have yielded next. With `data.text_ratio` > 0 the
+    batches are SpeechT5's mix of speech and text-infilling batches (`_speech_and_text_iter`).
     """
     cfg = _resolve(data_cfg)
+    if cfg.text_ratio > 0:
+        return _speech_and_text_iter(cfg, seed=seed, process_index=process_index,
+                                     process_count=process_count, start_position=start_position)
     stats = PipelineStats(cfg.strict)
     start = _start(start_position)
     if cfg.source == "tfds":
@@ -1148,10 +1188,11 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
 
 
 def _infill_batch(tokens: list, index: np.ndarray, width: int, seed: int, epoch: int,
-                  noise: dict) -> dict[str, np.ndarray]:
-    """The noised lines `index`: text_source int32 [B, width] (0 padded), text_source_mask
-    bool [B, width]. infill_noise never lengthens a line, so the target's bucket width fits."""
-    source = np.zeros((len(index), width), np.int32)
+                  noise: dict, pad_id: int) -> dict[str, np.ndarray]:
+    """The noised lines `index`: text_source int32 [B, width] (`pad_id` padded),
+    text_source_mask bool [B, width]. infill_noise never lengthens a line, so the target's
+    bucket width fits."""
+    source = np.full((len(index), width), pad_id, np.int32)
     mask = np.zeros((len(index), width), bool)
     for r, u in enumerate(index):
         rng = np.random.default_rng([seed, epoch, int(u), 0x1F1])
@@ -1165,12 +1206,14 @@ def _infill_batch(tokens: list, index: np.ndarray, width: int, seed: int, epoch:
 
 class MixedIterator:
     """Interleaves batches of several iterators in a fixed ratio (smooth weighted round robin:
-    over any window the counts differ from the ratio by less than one batch per source)."""
+    over any window the counts differ from the ratio by less than one batch per source).
+    `names` label the sources in `stats()` (default "0", "1", ...)."""
 
     def __init__(self, iterators: Sequence, weights: Sequence[float], seed: int,
-                 start_position=None):
+                 start_position=None, names: Sequence[str] | None = None):
         if len(iterators) != len(weights) or not iterators:
             raise ValueError("mix: need one weight per iterator")
+        self._names = [str(i) for i in range(len(iterators))] if names is None else list(names)
         w = np.asarray(weights, np.float64)
         if (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"mix: bad weights {weights}")
@@ -1202,15 +1245,16 @@ class MixedIterator:
         return {"step": self._step, "credits": [float(c) for c in self._credits],
                 "children": [getattr(it, "position", None) for it in self._iterators]}
 
-    @property
-    def stats(self) -> list:
-        return [getattr(it, "stats", None) for it in self._iterators]
+    def stats(self) -> dict[str, float]:
+        """The counters of every source that has them, as "<name>/<counter>"."""
+        return {f"{name}/{k}": v for name, it in zip(self._names, self._iterators)
+                if getattr(it, "stats", None) is not None for k, v in it.stats().items()}
 
 
 def mix(iterators: Sequence, weights: Sequence[float], seed: int = 0,
-        start_position=None) -> MixedIterator:
+        start_position=None, names: Sequence[str] | None = None) -> MixedIterator:
     """Deterministic interleaving of batch iterators by `weights` (see MixedIterator)."""
-    return MixedIterator(iterators, weights, seed, start_position)
+    return MixedIterator(iterators, weights, seed, start_position, names)
 
 
 def make_mixed_train_iter(data_cfgs: Sequence, weights: Sequence[float], *, seed: int,
@@ -1224,6 +1268,33 @@ def make_mixed_train_iter(data_cfgs: Sequence, weights: Sequence[float], *, seed
     return mix(its, weights, seed, start_position)
 
 
+def sentencepiece_model(data_cfg) -> Path:
+    """The SentencePiece model of the text side: `data.sp_model`, else <data dir>/spm_char.model."""
+    cfg = _resolve(data_cfg)
+    return Path(cfg.sp_model) if cfg.sp_model else resolve_data_dir(cfg) / "spm_char.model"
+
+
+def _speech_and_text_iter(cfg: _Cfg, *, seed: int, process_index: int, process_count: int,
+                          start_position) -> MixedIterator:
+    """SpeechT5 joint pre-training input: the speech batches of `cfg` and text-infilling batches
+    of `data.text_file` (default the train split's .wrd), a fraction `data.text_ratio` of them
+    text. Resumes from the position of an earlier one (its "children" are the sources')."""
+    resume = isinstance(start_position, Mapping) and "children" in start_position
+    children = start_position["children"] if resume else [0, 0]
+    speech = make_train_iter(dataclasses.replace(cfg, text_ratio=0.0), seed=seed,
+                             process_index=process_index, process_count=process_count,
+                             start_position=children[0])
+    text_file = cfg.text_file or resolve_data_dir(cfg) / f"{cfg.train_split}.wrd"
+    text = make_text_iter(text_file, sentencepiece_model(cfg), seed=seed + 1000,
+                          process_index=process_index, process_count=process_count,
+                          start_position=children[1],
+                          bucket_boundaries=cfg.text_bucket_boundaries,
+                          max_tokens_per_batch=cfg.max_tokens_per_batch,
+                          batch_multiple=cfg.batch_multiple, strict=cfg.strict, infill=True)
+    return mix([speech, text], [1.0 - cfg.text_ratio, cfg.text_ratio], seed,
+               start_position if resume else None, names=("speech", "text"))
+
+
 # ============================================================================ text only
 
 def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
@@ -1234,7 +1305,8 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
                    strict: bool = False, infill: bool = False, mask_ratio: float = 0.3,
                    poisson_lambda: float = 3.5, random_ratio: float = 0.1) -> BatchIterator:
     """Infinite text-only batches for SpeechT5: {"text" int32 [B, L], "text_mask" bool [B, L],
-    "weight" float32 [B]}, L = the bucket's token length. One line of `text_path` (e.g. a .wrd
+    "weight" float32 [B]}, L = the bucket's token length, id tensors padded with
+    `text_lib.pad_token_id(sp)` (never a real token). One line of `text_path` (e.g. a .wrd
     file) is one example, tokenised with the SentencePiece model `sp_model` (path or processor).
     Lines longer than the largest bucket are filtered; empty / non-UTF-8 lines skipped.
 
@@ -1272,6 +1344,7 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
              "mask_ratio": mask_ratio, "poisson_lambda": poisson_lambda,
              "random_ratio": random_ratio, "eos_id": sp.eos_id() if add_eos else None,
              "random_ids": text_lib.ordinary_ids(sp)}
+    pad_id = text_lib.pad_token_id(sp)
     size = lambda bl: _batch_rule(max_tokens_per_batch, batch_multiple, bl)
     _local_rows(size(bucket_boundaries[0]), process_index, process_count)
     start = _start(start_position)
@@ -1294,14 +1367,14 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
             for i in range(start[1] if epoch == start[0] else 0, len(p)):
                 rows = _local_rows(len(p[i].index), process_index, process_count)
                 index = p[i].index[rows]
-                text = np.zeros((len(index), p[i].bucket_len), np.int32)
+                text = np.full((len(index), p[i].bucket_len), pad_id, np.int32)
                 for r, u in enumerate(index):
                     text[r, :lengths[u]] = tokens[u]
                 mask = np.arange(p[i].bucket_len)[None] < lengths[index][:, None]
                 batch = {"text": text, "text_mask": mask, "weight": p[i].weight[rows].copy()}
                 if infill:
                     batch.update(_infill_batch(tokens, index, p[i].bucket_len, seed, epoch,
-                                               noise))
+                                               noise, pad_id))
                 stats.batches += 1
                 stats.examples += len(index)
                 yield batch, {"epoch": epoch, "batch": i + 1}

@@ -9,8 +9,12 @@ Phone ids (see docs/ARCHITECTURE.md, "Label ids"):
 A fairseq dict file has one "<symbol> <count>" per line (the count is ignored here). `|`, the
 word boundary, is an ordinary symbol.
 
-SentencePiece models made by `train_char_model` reserve 0 = <pad>, 1 = <unk>, 2 = <s>,
-3 = </s>, so that 0 is the padding value of every id tensor in the project.
+Text ids are the SentencePiece model's own ids, whatever it reserves (`train_char_model`:
+0 = <pad>, 1 = <unk>, 2 = <s>, 3 = </s>; the eSpeak corpus's `spm_char.model`: 0 = <unk>,
+1 = <s>, 2 = </s> and no pad). What a model lacks gets the next ids past its vocabulary:
+first the infilling mask (`mask_token_id`), then the padding id (`pad_token_id`). Text tensors
+are padded with `pad_token_id`, so padding never equals a real token, and every text tensor
+comes with a mask that the models and losses use; `text_vocab_size` counts all these ids.
 
 Text infilling (`infill_noise`, SpeechT5 text pre-training, SPEC §3): ~30 % of the tokens are
 masked in spans with Poisson(3.5) lengths, each span becomes one token (the mask token, or a
@@ -193,8 +197,8 @@ def sp_encode(
 
 
 def sp_decode(sp: spm.SentencePieceProcessor, ids: Iterable[int]) -> str:
-    """Ids -> text. Padding, <s> and </s> are dropped."""
-    drop = {sp.pad_id(), sp.bos_id(), sp.eos_id()}
+    """Ids -> text. Padding (`pad_token_id`), <s> and </s> are dropped."""
+    drop = {pad_token_id(sp), sp.bos_id(), sp.eos_id()}
     return sp.decode([int(i) for i in ids if int(i) not in drop])
 
 
@@ -205,9 +209,15 @@ def mask_token_id(sp: spm.SentencePieceProcessor) -> int:
     return i if sp.id_to_piece(i) == "<mask>" else sp.get_piece_size()
 
 
+def pad_token_id(sp: spm.SentencePieceProcessor) -> int:
+    """Padding value of text tensors: the model's pad id if it has one, else the first id past
+    the vocabulary and the mask token (a model without <pad> reports pad_id() == -1)."""
+    return sp.pad_id() if sp.pad_id() >= 0 else max(sp.get_piece_size(), mask_token_id(sp) + 1)
+
+
 def text_vocab_size(sp: spm.SentencePieceProcessor) -> int:
-    """Rows of a text embedding that covers the SentencePiece ids and the mask token."""
-    return max(sp.get_piece_size(), mask_token_id(sp) + 1)
+    """Rows of a text embedding that covers the SentencePiece ids, the mask and the pad id."""
+    return max(sp.get_piece_size(), mask_token_id(sp) + 1, pad_token_id(sp) + 1)
 
 
 def ordinary_ids(sp: spm.SentencePieceProcessor) -> list[int]:

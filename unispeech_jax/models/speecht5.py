@@ -51,9 +51,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from unispeech_jax.models import layers
-from unispeech_jax.models.quantizer import GumbelVectorQuantizer
+from unispeech_jax import losses
+from unispeech_jax.data import pipeline
+from unispeech_jax.data import text as text_lib
+from unispeech_jax.models import layers, masking
+from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
 Dtype = Any
 _MASK_VALUE = (
@@ -80,8 +84,11 @@ class ModelArgs:
     num_conv_pos_embeddings: int = 128
     num_conv_pos_embedding_groups: int = 16
     max_speech_positions: int = 4000
-    # text pre-nets
+    # text pre-nets; the decoder starts from </s> (fairseq / HF), so this must be the text
+    # model's </s> id (`vocab_size` checks it). pad_token_id only numbers positions (padding
+    # gets position id pad_token_id, real steps count on from it): validity comes from masks.
     pad_token_id: int = 1
+    decoder_start_token_id: int = 2
     max_text_positions: int = 450
     scale_embedding: bool = False
     # shared encoder-decoder
@@ -119,6 +126,13 @@ class ModelArgs:
     num_clusters: int = 500
     final_dim: int = 256
     logit_temp: float = 0.1
+    # pre-training objective (`loss_fn`): span masking of the speech encoder input (SPEC §3:
+    # p 0.8, spans of 10), diversity weight γ, stop-token BCE positive weight
+    mask_time_prob: float = 0.8
+    mask_time_length: int = 10
+    mask_time_min_masks: int = 2
+    diversity_loss_weight: float = 0.1
+    stop_pos_weight: float = 5.0
     dtype: str = "float32"
 
     @classmethod
@@ -804,9 +818,7 @@ class SpeechT5(nn.Module):
         offset = 0 if cache is None else cache["index"]
         scale = math.sqrt(a.hidden_size) if a.scale_embedding else 1.0
         x = self.embed_tokens(tokens) * scale
-        positions = padded_position_ids(
-            tokens != a.pad_token_id, a.pad_token_id, offset
-        )
+        positions = padded_position_ids(dec_valid, a.pad_token_id, offset)
         x = x + fairseq_sinusoidal(positions, a.hidden_size, a.pad_token_id).astype(
             x.dtype
         )
@@ -897,11 +909,242 @@ def init_variables(
     return nn.meta.unbox(variables) if unbox else variables
 
 
+def vocab_size(config) -> int:
+    """Text ids of `config.data`'s SentencePiece model, with the mask and pad ids past its
+    vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
+    model's </s>, the token the text decoder starts from."""
+    from unispeech_jax.config import ConfigError  # config imports the families' defaults
+
+    sp = text_lib.load_sp(pipeline.sentencepiece_model(config.data))
+    if sp.eos_id() != config.model.decoder_start_token_id:
+        raise ConfigError(
+            f"model.decoder_start_token_id={config.model.decoder_start_token_id} is not the "
+            f"</s> id ({sp.eos_id()}) of {pipeline.sentencepiece_model(config.data)}"
+        )
+    return text_lib.text_vocab_size(sp)
+
+
+def dummy_batch(data_cfg) -> dict:
+    """Zero audio of the largest speech bucket (init only reads the audio length)."""
+    samples = int(tuple(data_cfg.bucket_boundaries)[-1])
+    batch = pipeline.batch_size_for(data_cfg, samples)
+    return {
+        "audio": np.zeros((batch, samples), np.float32),
+        "audio_mask": np.ones((batch, samples), bool),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-training objective (SPEC §3): speech and text batches are separate steps
+# --------------------------------------------------------------------------------------------
+
+
+def _split_rngs(rng, train: bool) -> tuple[dict, jax.Array]:
+    """One step key → (flax rng streams, span-mask key). Eval needs only the mask key."""
+    dropout, gumbel, vq, prenet, mask = jax.random.split(rng, 5)
+    rngs = {"dropout": dropout, "gumbel": gumbel, "vq": vq, "prenet": prenet}
+    return (rngs if train else {}), mask
+
+
+def _quantizer_metrics(state, prefix: str) -> dict:
+    """The hard (argmax) and soft code perplexities the quantizer sowed this step."""
+    sown = state["intermediates"]["quantizer"]
+    return {
+        f"{prefix}/code_perplexity": sown["code_perplexity"][0],
+        f"{prefix}/prob_perplexity": sown["prob_perplexity"][0],
+    }
+
+
+def speech_targets(args: ModelArgs, batch):
+    """Teacher-forced speech decoder inputs and targets from a speech batch.
+
+    mel [B,F,M] is cut to N = F − F mod r frames: target [B,N,M], frame_valid bool [B,N] (real
+    frames of weight > 0 rows), decoder input [B,N/r,M] (every r-th frame shifted right) and
+    step validity bool [B,N/r] (a step is real when its first frame is).
+    """
+    r = args.reduction_factor
+    n = batch["mel"].shape[1] // r * r
+    target = batch["mel"][:, :n].astype(jnp.float32)
+    frame_valid = batch["mel_mask"][:, :n].astype(bool) & (batch["weight"] > 0)[:, None]
+    return target, frame_valid, shift_spectrograms_right(target, r), frame_valid[:, ::r]
+
+
+def _speech_loss(module, params, model_state, batch, rng, step, train):
+    """L_mlm + L_1 + L_bce + γ·L_d on a speech batch (audio, km, mel); see `loss_fn`."""
+    a = module.args
+    rngs, mask_rng = _split_rngs(rng, train)
+    audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
+    frames = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
+    if frames.shape != batch["km"].shape:
+        raise ValueError(
+            f"km labels {batch['km'].shape} do not match the model's frames {frames.shape}: "
+            "k-means labels assume the standard conv stack (total stride 320, window 400)"
+        )
+    labelled = frames & batch["km_mask"].astype(bool) & (batch["weight"] > 0)[:, None]
+    mask_time = masking.span_mask(
+        mask_rng, labelled, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks
+    )
+    target, frame_valid, dec_in, dec_valid = speech_targets(a, batch)
+    temperature = gumbel_temperature(step, *a.gumbel_temperature)
+
+    def forward(self):
+        enc = self.encode_speech(audio, audio_mask, mask_time, train=train)
+        vq = self.cross_modal_quantize(enc["hidden"], enc["valid"], temperature, train)
+        out, _ = self.decode_speech(
+            dec_in, None, vq["hidden"], enc["valid"], dec_valid, train=train,
+            prenet_dropout=train,
+        )
+        after = self.postnet(out["mel_before"], train=train)
+        return self.cluster_logits(enc["hidden"]), vq["perplexity"], out, after
+
+    (logits, perplexity, out, mel_after), state = module.apply(
+        {"params": params, **model_state}, method=forward, rngs=rngs,
+        mutable=["intermediates", "batch_stats"] if train else ["intermediates"],
+    )
+    mlm, accuracy = losses.masked_prediction_loss(logits, batch["km"], mask_time)
+    l1, bce = losses.spectrogram_loss(
+        out["mel_before"], mel_after, out["stop_logits"], target, frame_valid,
+        a.stop_pos_weight,
+    )
+    diversity = losses.diversity_loss(
+        perplexity, a.num_codevector_groups * a.num_codevectors_per_group
+    )
+    loss = mlm + l1 + bce + a.diversity_loss_weight * diversity
+    metrics = {
+        "loss": loss,
+        "speech/loss": loss,
+        "speech/mlm": mlm,
+        "speech/mlm_accuracy": accuracy,
+        "speech/l1": l1,
+        "speech/bce": bce,
+        "speech/diversity": diversity,
+        "speech/masked_fraction": jnp.sum(mask_time) / jnp.maximum(jnp.sum(labelled), 1),
+        "temperature": jnp.asarray(temperature, jnp.float32),
+        **_quantizer_metrics(state, "speech"),
+    }
+    new_state = {"batch_stats": state["batch_stats"]} if train else model_state
+    return loss, (metrics, new_state)
+
+
+def _text_loss(module, params, model_state, batch, rng, step, train):
+    """L_mle + γ·L_d on a text-infilling batch (text_source → text); see `loss_fn`."""
+    a = module.args
+    rngs, _ = _split_rngs(rng, train)
+    source, source_mask = batch["text_source"], batch["text_source_mask"].astype(bool)
+    target = batch["text"]
+    target_mask = batch["text_mask"].astype(bool) & (batch["weight"] > 0)[:, None]
+    # Teacher forcing: step l reads target l − 1 (step 0 the start token) and predicts target l.
+    dec_in = jnp.pad(target, ((0, 0), (1, 0)), constant_values=a.decoder_start_token_id)[:, :-1]
+    temperature = gumbel_temperature(step, *a.gumbel_temperature)
+
+    def forward(self):
+        enc = self.encode_text(source, source_mask, train=train)
+        vq = self.cross_modal_quantize(enc["hidden"], source_mask, temperature, train)
+        logits, _ = self.decode_text(
+            dec_in, vq["hidden"], source_mask, batch["text_mask"].astype(bool), train=train
+        )
+        return logits, vq["perplexity"]
+
+    (logits, perplexity), state = module.apply(
+        {"params": params, **model_state}, method=forward, rngs=rngs, mutable=["intermediates"]
+    )
+    mle = losses.text_nll_loss(logits, target, target_mask)
+    diversity = losses.diversity_loss(
+        perplexity, a.num_codevector_groups * a.num_codevectors_per_group
+    )
+    loss = mle + a.diversity_loss_weight * diversity
+    correct = (jnp.argmax(logits, -1) == target) & target_mask
+    metrics = {
+        "loss": loss,
+        "text/loss": loss,
+        "text/mle": mle,
+        "text/accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(target_mask), 1),
+        "text/diversity": diversity,
+        "temperature": jnp.asarray(temperature, jnp.float32),
+        **_quantizer_metrics(state, "text"),
+    }
+    return loss, (metrics, model_state)
+
+
+def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state):
+    """SpeechT5 joint pre-training objective on one batch, speech or text (by its keys).
+
+    speech (audio, km, mel): L_mlm (HuBERT cross-entropy over k-means ids at masked frames) +
+      L_1 (mel before + after the post-net) + L_bce (stop token) + γ·L_d;
+    text (text_source, text): L_mle (decoder reconstructs the text from its infilled version)
+      + γ·L_d;
+    L_d = the cross-modal quantizer's diversity loss (γ = diversity_loss_weight), on the
+    encoder output of either modality. `rng` (one key per step) is split into the module's
+    streams and the span mask (eval still masks, deterministically); `step` sets the Gumbel
+    temperature. model_state: {'batch_stats'} of the post-net's BatchNorm, updated by training
+    speech steps. Returns (loss, (metrics, model_state)); metric names carry the modality
+    ('speech/…', 'text/…') and both report their code perplexity.
+    """
+    part = _text_loss if "text" in batch else _speech_loss
+    return part(module, params, model_state, batch, rng, step, train)
+
+
+def _encoder_flops(a: ModelArgs, batch: int, length: int) -> float:
+    """Encoder matmul FLOPs: projections, attention with the relative term, FFN."""
+    d, bt = a.hidden_size, batch * length
+    attention = 3 * 2.0 * batch * length * length * d  # logits, relative logits, weighted sum
+    per_layer = 2.0 * bt * d * d * 4 + attention + 2.0 * bt * d * a.encoder_ffn_dim * 2
+    return a.encoder_layers * per_layer
+
+
+def _decoder_flops(a: ModelArgs, batch: int, steps: int, memory: int) -> float:
+    """Decoder matmul FLOPs: causal self-attention, cross-attention over `memory`, FFN."""
+    d, bl = a.hidden_size, batch * steps
+    self_attn = 2.0 * bl * d * d * 4 + 2 * 2.0 * batch * steps * steps * d
+    cross = 2.0 * bl * d * d * 2 + 2.0 * batch * memory * d * d * 2
+    cross += 2 * 2.0 * batch * steps * memory * d
+    return a.decoder_layers * (self_attn + cross + 2.0 * bl * d * a.decoder_ffn_dim * 2)
+
+
+def flops_per_batch(model_cfg, batch_shapes) -> float:
+    """Analytic FLOPs (fwd + bwd = 3 × forward matmuls) of one pre-training step.
+
+    batch_shapes: {key: shape}; a speech batch has 'audio' (B,S) and 'mel' (B,F,M), a text
+    batch 'text' (B,L) and 'text_source'. Not counted: norms, activations, softmax, and the
+    text output projection (the vocabulary size is not in the shapes; tiny next to D²)."""
+    a = ModelArgs.from_config(model_cfg)
+    d, codes = a.hidden_size, a.num_codevector_groups * a.num_codevectors_per_group
+    if "text" in batch_shapes:
+        b, steps = batch_shapes["text"][:2]
+        length = batch_shapes["text_source"][1]
+        quantizer = 2.0 * b * length * d * codes * 2  # logits and codeword lookup
+        flops = _encoder_flops(a, b, length) + quantizer + _decoder_flops(a, b, steps, length)
+        return 3.0 * flops
+    b, samples = batch_shapes["audio"][:2]
+    t = int(layers.conv_output_lengths(samples, a.conv_kernel, a.conv_stride))
+    steps = batch_shapes["mel"][1] // a.reduction_factor
+    n, m, c = steps * a.reduction_factor, a.num_mel_bins, a.speech_decoder_postnet_units
+    bt = b * t
+    flops = layers.conv_encoder_flops(b, samples, a.conv_dim, a.conv_kernel, a.conv_stride)
+    flops += 2.0 * bt * a.conv_dim[-1] * d  # feature projection
+    flops += 2.0 * bt * d * (d / a.num_conv_pos_embedding_groups) * a.num_conv_pos_embeddings
+    flops += _encoder_flops(a, b, t)
+    flops += 2.0 * bt * (d * a.final_dim + a.final_dim * a.num_clusters)  # cluster logits
+    flops += 2.0 * bt * d * codes * 2  # quantizer logits and codeword lookup
+    units = a.speech_decoder_prenet_units
+    prenet = m * units + units * units * (a.speech_decoder_prenet_layers - 1) + units * d
+    flops += 2.0 * b * steps * (prenet + d * (m + 1) * a.reduction_factor)  # pre-net, frames
+    flops += _decoder_flops(a, b, steps, t)
+    convs = m * c + c * c * (a.speech_decoder_postnet_layers - 2) + c * m
+    flops += 2.0 * b * n * a.speech_decoder_postnet_kernel * convs  # conv post-net
+    return 3.0 * flops
+
+
 __all__ = [
     "ModelArgs",
     "SpeechT5",
     "build",
     "default_config",
+    "dummy_batch",
+    "flops_per_batch",
+    "loss_fn",
+    "speech_targets",
+    "vocab_size",
     "fairseq_sinusoidal",
     "init_cache",
     "init_variables",

@@ -373,6 +373,11 @@ def build(model_cfg, vocab_size: int) -> UniSpeech:
     return UniSpeech(ModelArgs.from_config(model_cfg), int(vocab_size))
 
 
+def vocab_size(config) -> int:
+    """Output classes of the CTC heads: the size of `config.data`'s phone vocabulary."""
+    return len(pipeline.vocab(config.data))
+
+
 def init_params(module: UniSpeech, rng, batch: Mapping[str, Any] | None = None, unbox: bool = False):
     """float32 params of `module`, logically partitioned (flax boxes) unless `unbox`.
 
@@ -588,6 +593,6 @@ def flops_per_batch(model_cfg, batch_shapes, vocab_size: int | None = None) -> f
 
 
 __all__ = [
-    "ModelArgs", "UniSpeech", "build", "default_config", "init_params", "dummy_batch",
+    "ModelArgs", "UniSpeech", "build", "default_config", "init_params", "dummy_batch", "vocab_size",
     "loss_fn", "predict_fn", "flops_per_batch", "forward_flops",
 ]

@@ -38,6 +38,8 @@ import argparse
 import importlib
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -349,6 +351,35 @@ def make_labels(
         json.dumps(summary, indent=1) + "\n", encoding="utf-8"
     )
     return summary
+
+
+def ensure_labels(
+    corpus: str | Path, k: int, *, splits: Sequence[str] = ("train", "valid", "test")
+) -> Path:
+    """`corpus/km<k>`: MFCC k-means labels of the corpus (seed 0), made on first use.
+
+    What `data.km_clusters` asks for, so that a fresh machine needs no separate labelling
+    command. The labels are written into a temporary sibling and renamed into place when
+    complete (kmeans.json is written last), so a half-written folder is never used; processes
+    racing both compute the same labels and the first rename wins.
+    """
+    corpus = Path(corpus)
+    final = corpus / f"km{k}"
+    if (final / "kmeans.json").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-km{k}-", dir=corpus))
+    try:
+        logger.info("making k-means frame labels (k=%d) of %s once, into %s", k, corpus, final)
+        make_labels(corpus, tmp, k, splits=splits)
+        try:
+            tmp.rename(final)
+        except OSError:  # lost a race (or a stale incomplete folder): use a complete one
+            if not (final / "kmeans.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _import_callable(spec: str) -> FeatureFn:
