@@ -108,6 +108,7 @@ def test_two_processes_match_one_and_stop_together(reference_run, compile_cache,
     assert job.wait(timeout=600) == 0, log.read_text()[-4000:]
     losses = micro.train_losses(work)
     assert sorted(losses) == list(range(1, stop + 3))
+    assert len((work / 'metrics.jsonl').read_text().splitlines()) == stop + 2  # one writer
     np.testing.assert_allclose(
         [losses[s] for s in sorted(losses)], [reference_run[s] for s in sorted(losses)], rtol=1e-6
     )
