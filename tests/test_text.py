@@ -141,6 +141,7 @@ def test_infill_noise_defaults_and_sentencepiece_ids(tmp_path):
     sp = text.load_sp(text.train_char_model(["hello world", "ab cd"], tmp_path / "spm"))
     mask = text.mask_token_id(sp)
     assert mask == sp.get_piece_size() and text.text_vocab_size(sp) == mask + 1
+    assert text.pad_token_id(sp) == sp.pad_id() == 0  # train_char_model reserves <pad>
     ordinary = text.ordinary_ids(sp)
     assert not {0, 1, 2, 3, mask} & set(ordinary)
     ids = np.asarray(text.sp_encode(sp, "hello world hello world", add_eos=True))
@@ -161,3 +162,24 @@ def test_infill_noise_defaults_and_sentencepiece_ids(tmp_path):
     b = text.infill_noise(np.random.default_rng(7), ids, mask, mask + 1)
     np.testing.assert_array_equal(a[0], b[0])
     assert text.infill_noise(rng, [], mask, mask + 1)[0].shape == (0,)
+
+
+def test_a_model_without_pad_gets_mask_then_pad_past_its_vocabulary(tmp_path):
+    """The corpus's spm_char.model kind (0 <unk>, 1 <s>, 2 </s>, no pad): padding must not be 0."""
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["hello world", "ab cd"]),
+        model_prefix=str(tmp_path / "nopad"),
+        model_type="char",
+        vocab_size=14,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    sp = text.load_sp(tmp_path / "nopad.model")
+    size = sp.get_piece_size()
+    assert sp.pad_id() == -1 and sp.unk_id() == 0
+    assert text.mask_token_id(sp) == size and text.pad_token_id(sp) == size + 1
+    assert text.text_vocab_size(sp) == size + 2
+    ids = text.sp_encode(sp, "hello", add_eos=True)
+    assert text.sp_decode(sp, ids + [text.pad_token_id(sp)] * 3) == "hello"
