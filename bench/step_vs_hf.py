@@ -2,7 +2,7 @@ r"""Our steps vs Hugging Face PyTorch on this machine, side by side, in one tabl
 
     python bench/step_vs_hf.py                                   # tiny and base, every case
     python bench/step_vs_hf.py --sizes tiny --cases unispeech_pretrain --repeats 3
-    python bench/step_vs_hf.py --sizes base --set remat_policy=full --set scan_layers=false
+    python bench/step_vs_hf.py --sizes base --cases ctc --variant pos_conv_impl=conv   # A/B a lever
 
 Cases (bench/cases.py): w2v2_pretrain, unispeech_pretrain, ctc, ctc_frozen, infer; sizes
 tiny (hidden 256, 4 layers, conv 256) and base (95 M); batch 2 × 4 s at 16 kHz. Both sides
@@ -18,7 +18,8 @@ XLA's cost analysis; MFU = analytic FLOP/s over the machine's best float32 matmu
 of our step; peak RSS of the worker process while stepping (weights, optimizer state,
 activations, libraries: both sides import torch, ours converts the HF weights) and in
 parentheses its growth over the idle process before the first step; XLA temp = our step's scratch buffers; recompiles = XLA compilations during the
-timed steps (should be 0).
+timed steps (should be 0); time / ours = this side's median over our default side's (on an
+HF line: how many times faster ours is).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _step_worker(spec: dict) -> dict:
     batch = make_batch(spec["batch"], spec["seconds"], _VOCAB)
     hf_model = hf_steps.build(case, spec["size"])
     row = {}
-    if spec["side"] == "ours":
+    if spec["side"].startswith("ours"):
         import our_steps
 
         model_cfg, module, params = our_steps.build(case, hf_model, spec["overrides"])
@@ -116,7 +117,7 @@ def _step_worker(spec: dict) -> dict:
     idle = _rss_mb("VmRSS")
     row.update(timing.time_steps(step, spec["warmup"], spec["repeats"], spec["max_steps"],
                                  spec["max_foreign"]))
-    if spec["side"] == "ours":
+    if spec["side"].startswith("ours"):
         row["recompiles"] = counter.count
     row["peak_rss_mb"] = _rss_mb("VmHWM")
     row["step_rss_mb"] = row["peak_rss_mb"] - idle
@@ -141,7 +142,7 @@ def _run_worker(spec: dict) -> dict:
 
 HEADER = ("| size | case | side | s/step median | range | steps kept (dropped) | foreign cores "
           "| GFLOP analytic | GFLOP XLA | MFU | compile s | XLA temp MB | peak RSS MB (+steps) | recompiles "
-          "| HF / ours |")
+          "| time / ours |")
 
 
 def _fmt(x, spec=".2f"):
@@ -149,8 +150,9 @@ def _fmt(x, spec=".2f"):
 
 
 def format_row(size: str, case: str, side: str, r: dict, ceiling: float, flops, ours_median=None) -> str:
-    """One markdown table line for a worker result `r`; on an HF line, `ours_median` gives
-    the last column (how many times slower HF is than ours)."""
+    """One markdown table line for a worker result `r`; `ours_median` (our default side's)
+    gives the last column: this side's time over ours (on an HF line, how many times faster
+    ours is)."""
     mfu = flops / r["median"] / ceiling if flops else None
     speed = r["median"] / ours_median if ours_median else None
     kept = f"{len(r['times'])} ({r['dropped']})" + (" LOADED" if r["loaded"] else "")
@@ -184,7 +186,7 @@ def targets(results: dict, ceiling: float) -> list[str]:
         lines.append(f"base UniSpeech pre-train MFU {mfu:.1%} of the ceiling (target ≥ 70%: "
                      f"{'met' if mfu >= 0.7 else 'MISSED'}); compile {ours['compile_s']:.1f} s (target ≤ 20 s: "
                      f"{'met' if ours['compile_s'] <= 20 else 'MISSED'})")
-    recompiles = [r["recompiles"] for k, r in results.items() if k[2] == "ours"]
+    recompiles = [r["recompiles"] for k, r in results.items() if k[2].startswith("ours")]
     if recompiles:
         lines.append(f"recompilations during timed steps: {sum(recompiles)} (target 0)")
     return lines
@@ -222,6 +224,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config.model override for our side (repeatable)")
+    p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                   help="also run our side with this config.model override on top of --set, as "
+                        "side 'ours[KEY=VALUE]' (repeatable; A/B of a speed lever in one run)")
     p.add_argument("--json", default="", help="also write every result to this file")
     p.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -240,8 +245,14 @@ def main(argv=None) -> None:
     print("matmul ceiling float32, 1024², best of 10: "
           + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in ceilings.items())
           + f"; MFU is against {ceiling / 1e9:.0f}", flush=True)
-    print(f"batch {args.batch} × {args.seconds:g} s; our overrides {common['overrides'] or 'none'}", flush=True)
+    print(f"batch {args.batch} × {args.seconds:g} s; our overrides {common['overrides'] or 'none'}; "
+          f"steps: {args.warmup} warm-up, up to {args.max_steps} timed for {args.repeats} clean "
+          f"(≤ {args.max_foreign} foreign cores)", flush=True)
     print(HEADER, flush=True)
+    variants = {f"ours[{v}]": _parse_overrides([v]) for v in args.variant}
+    sides = args.sides.split(",")
+    if "ours" in sides:  # variants run right after our default side, before HF
+        sides[sides.index("ours") + 1 : sides.index("ours") + 1] = list(variants)
     results = {}
     for size in args.sizes.split(","):
         if size not in SIZES:
@@ -249,13 +260,16 @@ def main(argv=None) -> None:
         for case in args.cases.split(","):
             if case not in CASES:
                 raise SystemExit(f"unknown case {case!r}; one of {list(CASES)}")
-            for side in args.sides.split(","):
-                r = _run_worker(dict(common, size=size, case=case, side=side))
+            for side in sides:
+                spec = dict(common, size=size, case=case, side=side)
+                if side in variants:
+                    spec["overrides"] = {**common["overrides"], **variants[side]}
+                r = _run_worker(spec)
                 ours = results.get((size, case, "ours"), {})
                 r.setdefault("flops", ours.get("flops"))
                 results[(size, case, side)] = r
                 line = format_row(size, case, side, r, ceiling, r["flops"],
-                                  ours.get("median") if side == "hf" else None)
+                                  ours.get("median") if side != "ours" else None)
                 print(line, flush=True)
     print(flush=True)
     for line in targets(results, ceiling):
