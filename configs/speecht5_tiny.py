@@ -6,7 +6,19 @@ Command:
 Speech batches (masked prediction of 100 k-means MFCC clusters, made on first use and cached in
 the corpus folder; mel reconstruction + stop token) and text-infilling batches of the corpus
 sentences alternate, half of the steps each; both go through the cross-modal quantizer.
-Hardware / result: see the measurement below (filled in from runs/st5_tiny/metrics.jsonl).
+Hardware: 2 CPU cores shared with a timed training run and other engineers' jobs; this run
+niced (nice 19) and getting ~20-25 % of one core; float32. Batches: speech 4 x 4 s (16 s of
+audio) at the longest bucket, text 4096 tokens (32-64 sentences).
+Measured 2026-12-02 (metrics.jsonl; wall minutes include making the k-means labels, ~7 min,
+the 5 bucket compiles and a 20-minute SIGSTOP during a benchmark window at step ~75):
+  step  wall   speech: mlm  L1    BCE   div   code ppl | text: MLE  div   code ppl
+   25    55         4.67   4.00  0.41  0.63    74     |      3.30  0.58    84
+   50    60         4.51   3.21  0.19  0.52    93     |      3.01  0.32   136
+   75    85         4.51   2.13  0.15  0.46   108     |      2.95  0.19   162
+Every part falls and both code perplexities climb (of 200); only ~100 steps fitted in the
+time on this machine, so masked prediction has barely started (mlm accuracy 0.026 -> 0.038).
+Under ~12 s/step (speech and text steps averaged) when not paused; a quiet machine is far
+faster (a run of the lost first wiring did 830 steps in 12 min).
 """
 
 from unispeech_jax import config as config_lib
