@@ -103,6 +103,8 @@ Model config keys (`config.model`):
   dtype                        compute dtype ('float32', 'bfloat16'); params stay float32
   scan_layers                  nn.scan over Transformer layers (leading 'layers' param axis)
   remat_policy                 'none', 'full', 'dots_saveable', ... (layers.REMAT_POLICIES)
+  pos_conv_impl                positional conv: 'auto' (FFT on CPU, where XLA's grouped conv is
+                               slow; the conv elsewhere), 'conv' or 'fft' (layers.py)
 """
 
 from __future__ import annotations
@@ -171,6 +173,7 @@ class ModelArgs:
     dtype: str = "float32"
     scan_layers: bool = True
     remat_policy: str = "none"
+    pos_conv_impl: str = "auto"
 
     @classmethod
     def from_config(cls, model_cfg) -> "ModelArgs":
@@ -196,6 +199,8 @@ class ModelArgs:
             raise ValueError("model.conv_dim, conv_kernel and conv_stride must have the same length")
         if self.hidden_size % self.num_heads or self.hidden_size % self.num_conv_pos_embedding_groups:
             raise ValueError("hidden_size must be divisible by num_heads and num_conv_pos_embedding_groups")
+        if self.pos_conv_impl not in ("auto", "conv", "fft"):
+            raise ValueError(f"model.pos_conv_impl must be 'auto', 'conv' or 'fft', got {self.pos_conv_impl!r}")
         if self.codevector_dim % self.num_codevector_groups:
             raise ValueError("codevector_dim must be divisible by num_codevector_groups")
 
@@ -249,7 +254,7 @@ class UniSpeech(nn.Module):
             a.hidden_size, a.num_layers, a.num_heads, a.intermediate_size, a.layer_norm_first,
             a.layer_norm_eps, a.num_conv_pos_embeddings, a.num_conv_pos_embedding_groups,
             a.hidden_dropout, a.attention_dropout, a.activation_dropout, a.layerdrop,
-            a.scan_layers, a.remat_policy, dt,
+            a.scan_layers, a.remat_policy, dt, a.pos_conv_impl,
         )
         self.final_dropout = nn.Dropout(a.final_dropout)
         if a.objective == "pretrain":
