@@ -791,18 +791,45 @@ def ensure_corpus(hours: float = 1.0, languages=("en-us",), noise_snr: float | N
     """
     base = cache_dir() / "corpus"
     final = base / corpus_key(hours, languages, noise_snr, reverb, seed, text_file)
-    if (final / "corpus.json").is_file():
+    return build_atomically(
+        final, "corpus.json",
+        lambda tmp: generate(tmp, hours=hours, languages=languages, noise_snr=noise_snr,
+                             reverb=reverb, seed=seed, workers=workers, text_file=text_file,
+                             root=final))
+
+
+def build_atomically(final: pathlib.Path, marker: str, build) -> pathlib.Path:
+    """Makes the folder `final` with `build(tmp)` into a temporary sibling, renamed into place
+    when complete; `final/marker` (written last by `build`) says a folder is complete.
+
+    An incomplete `final` (a killed run's) is moved aside, never reused. Processes racing
+    both build the same thing; the first rename wins and the loser deletes its copy.
+    """
+    if (final / marker).is_file():
         return final
+    base = final.parent
     base.mkdir(parents=True, exist_ok=True)
-    if final.exists():  # incomplete: never reuse it
+    if final.exists():
         stale = pathlib.Path(tempfile.mkdtemp(prefix=f".stale-{final.name}-", dir=base))
         try:
             final.rename(stale / "old")
         except OSError:
             pass  # someone else moved or completed it meanwhile
         shutil.rmtree(stale, ignore_errors=True)
-        if (final / "corpus.json").is_file():
+        if (final / marker).is_file():
             return final
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(final)
+        except OSError:  # lost a race: the winner's copy is complete and identical
+            if not (final / marker).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
     try:
         generate(tmp, hours=hours, languages=languages, noise_snr=noise_snr, reverb=reverb,

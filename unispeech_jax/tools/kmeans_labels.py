@@ -38,8 +38,6 @@ import argparse
 import importlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -47,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from unispeech_jax.data import corpus as corpus_lib
 from unispeech_jax.data import features as features_lib
 from unispeech_jax.data import pipeline
 
@@ -367,19 +366,9 @@ def ensure_labels(
     final = corpus / f"km{k}"
     if (final / "kmeans.json").is_file():
         return final
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-km{k}-", dir=corpus))
-    try:
-        logger.info("making k-means frame labels (k=%d) of %s once, into %s", k, corpus, final)
-        make_labels(corpus, tmp, k, splits=splits)
-        try:
-            tmp.rename(final)
-        except OSError:  # lost a race (or a stale incomplete folder): use a complete one
-            if not (final / "kmeans.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    logger.info("making k-means frame labels (k=%d) of %s once, into %s", k, corpus, final)
+    return corpus_lib.build_atomically(
+        final, "kmeans.json", lambda tmp: make_labels(corpus, tmp, k, splits=splits))
 
 
 def _import_callable(spec: str) -> FeatureFn:
