@@ -56,6 +56,11 @@ longer than `max_sample_len` when `crop=False`, more than `max_label_len` phones
 `crop=True` a labelled utterance longer than `max_sample_len` is trained as UNLABELLED (its
 transcript does not match a crop); counted as "labelled_cropped".
 
+Training batches can be augmented (`data.augment_speed`, `augment_tilt_db`, `augment_bumps_db`;
+data/augment.py): each utterance as read (after its crop, before normalisation and before the
+SpeechT5 mel target is computed) is resampled and equalised by draws keyed on (seed, epoch,
+utterance), so resuming repeats them. A slowed-down utterance is capped at its batch row.
+
 Evaluation never crops or drops: utterances longer than the largest bucket go to extra
 buckets that are multiples of it, and the last batch is completed with weight-0 copies so that
 every host yields the same number of batches and every utterance is seen exactly once.
@@ -93,6 +98,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
+from unispeech_jax.data import augment as augment_lib
 from unispeech_jax.data import features
 from unispeech_jax.data import text as text_lib
 
@@ -124,6 +130,10 @@ _DEFAULTS: dict[str, Any] = dict(
     max_label_len=256,
     shuffle=True, shuffle_buffer=1000,   # shuffle_buffer: streaming (tfds) sources only
     prefetch=2, num_parallel_calls=2, strict=False,
+    # Training-only waveform augmentation (data/augment.py); 0 turns a part off.
+    augment_speed=0.0,               # speed factor from U[1-a, 1+a] (pitch, formants, tempo)
+    augment_tilt_db=0.0,             # spectral tilt from U[-t, t] dB/octave about 1 kHz
+    augment_bumps_db=0.0,            # equaliser gains from U[-b, b] dB at 150 Hz..4.8 kHz
     # SpeechT5 speech batches (manifest / eSpeak sources only; see "SpeechT5" above).
     km_labels="",                    # frame label file extension, e.g. 'km'; '' = no `km`
     km_dir="",                       # folder of <split>.<km_labels>; default the data dir
@@ -169,6 +179,9 @@ class _Cfg:
     prefetch: int
     num_parallel_calls: int
     strict: bool
+    augment_speed: float
+    augment_tilt_db: float
+    augment_bumps_db: float
     km_labels: str
     km_dir: str
     km_clusters: int
@@ -209,7 +222,16 @@ def _resolve(data_cfg) -> _Cfg:
                          "manifest or espeak source (export the TFDS split to a manifest)")
     if not 0.0 <= cfg.text_ratio < 1.0:
         raise ValueError(f"data.text_ratio must be in [0, 1), got {cfg.text_ratio}")
+    augment_of(cfg)   # checks the ranges
+    if cfg.augment_speed > 0 and cfg.km_labels:
+        raise ValueError("data.augment_speed changes the duration, so the 20 ms frame labels "
+                         "(data.km_labels) would no longer line up: use the equaliser only")
     return cfg
+
+
+def augment_of(cfg: _Cfg) -> augment_lib.Augment:
+    return augment_lib.Augment(speed=cfg.augment_speed, tilt_db=cfg.augment_tilt_db,
+                               bumps_db=cfg.augment_bumps_db)
 
 
 def batch_size_for(data_cfg, bucket_len: int) -> int:
@@ -569,6 +591,9 @@ def _hash(*keys) -> np.ndarray:
     return h
 
 
+_AUGMENT_KEY = 0xA06   # keeps the augmentation draws apart from the crop and label draws
+
+
 def _uniform(*keys) -> np.ndarray:
     return (_hash(*keys) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
@@ -697,8 +722,10 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 class _ManifestDecoder:
     """Decodes the host-local rows of one planned batch (runs in tf.data threads)."""
 
-    def __init__(self, split: Split, cfg: _Cfg, seed: int, crop: bool):
+    def __init__(self, split: Split, cfg: _Cfg, seed: int, crop: bool,
+                 augment: augment_lib.Augment | None):
         self.split, self.cfg, self.seed, self.crop = split, cfg, seed, crop
+        self.augment = augment if augment is not None and augment.active else None
         self.details: dict[int, str] = {}
 
     def __call__(self, epoch, bucket_len, index, weight):
@@ -722,6 +749,9 @@ class _ManifestDecoder:
                 status[r] = _DECODE_CODES[reason]
                 self.details[int(i)] = detail
                 continue
+            if self.augment is not None:
+                rng = np.random.default_rng(int(_hash(self.seed, _AUGMENT_KEY, epoch, i)))
+                x = augment_lib.augment(x, self.augment, rng, cfg.sample_rate, bucket_len)
             if "km" in extra:
                 first, frames = offset // features.CONV_HOP, features.conv_frames(take)
                 extra["km"][r, :frames] = split.km_of(i)[first:first + frames]
@@ -732,8 +762,8 @@ class _ManifestDecoder:
                 extra["mel_mask"][r, :len(mel)] = True
             if "speaker" in extra:
                 extra["speaker"][r] = split.speaker[i]
-            audio[r, :take] = _normalize(x) if cfg.normalize else x
-            audio_mask[r, :take] = True
+            audio[r, :len(x)] = _normalize(x) if cfg.normalize else x
+            audio_mask[r, :len(x)] = True
             cropped[r] = take < n
             if split.labelled[i]:
                 ids = split.labels_of(i)
@@ -835,10 +865,11 @@ class BatchIterator:
 
 def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
                       seed: int, crop: bool, process_index: int, process_count: int,
-                      start: tuple[int, int], stats: PipelineStats, one_pass: bool):
+                      start: tuple[int, int], stats: PipelineStats, one_pass: bool,
+                      augment: augment_lib.Augment | None = None):
     """tf.data over planned batches: decode in parallel, prefetch; repair/count in Python."""
     tf = _tf()
-    decoder = _ManifestDecoder(split, cfg, seed, crop)
+    decoder = _ManifestDecoder(split, cfg, seed, crop, augment)
     first = plans(start[0])
 
     def plan_arrays(epoch):
@@ -951,7 +982,8 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
                        "repeat the uninterrupted one", split.manifest, start_position)
     batches = _planned_iterator(split, cfg, plans, seed=seed, crop=cfg.crop,
                                 process_index=process_index, process_count=process_count,
-                                start=start, stats=stats, one_pass=False)
+                                start=start, stats=stats, one_pass=False,
+                                augment=augment_of(cfg))
     batches = ((b, dict(pos, data=fingerprint)) for b, pos in batches)
     return BatchIterator(batches, {"epoch": start[0], "batch": start[1], "data": fingerprint},
                          stats)
@@ -1009,6 +1041,7 @@ class _TfdsExample:
 
     def __init__(self, cfg: _Cfg, vocabulary, seed: int, train: bool):
         self.cfg, self.vocab, self.seed, self.train = cfg, vocabulary, seed, train
+        self.augment = augment_of(cfg)
 
     def __call__(self, epoch, index, speech, transcript):
         out = self._convert(int(epoch), int(index), speech, transcript)
@@ -1062,6 +1095,9 @@ class _TfdsExample:
             return "label_too_long", f"{len(ids)} > {cfg.max_label_len}"
         if not labelled:
             ids = np.zeros(0, np.int32)
+        if self.train and self.augment.active:
+            rng = np.random.default_rng(int(_hash(self.seed, _AUGMENT_KEY, epoch, index)))
+            x = augment_lib.augment(x, self.augment, rng, cfg.sample_rate, cfg.max_sample_len)
         if cfg.normalize:
             x = _normalize(x)
         return x, ids, labelled, cropped
