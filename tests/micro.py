@@ -24,6 +24,7 @@ MICRO = [
     'data.bucket_boundaries=(16000,32000)',
     'data.max_samples_per_batch=64000',
     'data.batch_multiple=2',
+    'model.feature_encoder=conv',  # the paper's front end: the one the HF parity tests check
     'model.conv_dim=(32,32,32,32,32,32,32)',
     'model.hidden_size=32',
     'model.num_layers=2',

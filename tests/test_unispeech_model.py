@@ -246,3 +246,60 @@ def test_mixed_ctc_warmup_ramps_the_replacement_probability():
     later = loss(module, params, batch, rng, 400, True)[1]["ctc"]
     np.testing.assert_allclose(at_start, without, rtol=1e-6)
     assert abs(float(later) - float(without)) > 1e-3
+
+
+# ----------------------------------------------------------------------------- log-mel front end
+
+def test_log_mel_frames_match_the_conv_frames_and_librosa():
+    import librosa
+
+    window, hop = layers.receptive_field((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
+    assert (window, hop) == (400, 320)
+    x = np.random.default_rng(0).standard_normal((2, 7000)).astype(np.float32)
+    framed = np.asarray(layers.frame_signal(jnp.asarray(x), window, hop))
+    assert framed.shape[1] == frames(7000)
+    for t in range(framed.shape[1]):   # frame t = the conv stack's receptive field t
+        np.testing.assert_array_equal(framed[:, t], x[:, t * hop: t * hop + window])
+    ours = np.asarray(layers.log_mel_frames(jnp.asarray(x), window, hop, 80, 16000))
+    hann = librosa.filters.get_window("hann", window, fftbins=True)
+    power = np.abs(np.fft.rfft(framed[0] * hann, n=512)) ** 2           # [T, 257]
+    mel = librosa.feature.melspectrogram(S=power.T, sr=16000, n_fft=512, n_mels=80,
+                                         fmin=0.0, fmax=8000.0)        # [80, T]
+    np.testing.assert_allclose(ours[0], np.log(mel.T + 1e-10), rtol=1e-4, atol=1e-4)
+
+
+def test_log_mel_front_end_normalises_per_utterance_and_ignores_padding():
+    cfg, module, params = build(objective="ctc", feature_encoder="log_mel", mask_time_prob=0.0)
+    assert set(params["feature_extractor"]) == {"conv"}
+    short = make_batch(lengths=(5000,), labelled=(1.0,))
+    short = {k: v[:, :5000] if k.startswith("audio") else v for k, v in short.items()}
+    padded = make_batch(lengths=(5000,), labelled=(1.0,))
+    louder = dict(short, audio=short["audio"] * 7.0)   # a gain is one offset per mel bin
+    (a, va), (b, vb), (c, _) = (predict(module, params, x) for x in (short, padded, louder))
+    n = int(np.sum(va))
+    assert n == int(np.sum(vb)) == frames(5000)
+    np.testing.assert_allclose(np.asarray(a)[0, :n], np.asarray(b)[0, :n], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-3, atol=1e-3)
+
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 9, 5)), jnp.float32)
+    valid = jnp.arange(9)[None, :] < jnp.array([[9], [6]])
+    y = np.asarray(layers.normalize_utterance(x, valid))
+    np.testing.assert_allclose(y[1, :6].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y[1, :6].std(0), 1.0, atol=1e-3)
+    assert (y[1, 6:] == 0).all()
+
+
+def test_log_mel_front_end_trains_counts_its_flops_and_has_no_hf_counterpart():
+    cfg, module, params = build(feature_encoder="log_mel", scan_layers=False, layerdrop=0.0)
+    batch = make_batch(lengths=(16000, 16000, 16000), labelled=(1.0, 1.0, 1.0), samples=16000)
+    grad = jax.jit(jax.grad(lambda p, b, r: unispeech.loss_fn(module, p, b, r, 0, True)[0]))
+    g = grad(params, batch, jax.random.key(1))
+    assert float(jnp.max(jnp.abs(g["feature_extractor"]["conv"]["kernel"]))) > 0.0
+    cost = grad.lower(params, batch, jax.random.key(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    ours = unispeech.flops_per_batch(cfg, {k: v.shape for k, v in batch.items()}, vocab_size=VOCAB)
+    assert 0.75 < ours / cost["flops"] < 1.25, (ours, cost["flops"])
+    with pytest.raises(ValueError, match="no Hugging Face counterpart"):
+        hf.to_hf(params, cfg)
+    with pytest.raises(ValueError, match="feature_encoder"):
+        unispeech.build(tiny_cfg(feature_encoder="mfcc"), VOCAB)

@@ -379,6 +379,9 @@ def to_hf(params, model_cfg, family: str = "unispeech", base_model_only: bool = 
     if family not in _FAMILIES:
         raise ValueError(f"family must be one of {sorted(_FAMILIES)}")
     args = unispeech_model.ModelArgs.from_config(model_cfg)
+    if args.feature_encoder != "conv":
+        raise ValueError(f"model.feature_encoder={args.feature_encoder!r} has no Hugging Face "
+                         "counterpart: only the 'conv' front end converts")
     if args.objective == "pretrain" and not base_model_only:
         want = "transpose" if family == "unispeech" else "standard"
         if args.mixed_ctc_projection != want:

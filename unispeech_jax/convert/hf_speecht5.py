@@ -278,7 +278,11 @@ def to_hf(
     encoder_input, decoder_output = HF_CLASSES[hf_class]
     prefixes = _prefixes(encoder_input, decoder_output)
     out = {}
-    for path, value in _flat_variables(variables).items():
+    flat = _flat_variables(variables)
+    if any(p[i:i + 2] == ("feature_encoder", "conv") for p in flat for i in range(len(p))):
+        raise ValueError("model.feature_encoder='log_mel' has no Hugging Face counterpart: "
+                         "only the 'conv' front end converts")
+    for path, value in flat.items():
         rest = path[1:]
         value = np.asarray(value, np.float32)
         if rest == ("embed_tokens", "embedding"):

@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from unispeech_jax.data import features
+
 Dtype = Any
 
 # Big finite negative for masked attention logits: a row whose keys are all padding (a padding
@@ -157,6 +159,124 @@ class ConvFeatureEncoder(nn.Module):
                 norm = "group" if i == 0 else "none"
             x = ConvLayer(dim, k, s, self.conv_bias, norm, self.dtype, name=f"conv_layers_{i}")(x)
         return scale_gradient(x, self.grad_mult)
+
+
+def receptive_field(conv_kernel: Sequence[int], conv_stride: Sequence[int]) -> tuple[int, int]:
+    """(window, hop) in samples of one output frame of a stack of VALID strided convs."""
+    window, hop = 1, 1
+    for k, s in zip(conv_kernel, conv_stride):
+        window += (k - 1) * hop
+        hop *= s
+    return window, hop
+
+
+def frame_signal(audio, window: int, hop: int):
+    """float [B, S] → [B, T, window], frame t = audio[t·hop : t·hop + window], T the frame
+    count of `conv_output_lengths` (whole frames only). Needs hop ≤ window ≤ 2·hop: a frame is
+    one hop-long chunk plus the head of the next, so no gather is needed."""
+    if not hop <= window <= 2 * hop:
+        raise ValueError(f"framing needs hop <= window <= 2*hop, got window {window}, hop {hop}")
+    n = audio.shape[1]
+    frames = (n - window) // hop + 1
+    chunks = audio[:, : (frames + 1) * hop]
+    chunks = jnp.pad(chunks, ((0, 0), (0, (frames + 1) * hop - chunks.shape[1])))
+    chunks = chunks.reshape(audio.shape[0], frames + 1, hop)
+    return jnp.concatenate([chunks[:, :-1], chunks[:, 1:, : window - hop]], axis=-1)
+
+
+def log_mel_frames(audio, window: int, hop: int, num_mel_bins: int, sample_rate: int):
+    """float [B, S] → natural-log mel power [B, T, num_mel_bins] of the `frame_signal` frames:
+    periodic Hann window, FFT of the next power of two ≥ window (zero-padded at the end),
+    Slaney mel filters over 0 … sample_rate/2 (librosa.filters.mel), floor 1e-10."""
+    n_fft = 1 << (window - 1).bit_length()
+    hann = 0.5 - 0.5 * jnp.cos(2.0 * jnp.pi * jnp.arange(window) / window)
+    frames = frame_signal(audio.astype(jnp.float32), window, hop) * hann
+    power = jnp.abs(jnp.fft.rfft(frames, n=n_fft)) ** 2
+    fb = features.mel_filterbank(sample_rate, n_fft, num_mel_bins, 0.0, sample_rate / 2)
+    return jnp.log(power @ jnp.asarray(fb.T, jnp.float32) + 1e-10)
+
+
+def normalize_utterance(x, valid):
+    """Per utterance and channel, zero mean and unit variance over the valid frames:
+    x float [B, T, C], valid bool [B, T] → [B, T, C], padded frames 0."""
+    valid = valid[..., None]
+    count = jnp.maximum(jnp.sum(valid, axis=1, keepdims=True), 1)
+    mean = jnp.sum(jnp.where(valid, x, 0.0), axis=1, keepdims=True) / count
+    var = jnp.sum(jnp.where(valid, (x - mean) ** 2, 0.0), axis=1, keepdims=True) / count
+    return jnp.where(valid, (x - mean) * jax.lax.rsqrt(var + 1e-5), 0.0)
+
+
+class LogMelFeatureEncoder(nn.Module):
+    """Log-mel front end in place of the conv stack: float [B, S] audio, bool [B, T] frame
+    validity → float [B, T, channels].
+
+    Frame t reads the same samples as the conv stack's frame t (`window`, `hop` from
+    `receptive_field`), so masks, frame counts and frame labels do not change: `log_mel_frames`,
+    then `normalize_utterance` per mel bin (removes the channel and most of a voice's
+    spectral tilt), and a learned 3-wide conv to `channels` with GELU (local context across
+    frames). Only the conv has parameters: its gradient is all the front end costs;
+    `grad_mult` scales it as the conv stack's.
+    """
+
+    channels: int
+    window: int
+    hop: int
+    num_mel_bins: int = 80
+    sample_rate: int = 16000
+    grad_mult: float = 1.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, audio, frame_valid):
+        mel = log_mel_frames(audio, self.window, self.hop, self.num_mel_bins, self.sample_rate)
+        x = normalize_utterance(mel, frame_valid)
+        x = nn.Conv(
+            self.channels, kernel_size=(3,), padding="SAME", dtype=self.dtype,
+            kernel_init=_part(nn.initializers.he_normal(), ("conv_kernel", "conv_in", "conv_out")),
+            bias_init=_part(nn.initializers.zeros, ("conv_out",)),
+            name="conv",
+        )(x.astype(self.dtype))
+        return scale_gradient(gelu(x), self.grad_mult)
+
+
+def make_feature_encoder(args, grad_mult: float, dtype, name: str) -> nn.Module:
+    """The front end `args.feature_encoder` names ('conv' or 'log_mel'), built from the fields
+    both model families share (conv_dim, conv_kernel, conv_stride, conv_bias,
+    feat_extract_norm, num_mel_bins). Call it through `run_feature_encoder`."""
+    if args.feature_encoder == "log_mel":
+        window, hop = receptive_field(args.conv_kernel, args.conv_stride)
+        return LogMelFeatureEncoder(args.conv_dim[-1], window, hop, args.num_mel_bins,
+                                    grad_mult=grad_mult, dtype=dtype, name=name)
+    if args.feature_encoder == "conv":
+        return ConvFeatureEncoder(args.conv_dim, args.conv_kernel, args.conv_stride,
+                                  args.conv_bias, args.feat_extract_norm, grad_mult, dtype,
+                                  name=name)
+    raise ValueError(f"model.feature_encoder must be 'conv' or 'log_mel', got {args.feature_encoder!r}")
+
+
+def run_feature_encoder(encoder: nn.Module, audio, frame_valid):
+    """float [B, S] → [B, T, C]; only the log-mel front end reads the frame validity."""
+    if isinstance(encoder, LogMelFeatureEncoder):
+        return encoder(audio, frame_valid)
+    return encoder(audio)
+
+
+def feature_encoder_flops(args, batch: int, samples: int) -> float:
+    """Forward FLOPs of `make_feature_encoder(args, ...)` on [batch, samples] audio."""
+    if args.feature_encoder == "log_mel":
+        window, hop = receptive_field(args.conv_kernel, args.conv_stride)
+        return log_mel_encoder_flops(batch, samples, window, hop, args.num_mel_bins,
+                                     args.conv_dim[-1])
+    return conv_encoder_flops(batch, samples, args.conv_dim, args.conv_kernel, args.conv_stride)
+
+
+def log_mel_encoder_flops(batch: int, samples: int, window: int, hop: int, num_mel_bins: int,
+                          channels: int) -> float:
+    """FLOPs of `LogMelFeatureEncoder`: FFT (~5·N·log2 N per frame), mel matmul, 3-wide conv."""
+    frames = (samples - window) // hop + 1
+    n_fft = 1 << (window - 1).bit_length()
+    per_frame = 5.0 * n_fft * math.log2(n_fft) + 2.0 * (n_fft // 2 + 1) * num_mel_bins
+    return batch * frames * (per_frame + 2.0 * 3 * num_mel_bins * channels)
 
 
 class FeatureProjection(nn.Module):
@@ -505,4 +625,7 @@ __all__ = [
     "ConvFeatureEncoder", "ConvLayer", "FeatureProjection", "PositionalConvEmbedding", "SelfAttention",
     "FeedForward", "EncoderLayer", "TransformerEncoder", "conv_output_lengths", "frame_validity",
     "scale_gradient", "gelu", "REMAT_POLICIES", "conv_encoder_flops", "transformer_encoder_flops",
+    "LogMelFeatureEncoder", "log_mel_frames", "normalize_utterance", "frame_signal",
+    "receptive_field", "make_feature_encoder", "run_feature_encoder", "feature_encoder_flops",
+    "log_mel_encoder_flops",
 ]

@@ -78,6 +78,8 @@ class ModelArgs:
     conv_kernel: tuple = (10, 3, 3, 3, 3, 2, 2)
     conv_stride: tuple = (5, 2, 2, 2, 2, 2, 2)
     conv_bias: bool = False
+    # or 'log_mel' (layers.LogMelFeatureEncoder, with num_mel_bins bins; no HF counterpart)
+    feature_encoder: str = "conv"
     feat_extract_norm: str = "group"
     feature_grad_mult: float = 1.0
     feat_proj_dropout: float = 0.0
@@ -152,6 +154,8 @@ class ModelArgs:
         return args
 
     def validate(self):
+        if self.feature_encoder not in ("conv", "log_mel"):
+            raise ValueError(f"model.feature_encoder must be 'conv' or 'log_mel', got {self.feature_encoder!r}")
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
             raise ValueError(
                 "model.conv_dim, conv_kernel and conv_stride must have the same length"
@@ -520,16 +524,8 @@ class SpeechEncoderPrenet(nn.Module):
     def __call__(self, audio, audio_mask, mask_time=None, deterministic: bool = True):
         a, dt = self.args, self.args.compute_dtype
         valid = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
-        conv = layers.ConvFeatureEncoder(
-            a.conv_dim,
-            a.conv_kernel,
-            a.conv_stride,
-            a.conv_bias,
-            a.feat_extract_norm,
-            a.feature_grad_mult,
-            dt,
-            name="feature_encoder",
-        )(audio)
+        encoder = layers.make_feature_encoder(a, a.feature_grad_mult, dt, "feature_encoder")
+        conv = layers.run_feature_encoder(encoder, audio, valid)
         hidden, features = layers.FeatureProjection(
             a.hidden_size,
             a.layer_norm_eps,
@@ -1120,7 +1116,7 @@ def flops_per_batch(model_cfg, batch_shapes) -> float:
     steps = batch_shapes["mel"][1] // a.reduction_factor
     n, m, c = steps * a.reduction_factor, a.num_mel_bins, a.speech_decoder_postnet_units
     bt = b * t
-    flops = layers.conv_encoder_flops(b, samples, a.conv_dim, a.conv_kernel, a.conv_stride)
+    flops = layers.feature_encoder_flops(a, b, samples)
     flops += 2.0 * bt * a.conv_dim[-1] * d  # feature projection
     flops += 2.0 * bt * d * (d / a.num_conv_pos_embedding_groups) * a.num_conv_pos_embeddings
     flops += _encoder_flops(a, b, t)

@@ -71,6 +71,11 @@ Model config keys (`config.model`):
   objective                    'pretrain' (UniSpeech multitask) or 'ctc' (fine-tuning)
   conv_dim, conv_kernel, conv_stride   conv feature encoder channels / kernels / strides
   conv_bias                    bias in the conv layers
+  feature_encoder              'conv' (wav2vec 2.0's waveform conv stack, the paper's) or 'log_mel'
+                               (log-mel of the same 25 ms / 20 ms frames, normalised per utterance,
+                               then one 3-wide conv to conv_dim[-1]; layers.LogMelFeatureEncoder:
+                               a fraction of the conv stack's cost on CPU, no HF counterpart)
+  num_mel_bins                 mel bins of the 'log_mel' front end
   feat_extract_norm            'group' (GroupNorm on conv 0) or 'layer' (LayerNorm after every conv)
   feature_grad_mult            gradient scale into the conv stack (0 freezes it)
   freeze_feature_encoder       stop all gradient into the conv stack (overrides feature_grad_mult)
@@ -133,6 +138,8 @@ class ModelArgs:
     conv_kernel: tuple = (10, 3, 3, 3, 3, 2, 2)
     conv_stride: tuple = (5, 2, 2, 2, 2, 2, 2)
     conv_bias: bool = False
+    feature_encoder: str = "conv"
+    num_mel_bins: int = 80
     feat_extract_norm: str = "group"
     feature_grad_mult: float = 0.1
     freeze_feature_encoder: bool = False
@@ -192,6 +199,8 @@ class ModelArgs:
     def validate(self):
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
+        if self.feature_encoder not in ("conv", "log_mel"):
+            raise ValueError(f"model.feature_encoder must be 'conv' or 'log_mel', got {self.feature_encoder!r}")
         if self.mixed_ctc_projection not in ("transpose", "standard"):
             raise ValueError("model.mixed_ctc_projection must be 'transpose' or 'standard', "
                              f"got {self.mixed_ctc_projection!r}")
@@ -241,10 +250,7 @@ class UniSpeech(nn.Module):
     def setup(self):
         a = self.args
         dt = a.compute_dtype
-        self.feature_extractor = layers.ConvFeatureEncoder(
-            a.conv_dim, a.conv_kernel, a.conv_stride, a.conv_bias, a.feat_extract_norm,
-            a.conv_grad_mult, dt,
-        )
+        self.feature_extractor = layers.make_feature_encoder(a, a.conv_grad_mult, dt, None)
         self.feature_projection = layers.FeatureProjection(a.hidden_size, a.layer_norm_eps, a.feat_proj_dropout, dt)
         self.masked_spec_embed = self.param(
             "masked_spec_embed", nn.with_logical_partitioning(nn.initializers.uniform(1.0), ("embed",)),
@@ -284,7 +290,7 @@ class UniSpeech(nn.Module):
         """
         a = self.args
         frame_valid = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
-        conv = self.feature_extractor(audio)
+        conv = layers.run_feature_encoder(self.feature_extractor, audio, frame_valid)
         hidden, extract_features = self.feature_projection(conv, deterministic=not train)
         if mask_time is not None:
             hidden = jnp.where(mask_time[..., None], self.masked_spec_embed.astype(hidden.dtype), hidden)
@@ -559,7 +565,7 @@ def forward_flops(model_cfg, batch_shapes) -> float:
     frames = int(layers.conv_output_lengths(samples, a.conv_kernel, a.conv_stride))
     bt = batch * frames
     c, d = a.conv_dim[-1], a.hidden_size
-    flops = layers.conv_encoder_flops(batch, samples, a.conv_dim, a.conv_kernel, a.conv_stride)
+    flops = layers.feature_encoder_flops(a, batch, samples)
     flops += 2.0 * bt * c * d  # feature projection
     flops += layers.transformer_encoder_flops(batch, frames, d, a.intermediate_size, a.num_layers,
                                               a.num_conv_pos_embeddings, a.num_conv_pos_embedding_groups)
