@@ -11,6 +11,7 @@ Re-running the same command resumes from the newest complete checkpoint in `--wo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -462,7 +463,8 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 f'skip_nonfinite=True to skip such steps.'
             )
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    # closing: the input threads stop here, also on an error (see BatchIterator.close).
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), contextlib.closing(train_iter):
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
         log.info('training steps %d..%d', start_step + 1, last_step)

@@ -862,6 +862,13 @@ class BatchIterator:
             raise TypeError("infinite iterator")
         return self.num_batches
 
+    def close(self) -> None:
+        """Stops the tf.data threads now. Left to interpreter shutdown, a thread inside a
+        `numpy_function` decoder can wait for the GIL forever and the process never exits."""
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
+
 
 def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
                       seed: int, crop: bool, process_index: int, process_count: int,
