@@ -3,7 +3,9 @@ before JAX starts): train steps of a micro model on a 1-device mesh and on 8-dev
 same initial state and batches; prints each mesh's metrics per step and the fullest device's
 bytes of parameters and of optimizer state as JSON.
 
-    multidevice_step.py TESTS_DIR unispeech   one UniSpeech step on every mesh of MESHES
+    multidevice_step.py TESTS_DIR unispeech   one UniSpeech step on every mesh of MESHES, and
+                                              with the grouped-conv positional embedding on
+                                              1 device and data2 x fsdp2 x tensor2
     multidevice_step.py TESTS_DIR speecht5    a SpeechT5 speech step, then a text step, on
                                               data=4 x fsdp=2
 """
@@ -76,6 +78,14 @@ def main():
     for shape in MESHES[family]:
         config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = shape
         results['x'.join(map(str, shape))] = run_steps(config, jax.devices(), batches)
+    if family == 'unispeech':
+        # 'auto' takes the FFT positional conv on CPU; GPU/TPU users get XLA's grouped conv,
+        # whose kernel the tensor axis splits: check that path on the full mesh as well.
+        config.model.pos_conv_impl = 'conv'
+        config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = 1, 1, 1
+        results['1-conv'] = run_steps(config, jax.devices()[:1], batches)
+        config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = 2, 2, 2
+        results['2x2x2-conv'] = run_steps(config, jax.devices(), batches)
     print(json.dumps(results))
 
 

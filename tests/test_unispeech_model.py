@@ -303,3 +303,12 @@ def test_log_mel_front_end_trains_counts_its_flops_and_has_no_hf_counterpart():
         hf.to_hf(params, cfg)
     with pytest.raises(ValueError, match="feature_encoder"):
         unispeech.build(tiny_cfg(feature_encoder="mfcc"), VOCAB)
+
+
+def test_positional_conv_implementations_agree_with_the_grouped_conv():
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 37, 32)), jnp.float32)
+    w = jnp.asarray(np.random.default_rng(1).standard_normal((16, 8, 32)), jnp.float32)
+    grouped = jax.lax.conv_general_dilated(x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"),
+                                           feature_group_count=4)[:, :37]
+    np.testing.assert_allclose(layers._same_grouped_conv(x, w, 4), grouped, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layers._same_grouped_conv_fft(x, w, 4), grouped, rtol=1e-4, atol=1e-4)

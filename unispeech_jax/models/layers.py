@@ -363,13 +363,20 @@ def _same_grouped_conv(x, w, groups):
     """Grouped "same" conv as HF pads it: x [B,T,D], w [K, D/groups, D] → [B,T,D].
 
     Padding K//2 on both sides; with an even K the conv yields T+1 frames and the last is
-    dropped (HF SamePad).
+    dropped (HF SamePad). Computed as one plain conv per group, not with
+    `feature_group_count`: XLA's SPMD partitioner returns a wrong kernel gradient for the
+    grouped form (relative error ~1 with jax 0.10) when the batch is sharded over one mesh
+    axis and replicated over another, e.g. data=4 × tensor=2; the per-group convs are the
+    same FLOPs and partition correctly (tests/test_multidevice.py checks that mesh).
     """
-    k = w.shape[0]
-    y = jax.lax.conv_general_dilated(
-        x, w, window_strides=(1,), padding=[(k // 2, k // 2)],
-        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=groups,
-    )
+    k, c = w.shape[0], x.shape[-1] // groups
+    y = jnp.concatenate([
+        jax.lax.conv_general_dilated(
+            x[..., g * c:(g + 1) * c], w[..., g * c:(g + 1) * c], window_strides=(1,),
+            padding=[(k // 2, k // 2)], dimension_numbers=("NWC", "WIO", "NWC"),
+        )
+        for g in range(groups)
+    ], axis=-1)
     return y[:, : x.shape[1]]
 
 
