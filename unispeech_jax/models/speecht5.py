@@ -16,7 +16,8 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
     position term on keys: logits[i, j] += (q_i / sqrt(d_h)) · E[clip(i − j, −M, M − 1) + M],
     E [2M, d_h] shared by all layers and heads (M = encoder_max_relative_position).
   * decoder: post-LN blocks with causal self-attention, cross-attention, FFN. Incremental
-    decoding takes an explicit cache pytree (`init_cache`) and equals full-sequence decoding.
+    decoding takes an explicit cache pytree (`init_cache`; the encoder output's cross-attention
+    keys/values are projected once, at the first step) and equals full-sequence decoding.
   * text-decoder pre-net: embedding · (sqrt(D) if scale_embedding) + fairseq sinusoidal
     positions; post-net: output projection tied to the same embedding (no bias). One text
     embedding is shared by the text-encoder pre-net, text-decoder pre-net and output projection
@@ -34,6 +35,10 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
     The perplexity it returns feeds the diversity loss.
   * masked-prediction head (pre-training only; HF has none): HuBERT-style cosine logits
     between `final_proj(encoder output)` and one embedding per k-means cluster, / `logit_temp`.
+
+Objectives (`loss_fn`, chosen by `task`): joint pre-training (SPEC §3), and the fine-tuning
+tasks 'asr' and 'tts' with the losses of HF's SpeechT5ForSpeechToText / SpeechT5ForTextToSpeech
+(`decoding.speecht5_greedy` transcribes).
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
@@ -937,10 +942,10 @@ def init_variables(
     Variable shapes do not depend on the example input, so the forward pass runs on abstract
     inputs (`lazy_init`: only the initialisers are computed, which compiles far faster than
     jitting the whole `init`). `batch` is accepted for the family interface; only its audio
-    length is used. Works under jit / eval_shape.
+    length, if it has audio, is used. Works under jit / eval_shape.
     """
     a = module.args
-    samples = 16000 if batch is None else int(batch["audio"].shape[1])
+    samples = int(batch["audio"].shape[1]) if batch and "audio" in batch else 16000
     spec = jax.ShapeDtypeStruct
     variables = module.lazy_init(
         rng,
