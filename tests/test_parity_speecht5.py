@@ -13,6 +13,7 @@ reused across tests (same shapes). The 'layer' conv-norm mode is the shared laye
 that tests/test_parity_unispeech.py covers.
 """
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -25,6 +26,7 @@ from flax import traverse_util
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from unispeech_jax import decoding
 from unispeech_jax.convert import hf_speecht5 as conv
 from unispeech_jax.models import speecht5, vocoder
 
@@ -476,3 +478,104 @@ def test_cross_modal_quantizer_replaces_a_fraction_of_valid_positions():
         variables, hidden, valid, method=speecht5.SpeechT5.cross_modal_quantize
     )
     np.testing.assert_array_equal(evaluated["hidden"], hidden)
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning losses (model.task 'asr' / 'tts') against HF's `loss` given labels
+# --------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _task_loss(args, variables, batch):
+    """Eval-mode (loss, metrics) of `speecht5.loss_fn` for args.task."""
+    module = speecht5.SpeechT5(args, VOCAB)
+    model_state = {"batch_stats": variables["batch_stats"]}
+    loss, (metrics, _) = speecht5.loss_fn(
+        module, variables["params"], batch, jax.random.key(0), 0, False, model_state
+    )
+    return loss, metrics
+
+
+def _close_loss(ours, theirs, what):
+    theirs = float(theirs)
+    print(f"{what}: ours {float(ours):.6f} HF {theirs:.6f}")
+    np.testing.assert_allclose(float(ours), theirs, rtol=1e-4, err_msg=what)
+
+
+def test_asr_loss_matches_speech_to_text_loss():
+    """Teacher-forced cross-entropy on padded speech and padded labels (HF: -100)."""
+    model = _hf_model("SpeechT5ForSpeechToText", seed=4)
+    args, variables = _ours(model)
+    audio, mask = _audio()
+    labels = _tokens(7, 5, seed=4)
+    valid = labels != PAD
+    with torch.no_grad():
+        want = model(
+            _t(audio),
+            attention_mask=_t(mask).long(),
+            labels=_t(np.where(valid, labels, -100)).long(),
+        ).loss
+    batch = dict(audio=audio, audio_mask=mask, text=labels, text_mask=valid,
+                 weight=np.ones(2, np.float32))
+    loss, metrics = _task_loss(dataclasses.replace(args, task="asr"), variables, batch)
+    _close_loss(loss, want, "ASR loss")
+    assert 0.0 <= float(metrics["asr/accuracy"]) <= 1.0
+
+
+@pytest.mark.parametrize("speaker", [True, False])
+def test_tts_loss_matches_text_to_speech_loss(speaker):
+    """L1 + stop BCE + guided attention on padded text and padded mel targets (HF: -100), with
+    and without a speaker embedding."""
+    model = _hf_model("SpeechT5ForTextToSpeech", seed=5)
+    assert model.config.use_guided_attention_loss  # HF's default: its loss includes it
+    args, variables = _ours(model)
+    tokens = _tokens(9, 6, seed=5)
+    token_mask = tokens != PAD
+    rng = np.random.default_rng(5)
+    mel_mask = np.arange(12)[None, :] < np.array([[12], [8]])  # whole groups of r = 2
+    mel = np.where(mel_mask[..., None], rng.standard_normal((2, 12, MEL)), 0.0).astype(np.float32)
+    embedding = rng.standard_normal((2, SPEAKER)).astype(np.float32)
+    with torch.no_grad():
+        want = model(
+            _t(tokens).long(),
+            attention_mask=_t(token_mask).long(),
+            labels=_t(np.where(mel_mask[..., None], mel, -100.0).astype(np.float32)),
+            decoder_attention_mask=_t(mel_mask).long(),
+            speaker_embeddings=_t(embedding) if speaker else None,
+        ).loss
+    batch = dict(text=tokens, text_mask=token_mask, mel=mel, mel_mask=mel_mask,
+                 weight=np.ones(2, np.float32))
+    if speaker:
+        batch["speaker_embedding"] = embedding
+    loss, metrics = _task_loss(dataclasses.replace(args, task="tts"), variables, batch)
+    _close_loss(loss, want, f"TTS loss (speaker {speaker})")
+    assert float(metrics["tts/attention"]) > 0
+
+
+def test_greedy_asr_matches_hf_generate():
+    """Our cached greedy loop emits HF's greedy tokens (pad after </s>, as HF pads)."""
+    model = _hf_model("SpeechT5ForSpeechToText", seed=7)
+    # A random decoder predicts its start token or pad at once; stronger decoder weights and
+    # silent ids 0 and 1 give outputs that depend on the history and end at different steps
+    # (here 9 9 9 4 </s> and </s>).
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "decoder" in name and "norm" not in name:
+                p.add_(0.5 * torch.randn(p.shape, generator=gen))
+        model.speecht5.decoder.prenet.embed_tokens.weight[:2] = 0
+    args, variables = _ours(model)
+    audio, mask = _audio()
+    steps = 8
+    with torch.no_grad():
+        want = model.generate(
+            _t(audio), attention_mask=_t(mask).long(), max_new_tokens=steps, num_beams=1,
+            do_sample=False,
+        ).numpy()[:, 1:]  # HF's first column is the start token
+    want = np.pad(want, ((0, 0), (0, steps - want.shape[1])), constant_values=PAD)
+    module = speecht5.SpeechT5(args, VOCAB)
+    got = jax.jit(lambda v, a, m: decoding.speecht5_greedy(module, v, a, m, steps))(
+        variables, audio, mask
+    )
+    np.testing.assert_array_equal(np.asarray(got), want)
+    assert want[0, 3] != want[0, 0] and want[1, 0] == 2 and want[1, 1] == PAD

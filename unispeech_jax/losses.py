@@ -1,5 +1,5 @@
 """Losses of UniSpeech (contrastive InfoNCE, codebook diversity, CTC, the mixed-CTC input) and
-SpeechT5 (masked prediction, spectrogram L1 + stop-token BCE, text MLE).
+SpeechT5 (masked prediction, spectrogram L1 + stop-token BCE, text MLE, guided attention).
 
 All losses compute in float32 whatever the input dtype.
 """
@@ -215,3 +215,23 @@ def text_nll_loss(logits, labels, label_valid, label_smoothing: float = 0.0):
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
     return _masked_mean(optax.softmax_cross_entropy(logits, targets), label_valid)
+
+
+def guided_attention_loss(probs, input_valid, output_valid, sigma: float):
+    """Guided attention (Tachibana et al., arXiv 1710.08969): penalises cross-attention far
+    from the diagonal, so that text-to-speech learns a monotonic alignment early.
+
+    probs: [B, H, O, I] attention of O decoder steps over I encoder positions; input_valid
+    bool [B, I], output_valid bool [B, O] (right-padded). With each example's lengths I_b,
+    O_b the weight of (o, i) is 1 − exp(−(i/I_b − o/O_b)² / 2σ²); the loss is the mean of
+    weight · probs over the H heads and the valid (o, i) pairs of the batch.
+    """
+    input_valid, output_valid = input_valid.astype(bool), output_valid.astype(bool)
+    in_len = jnp.sum(input_valid, -1, dtype=jnp.float32)[:, None, None]
+    out_len = jnp.sum(output_valid, -1, dtype=jnp.float32)[:, None, None]
+    i = jnp.arange(input_valid.shape[1], dtype=jnp.float32)[None, None, :] / jnp.maximum(in_len, 1)
+    o = jnp.arange(output_valid.shape[1], dtype=jnp.float32)[None, :, None] / jnp.maximum(out_len, 1)
+    weight = 1.0 - jnp.exp(-((i - o) ** 2) / (2.0 * sigma**2))
+    pairs = output_valid[:, :, None] & input_valid[:, None, :]
+    pairs = jnp.broadcast_to(pairs[:, None], probs.shape)
+    return _masked_mean(probs.astype(jnp.float32) * weight[:, None], pairs)

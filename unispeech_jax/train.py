@@ -290,7 +290,7 @@ class MetricLog:
             shown = {
                 k: metrics[k]
                 for k in ('loss', 'ctc', 'contrastive', 'code_perplexity', 'speech/mlm',
-                          'speech/l1', 'text/mle', 'audio_s_per_s', 'mfu')
+                          'speech/l1', 'text/mle', 'asr/ce', 'tts/l1', 'audio_s_per_s', 'mfu')
                 if k in metrics
             }
             self.bar.set_postfix({k: f'{v:.3g}' for k, v in shown.items()}, refresh=False)

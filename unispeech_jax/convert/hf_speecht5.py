@@ -60,6 +60,8 @@ _NOT_IN_HF = {
     "logit_temp",
     "diversity_loss_weight",
     "stop_pos_weight",
+    "task",
+    "label_smoothing",
     "dtype",
 }
 

@@ -16,7 +16,8 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
     position term on keys: logits[i, j] += (q_i / sqrt(d_h)) · E[clip(i − j, −M, M − 1) + M],
     E [2M, d_h] shared by all layers and heads (M = encoder_max_relative_position).
   * decoder: post-LN blocks with causal self-attention, cross-attention, FFN. Incremental
-    decoding takes an explicit cache pytree (`init_cache`) and equals full-sequence decoding.
+    decoding takes an explicit cache pytree (`init_cache`; the encoder output's cross-attention
+    keys/values are projected once, at the first step) and equals full-sequence decoding.
   * text-decoder pre-net: embedding · (sqrt(D) if scale_embedding) + fairseq sinusoidal
     positions; post-net: output projection tied to the same embedding (no bias). One text
     embedding is shared by the text-encoder pre-net, text-decoder pre-net and output projection
@@ -34,6 +35,10 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
     The perplexity it returns feeds the diversity loss.
   * masked-prediction head (pre-training only; HF has none): HuBERT-style cosine logits
     between `final_proj(encoder output)` and one embedding per k-means cluster, / `logit_temp`.
+
+Objectives (`loss_fn`, chosen by `task`): joint pre-training (SPEC §3), and the fine-tuning
+tasks 'asr' and 'tts' with the losses of HF's SpeechT5ForSpeechToText / SpeechT5ForTextToSpeech
+(`decoding.speecht5_greedy` transcribes).
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
@@ -60,6 +65,7 @@ from unispeech_jax.models import layers, masking
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
 Dtype = Any
+TASKS = ("pretrain", "asr", "tts")
 _MASK_VALUE = (
     -1e30
 )  # finite, so a fully masked row gives a uniform softmax instead of NaN
@@ -135,6 +141,16 @@ class ModelArgs:
     mask_time_min_masks: int = 2
     diversity_loss_weight: float = 0.1
     stop_pos_weight: float = 5.0
+    # What `loss_fn` trains: 'pretrain' (the joint objective above) or a fine-tuning task with
+    # Hugging Face's loss: 'asr' (speech → text, SpeechT5ForSpeechToText) or 'tts' (text → speech,
+    # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing.
+    task: str = "pretrain"
+    label_smoothing: float = 0.0
+    # TTS guided attention loss on the decoder's cross-attention (HF names and defaults)
+    use_guided_attention_loss: bool = True
+    guided_attention_loss_num_heads: int = 2
+    guided_attention_loss_sigma: float = 0.4
+    guided_attention_loss_scale: float = 10.0
     dtype: str = "float32"
 
     @classmethod
@@ -169,6 +185,8 @@ class ModelArgs:
             raise ValueError(
                 "hidden_size must be divisible by num_conv_pos_embedding_groups and num_codevector_groups"
             )
+        if self.task not in TASKS:
+            raise ValueError(f"model.task {self.task!r} is not one of {TASKS}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -268,19 +286,26 @@ class ScaledPositionalEncoding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention with an optional relative-position term and self-attention cache.
+    """Multi-head attention with an optional relative-position term and a decoding cache.
 
     __call__(x [B,Tq,D], kv_input [B,Tk,D], mask bool [B,1,Tq,Tk'], position_bias [Tq,Tk,d_h]
-    or None, cache {'k','v': [B,Tmax,D]} or None, index: where x's first step goes in the cache)
-    → (out [B,Tq,D], updated cache or None). With a cache, the keys/values of x are written
-    at `index` and the queries attend over all Tmax cached steps (mask is [B,1,Tq,Tmax]).
-    Softmax in float32, masked logits get a big finite negative.
+    or None, cache or None, index: where x's first step goes in a self-attention cache)
+    → (out [B,Tq,D], updated cache or None). Self-attention cache {'k','v': [B,Tmax,D]}: the
+    keys/values of x are written at `index` and the queries attend over all Tmax cached steps
+    (mask is [B,1,Tq,Tmax]). `memory` (cross-attention) cache: {} projects kv_input and returns
+    its keys/values {'k','v': [B,Tk,D]}; passing those back skips the projections, so that
+    incremental decoding projects the encoder output once, not at every step.
+    Softmax in float32, masked logits get a big finite negative. `sow_probs`: the softmax
+    probabilities [B,h,Tq,Tk] (before dropout) go to 'intermediates'/'probs' when that
+    collection is mutable (the TTS guided attention loss reads them).
     """
 
     hidden_size: int
     num_heads: int
     dropout: float = 0.0
     dtype: Dtype = jnp.float32
+    memory: bool = False
+    sow_probs: bool = False
 
     @nn.compact
     def __call__(
@@ -298,16 +323,21 @@ class Attention(nn.Module):
         hd = d // h
         dense = lambda name: layers._dense(d, ("embed", "heads"), self.dtype, name)
         q = dense("q_proj")(x) * (hd**-0.5)
-        k = dense("k_proj")(kv_input)
-        v = dense("v_proj")(kv_input)
-        if cache is not None:
-            k = jax.lax.dynamic_update_slice(
-                cache["k"], k.astype(cache["k"].dtype), (0, index, 0)
-            )
-            v = jax.lax.dynamic_update_slice(
-                cache["v"], v.astype(cache["v"].dtype), (0, index, 0)
-            )
-            cache = {"k": k, "v": v}
+        if self.memory and cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            k = dense("k_proj")(kv_input)
+            v = dense("v_proj")(kv_input)
+            if self.memory and cache is not None:
+                cache = {"k": k, "v": v}
+            elif cache is not None:
+                k = jax.lax.dynamic_update_slice(
+                    cache["k"], k.astype(cache["k"].dtype), (0, index, 0)
+                )
+                v = jax.lax.dynamic_update_slice(
+                    cache["v"], v.astype(cache["v"].dtype), (0, index, 0)
+                )
+                cache = {"k": k, "v": v}
         q = nn.with_logical_constraint(q, layers.ACT_BTH).reshape(b, tq, h, hd)
         k = k.reshape(b, -1, h, hd)
         v = v.reshape(b, -1, h, hd)
@@ -318,6 +348,8 @@ class Attention(nn.Module):
             )
         logits = jnp.where(mask, logits.astype(jnp.float32), _MASK_VALUE)
         probs = jax.nn.softmax(logits, axis=-1)
+        if self.sow_probs:
+            self.sow("intermediates", "probs", probs)
         probs = nn.Dropout(self.dropout)(probs, deterministic=deterministic).astype(
             self.dtype
         )
@@ -399,7 +431,8 @@ class DecoderLayer(nn.Module):
     """Post-LN decoder block: causal self-attention, cross-attention, FFN, each + residual + LN.
 
     (x [B,L,D], self_mask [B,1,L,L'], enc [B,T,D], cross_mask [B,1,1,T], cache, index)
-    → (x [B,L,D], cache). L' = L without a cache, Tmax with one.
+    → (x [B,L,D], cache). L' = L without a cache, Tmax with one. cache: {'self': the
+    self-attention cache, 'cross': the cross-attention memory cache} (see Attention).
     """
 
     args: ModelArgs
@@ -410,15 +443,19 @@ class DecoderLayer(nn.Module):
         a, det, dt = self.args, self.deterministic, self.args.compute_dtype
         heads = a.decoder_attention_heads
         drop = nn.Dropout(a.hidden_dropout)
-        h, cache = Attention(
+        h, self_cache = Attention(
             a.hidden_size, heads, a.attention_dropout, dt, name="self_attn"
-        )(x, x, self_mask, cache=cache, index=index, deterministic=det)
+        )(
+            x, x, self_mask, cache=None if cache is None else cache["self"], index=index,
+            deterministic=det,
+        )
         x = layers._layer_norm(a.layer_norm_eps, dt, "self_attn_layer_norm")(
             x + drop(h, deterministic=det)
         )
-        h, _ = Attention(
-            a.hidden_size, heads, a.attention_dropout, dt, name="encoder_attn"
-        )(x, enc, cross_mask, deterministic=det)
+        h, cross_cache = Attention(
+            a.hidden_size, heads, a.attention_dropout, dt, memory=True, sow_probs=True,
+            name="encoder_attn",
+        )(x, enc, cross_mask, cache=None if cache is None else cache["cross"], deterministic=det)
         x = layers._layer_norm(a.layer_norm_eps, dt, "encoder_attn_layer_norm")(
             x + drop(h, deterministic=det)
         )
@@ -433,6 +470,8 @@ class DecoderLayer(nn.Module):
         x = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(
             x + ffn(x, det)
         )
+        if cache is not None:
+            cache = {"self": self_cache, "cross": cross_cache}
         return nn.with_logical_constraint(x, layers.ACT_BTD), cache
 
 
@@ -496,7 +535,8 @@ class Decoder(nn.Module):
 
 def init_cache(model_cfg, batch: int, max_length: int, dtype=jnp.float32) -> dict:
     """Empty decoder cache for `max_length` steps: {'index': int32 [], 'valid': bool [B,Lmax],
-    'layers_i': {'k','v': [B,Lmax,D]}}."""
+    'layers_i': {'self': {'k','v': [B,Lmax,D]}, 'cross': {}}}. The first decoding call fills
+    'cross' with the projected encoder output ({'k','v': [B,T,D]}), which later calls reuse."""
     a = ModelArgs.from_config(model_cfg)
     zeros = jnp.zeros((batch, max_length, a.hidden_size), dtype)
     cache = {
@@ -504,7 +544,7 @@ def init_cache(model_cfg, batch: int, max_length: int, dtype=jnp.float32) -> dic
         "valid": jnp.zeros((batch, max_length), bool),
     }
     for i in range(a.decoder_layers):
-        cache[f"layers_{i}"] = {"k": zeros, "v": zeros}
+        cache[f"layers_{i}"] = {"self": {"k": zeros, "v": zeros}, "cross": {}}
     return cache
 
 
@@ -855,6 +895,16 @@ class SpeechT5(nn.Module):
         """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats')."""
         return self.speech_decoder_postnet.postnet(mel_before, deterministic=not train)
 
+    def decode_mel(self, mel, speaker, enc, enc_valid, dec_valid, train: bool = False):
+        """Teacher-forced speech decoder and post-net, as trained (the pre-net's Tacotron dropout
+        is on exactly when training): mel [B,L,M] shifted targets, speaker [B,E] or None, enc
+        [B,T,D], enc_valid bool [B,T], dec_valid bool [B,L] → dict mel_before, mel_after
+        [B,L·r,M], stop_logits [B,L·r], hidden [B,L,D]."""
+        out, _ = self.decode_speech(
+            mel, speaker, enc, enc_valid, dec_valid, train=train, prenet_dropout=train
+        )
+        return {**out, "mel_after": self.postnet(out["mel_before"], train=train)}
+
     def __call__(self, audio, audio_mask, tokens, mel, speaker):
         """Eval-mode forward touching every parameter (used by `init`)."""
         speech = self.encode_speech(audio, audio_mask)
@@ -888,10 +938,10 @@ def init_variables(
     Variable shapes do not depend on the example input, so the forward pass runs on abstract
     inputs (`lazy_init`: only the initialisers are computed, which compiles far faster than
     jitting the whole `init`). `batch` is accepted for the family interface; only its audio
-    length is used. Works under jit / eval_shape.
+    length, if it has audio, is used. Works under jit / eval_shape.
     """
     a = module.args
-    samples = 16000 if batch is None else int(batch["audio"].shape[1])
+    samples = int(batch["audio"].shape[1]) if batch and "audio" in batch else 16000
     spec = jax.ShapeDtypeStruct
     variables = module.lazy_init(
         rng,
@@ -931,7 +981,8 @@ def dummy_batch(data_cfg) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Pre-training objective (SPEC §3): speech and text batches are separate steps
+# Objectives: joint pre-training (SPEC §3: speech and text batches are separate steps) and the
+# fine-tuning tasks (`ModelArgs.task`)
 # --------------------------------------------------------------------------------------------
 
 
@@ -942,27 +993,59 @@ def _split_rngs(rng, train: bool) -> tuple[dict, jax.Array]:
     return (rngs if train else {}), mask
 
 
-def _quantizer_metrics(state, prefix: str) -> dict:
+def _apply(module, params, model_state, forward, rngs, train: bool):
+    """`module.apply` of the method `forward` → (its outputs, the sown 'intermediates',
+    model_state with the BatchNorm statistics that a training forward updated)."""
+    mutable = ["intermediates", "batch_stats"] if train else ["intermediates"]
+    out, state = module.apply(
+        {"params": params, **model_state}, method=forward, rngs=rngs, mutable=mutable
+    )
+    if train and "batch_stats" in state:
+        model_state = {**model_state, "batch_stats": state["batch_stats"]}
+    return out, state["intermediates"], model_state
+
+
+def _quantizer_metrics(sown, prefix: str) -> dict:
     """The hard (argmax) and soft code perplexities the quantizer sowed this step."""
-    sown = state["intermediates"]["quantizer"]
     return {
-        f"{prefix}/code_perplexity": sown["code_perplexity"][0],
-        f"{prefix}/prob_perplexity": sown["prob_perplexity"][0],
+        f"{prefix}/code_perplexity": sown["quantizer"]["code_perplexity"][0],
+        f"{prefix}/prob_perplexity": sown["quantizer"]["prob_perplexity"][0],
     }
 
 
 def speech_targets(args: ModelArgs, batch):
-    """Teacher-forced speech decoder inputs and targets from a speech batch.
+    """Teacher-forced speech decoder inputs and targets from a batch with `mel`.
 
     mel [B,F,M] is cut to N = F − F mod r frames: target [B,N,M], frame_valid bool [B,N] (real
     frames of weight > 0 rows), decoder input [B,N/r,M] (every r-th frame shifted right) and
-    step validity bool [B,N/r] (a step is real when its first frame is).
+    step validity bool [B,N/r] (a step is real when its first frame is; HF's decoder mask uses
+    the last one, the same whenever each utterance has whole groups of r frames).
     """
     r = args.reduction_factor
     n = batch["mel"].shape[1] // r * r
     target = batch["mel"][:, :n].astype(jnp.float32)
     frame_valid = batch["mel_mask"][:, :n].astype(bool) & (batch["weight"] > 0)[:, None]
     return target, frame_valid, shift_spectrograms_right(target, r), frame_valid[:, ::r]
+
+
+def text_targets(args: ModelArgs, batch):
+    """Teacher-forced text decoder input and targets from a batch with `text`: step l reads
+    target l − 1 (step 0 the start token </s>) and predicts target l.
+
+    → (decoder input int [B,L], target int [B,L], step validity bool [B,L], counted bool [B,L]:
+    the real targets of weight > 0 rows)."""
+    target = batch["text"]
+    valid = batch["text_mask"].astype(bool)
+    dec_in = jnp.pad(target, ((0, 0), (1, 0)), constant_values=args.decoder_start_token_id)
+    return dec_in[:, :-1], target, valid, valid & (batch["weight"] > 0)[:, None]
+
+
+def _token_terms(logits, target, counted, label_smoothing: float = 0.0):
+    """(cross-entropy, accuracy) of logits [B,L,V] for int target [B,L], averaged over the
+    counted bool [B,L] tokens of the whole batch (as torch's CrossEntropyLoss with -100)."""
+    nll = losses.text_nll_loss(logits, target, counted, label_smoothing)
+    correct = (jnp.argmax(logits, -1) == target) & counted
+    return nll, jnp.sum(correct) / jnp.maximum(jnp.sum(counted), 1)
 
 
 def _speech_loss(module, params, model_state, batch, rng, step, train):
@@ -986,20 +1069,15 @@ def _speech_loss(module, params, model_state, batch, rng, step, train):
     def forward(self):
         enc = self.encode_speech(audio, audio_mask, mask_time, train=train)
         vq = self.cross_modal_quantize(enc["hidden"], enc["valid"], temperature, train)
-        out, _ = self.decode_speech(
-            dec_in, None, vq["hidden"], enc["valid"], dec_valid, train=train,
-            prenet_dropout=train,
-        )
-        after = self.postnet(out["mel_before"], train=train)
-        return self.cluster_logits(enc["hidden"]), vq["perplexity"], out, after
+        out = self.decode_mel(dec_in, None, vq["hidden"], enc["valid"], dec_valid, train)
+        return self.cluster_logits(enc["hidden"]), vq["perplexity"], out
 
-    (logits, perplexity, out, mel_after), state = module.apply(
-        {"params": params, **model_state}, method=forward, rngs=rngs,
-        mutable=["intermediates", "batch_stats"] if train else ["intermediates"],
+    (logits, perplexity, out), sown, model_state = _apply(
+        module, params, model_state, forward, rngs, train
     )
     mlm, accuracy = losses.masked_prediction_loss(logits, batch["km"], mask_time)
     l1, bce = losses.spectrogram_loss(
-        out["mel_before"], mel_after, out["stop_logits"], target, frame_valid,
+        out["mel_before"], out["mel_after"], out["stop_logits"], target, frame_valid,
         a.stop_pos_weight,
     )
     diversity = losses.diversity_loss(
@@ -1016,10 +1094,9 @@ def _speech_loss(module, params, model_state, batch, rng, step, train):
         "speech/diversity": diversity,
         "speech/masked_fraction": jnp.sum(mask_time) / jnp.maximum(jnp.sum(labelled), 1),
         "temperature": jnp.asarray(temperature, jnp.float32),
-        **_quantizer_metrics(state, "speech"),
+        **_quantizer_metrics(sown, "speech"),
     }
-    new_state = {"batch_stats": state["batch_stats"]} if train else model_state
-    return loss, (metrics, new_state)
+    return loss, (metrics, model_state)
 
 
 def _text_loss(module, params, model_state, batch, rng, step, train):
@@ -1027,57 +1104,141 @@ def _text_loss(module, params, model_state, batch, rng, step, train):
     a = module.args
     rngs, _ = _split_rngs(rng, train)
     source, source_mask = batch["text_source"], batch["text_source_mask"].astype(bool)
-    target = batch["text"]
-    target_mask = batch["text_mask"].astype(bool) & (batch["weight"] > 0)[:, None]
-    # Teacher forcing: step l reads target l − 1 (step 0 the start token) and predicts target l.
-    dec_in = jnp.pad(target, ((0, 0), (1, 0)), constant_values=a.decoder_start_token_id)[:, :-1]
+    dec_in, target, dec_valid, counted = text_targets(a, batch)
     temperature = gumbel_temperature(step, *a.gumbel_temperature)
 
     def forward(self):
         enc = self.encode_text(source, source_mask, train=train)
         vq = self.cross_modal_quantize(enc["hidden"], source_mask, temperature, train)
-        logits, _ = self.decode_text(
-            dec_in, vq["hidden"], source_mask, batch["text_mask"].astype(bool), train=train
-        )
+        logits, _ = self.decode_text(dec_in, vq["hidden"], source_mask, dec_valid, train=train)
         return logits, vq["perplexity"]
 
-    (logits, perplexity), state = module.apply(
-        {"params": params, **model_state}, method=forward, rngs=rngs, mutable=["intermediates"]
+    (logits, perplexity), sown, model_state = _apply(
+        module, params, model_state, forward, rngs, train
     )
-    mle = losses.text_nll_loss(logits, target, target_mask)
+    mle, accuracy = _token_terms(logits, target, counted)
     diversity = losses.diversity_loss(
         perplexity, a.num_codevector_groups * a.num_codevectors_per_group
     )
     loss = mle + a.diversity_loss_weight * diversity
-    correct = (jnp.argmax(logits, -1) == target) & target_mask
     metrics = {
         "loss": loss,
         "text/loss": loss,
         "text/mle": mle,
-        "text/accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(target_mask), 1),
+        "text/accuracy": accuracy,
         "text/diversity": diversity,
         "temperature": jnp.asarray(temperature, jnp.float32),
-        **_quantizer_metrics(state, "text"),
+        **_quantizer_metrics(sown, "text"),
     }
     return loss, (metrics, model_state)
 
 
-def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state):
-    """SpeechT5 joint pre-training objective on one batch, speech or text (by its keys).
+def _asr_loss(module, params, model_state, batch, rng, step, train):
+    """Speech → text cross-entropy on a batch with audio and its `text` tokens; see `loss_fn`."""
+    a = module.args
+    rngs, mask_rng = _split_rngs(rng, train)
+    audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
+    mask_time = None
+    if train and a.mask_time_prob > 0:  # HF's SpecAugment-style time masking, training only
+        frames = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
+        mask_time = masking.span_mask(
+            mask_rng, frames, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks
+        )
+    dec_in, target, dec_valid, counted = text_targets(a, batch)
 
-    speech (audio, km, mel): L_mlm (HuBERT cross-entropy over k-means ids at masked frames) +
-      L_1 (mel before + after the post-net) + L_bce (stop token) + γ·L_d;
-    text (text_source, text): L_mle (decoder reconstructs the text from its infilled version)
-      + γ·L_d;
-    L_d = the cross-modal quantizer's diversity loss (γ = diversity_loss_weight), on the
-    encoder output of either modality. `rng` (one key per step) is split into the module's
-    streams and the span mask (eval still masks, deterministically); `step` sets the Gumbel
-    temperature. model_state: {'batch_stats'} of the post-net's BatchNorm, updated by training
-    speech steps. Returns (loss, (metrics, model_state)); metric names carry the modality
-    ('speech/…', 'text/…') and both report their code perplexity.
+    def forward(self):
+        enc = self.encode_speech(audio, audio_mask, mask_time, train=train)
+        return self.decode_text(dec_in, enc["hidden"], enc["valid"], dec_valid, train=train)[0]
+
+    logits, _, model_state = _apply(module, params, model_state, forward, rngs, train)
+    ce, accuracy = _token_terms(logits, target, counted, a.label_smoothing)
+    return ce, ({"loss": ce, "asr/ce": ce, "asr/accuracy": accuracy}, model_state)
+
+
+def cross_attention_probs(args: ModelArgs, sown):
+    """The guided heads' cross-attention probabilities from the sown 'intermediates' →
+    [B, layers·h, L, T]: heads [:guided_attention_loss_num_heads] of every decoder layer (a
+    Python slice, as HF: −1 keeps all heads but the last)."""
+    n = args.guided_attention_loss_num_heads
+    return jnp.concatenate(
+        [
+            sown["decoder"][f"layers_{i}"]["encoder_attn"]["probs"][0][:, :n]
+            for i in range(args.decoder_layers)
+        ],
+        axis=1,
+    )
+
+
+def _tts_loss(module, params, model_state, batch, rng, step, train):
+    """Text → speech L1 + stop BCE (+ guided attention) on a batch with `text` tokens and their
+    `mel`, optionally `speaker_embedding` [B,E]; see `loss_fn`."""
+    a = module.args
+    rngs, _ = _split_rngs(rng, train)
+    tokens, token_mask = batch["text"], batch["text_mask"].astype(bool)
+    target, frame_valid, dec_in, dec_valid = speech_targets(a, batch)
+    speaker = batch.get("speaker_embedding")
+
+    def forward(self):
+        enc = self.encode_text(tokens, token_mask, train=train)
+        return self.decode_mel(dec_in, speaker, enc["hidden"], token_mask, dec_valid, train)
+
+    out, sown, model_state = _apply(module, params, model_state, forward, rngs, train)
+    l1, bce = losses.spectrogram_loss(
+        out["mel_before"], out["mel_after"], out["stop_logits"], target, frame_valid,
+        a.stop_pos_weight,
+    )
+    loss = l1 + bce
+    metrics = {"tts/l1": l1, "tts/bce": bce}
+    if a.use_guided_attention_loss:
+        attention = a.guided_attention_loss_scale * losses.guided_attention_loss(
+            cross_attention_probs(a, sown), token_mask, dec_valid, a.guided_attention_loss_sigma
+        )
+        loss = loss + attention
+        metrics["tts/attention"] = attention
+    return loss, ({"loss": loss, **metrics}, model_state)
+
+
+_TASK_LOSSES = {"asr": _asr_loss, "tts": _tts_loss}
+
+
+def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state):
+    """SpeechT5 objective of `module.args.task` on one batch → (loss, (metrics, model_state)).
+
+    'pretrain', the joint objective; each batch is speech or text (by its keys):
+      speech (audio, km, mel): L_mlm (HuBERT cross-entropy over k-means ids at masked frames) +
+        L_1 (mel before + after the post-net) + L_bce (stop token) + γ·L_d;
+      text (text_source, text): L_mle (decoder reconstructs the text from its infilled
+        version) + γ·L_d;
+      L_d = the cross-modal quantizer's diversity loss (γ = diversity_loss_weight), on the
+      encoder output of either modality. Metric names carry the modality ('speech/…',
+      'text/…') and both report their code perplexity.
+    'asr' (audio, text): speech-encoder pre-net + encoder + text decoder, teacher-forced
+      cross-entropy over the real target tokens of the batch (label_smoothing, 0 as HF) —
+      SpeechT5ForSpeechToText's `loss`; training masks time spans (mask_time_*, HF's 0.05).
+    'tts' (text, mel, optional speaker_embedding): text-encoder pre-net + encoder + speech
+      decoder + post-net, L1 (before + after the post-net) + stop BCE (pos_weight 5) + the
+      guided attention loss (scale · mean over guided heads and valid (step, token) pairs) —
+      SpeechT5ForTextToSpeech's `loss`.
+    Fine-tuning does not use the cross-modal quantizer nor the masked-prediction head (as HF,
+    which has neither): the encoder output goes straight to cross-attention. Their parameters
+    stay in the tree with zero gradients (AdamW's decoupled weight decay still shrinks their
+    kernels), as do the other modality's pre/post-nets.
+
+    `rng` (one key per step) is split into the module's streams and the span mask (pre-training
+    eval still masks, deterministically); `step` sets the Gumbel temperature. model_state:
+    {'batch_stats'} of the post-net's BatchNorm, updated by training steps that run it.
     """
-    part = _text_loss if "text" in batch else _speech_loss
+    task = module.args.task
+    if task in _TASK_LOSSES:
+        part = _TASK_LOSSES[task]
+    else:
+        part = _text_loss if "text_source" in batch else _speech_loss
     return part(module, params, model_state, batch, rng, step, train)
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs (matmuls and convolutions, 2 per multiply-add)
+# --------------------------------------------------------------------------------------------
 
 
 def _encoder_flops(a: ModelArgs, batch: int, length: int) -> float:
@@ -1089,7 +1250,8 @@ def _encoder_flops(a: ModelArgs, batch: int, length: int) -> float:
 
 
 def _decoder_flops(a: ModelArgs, batch: int, steps: int, memory: int) -> float:
-    """Decoder matmul FLOPs: causal self-attention, cross-attention over `memory`, FFN."""
+    """Decoder matmul FLOPs: self-attention over all `steps` keys (teacher forcing, or a cache of
+    `steps` slots), cross-attention over `memory` with its keys/values projected once, FFN."""
     d, bl = a.hidden_size, batch * steps
     self_attn = 2.0 * bl * d * d * 4 + 2 * 2.0 * batch * steps * steps * d
     cross = 2.0 * bl * d * d * 2 + 2.0 * batch * memory * d * d * 2
@@ -1097,49 +1259,76 @@ def _decoder_flops(a: ModelArgs, batch: int, steps: int, memory: int) -> float:
     return a.decoder_layers * (self_attn + cross + 2.0 * bl * d * a.decoder_ffn_dim * 2)
 
 
-def flops_per_batch(model_cfg, batch_shapes) -> float:
-    """Analytic FLOPs (fwd + bwd = 3 × forward matmuls) of one pre-training step.
-
-    batch_shapes: {key: shape}; a speech batch has 'audio' (B,S) and 'mel' (B,F,M), a text
-    batch 'text' (B,L) and 'text_source'. Not counted: norms, activations, softmax, and the
-    text output projection (the vocabulary size is not in the shapes; tiny next to D²)."""
-    a = ModelArgs.from_config(model_cfg)
-    d, codes = a.hidden_size, a.num_codevector_groups * a.num_codevectors_per_group
-    if "text" in batch_shapes:
-        b, steps = batch_shapes["text"][:2]
-        length = batch_shapes["text_source"][1]
-        quantizer = 2.0 * b * length * d * codes * 2  # logits and codeword lookup
-        flops = _encoder_flops(a, b, length) + quantizer + _decoder_flops(a, b, steps, length)
-        return 3.0 * flops
-    b, samples = batch_shapes["audio"][:2]
+def _speech_prenet_flops(a: ModelArgs, batch: int, samples: int) -> tuple[float, int]:
+    """(FLOPs, frames T) of the speech-encoder pre-net: conv stack, projection, positional conv."""
     t = int(layers.conv_output_lengths(samples, a.conv_kernel, a.conv_stride))
-    steps = batch_shapes["mel"][1] // a.reduction_factor
-    n, m, c = steps * a.reduction_factor, a.num_mel_bins, a.speech_decoder_postnet_units
-    bt = b * t
-    flops = layers.feature_encoder_flops(a, b, samples)
+    d, bt = a.hidden_size, batch * t
+    flops = layers.feature_encoder_flops(a, batch, samples)
     flops += 2.0 * bt * a.conv_dim[-1] * d  # feature projection
     flops += 2.0 * bt * d * (d / a.num_conv_pos_embedding_groups) * a.num_conv_pos_embeddings
-    flops += _encoder_flops(a, b, t)
-    flops += 2.0 * bt * (d * a.final_dim + a.final_dim * a.num_clusters)  # cluster logits
-    flops += 2.0 * bt * d * codes * 2  # quantizer logits and codeword lookup
+    return flops, t
+
+
+def _speech_decoder_nets_flops(a: ModelArgs, batch: int, steps: int, speaker: bool) -> float:
+    """Speech-decoder pre-net (+ the speaker projection), frame/stop projections, post-net."""
+    d, m, c, r = a.hidden_size, a.num_mel_bins, a.speech_decoder_postnet_units, a.reduction_factor
     units = a.speech_decoder_prenet_units
     prenet = m * units + units * units * (a.speech_decoder_prenet_layers - 1) + units * d
-    flops += 2.0 * b * steps * (prenet + d * (m + 1) * a.reduction_factor)  # pre-net, frames
-    flops += _decoder_flops(a, b, steps, t)
+    prenet += (d + a.speaker_embedding_dim) * d if speaker else 0
     convs = m * c + c * c * (a.speech_decoder_postnet_layers - 2) + c * m
-    flops += 2.0 * b * n * a.speech_decoder_postnet_kernel * convs  # conv post-net
-    return 3.0 * flops
+    postnet = steps * r * a.speech_decoder_postnet_kernel * convs
+    return 2.0 * batch * (steps * (prenet + d * (m + 1) * r) + postnet)
+
+
+def forward_flops(model_cfg, batch_shapes) -> float:
+    """Analytic FLOPs of one forward pass of `task` on a batch of shapes {key: shape}.
+
+    pretrain: a speech batch ('audio' (B,S), 'mel' (B,F,M)) or a text batch ('text' (B,L),
+    'text_source'); asr: 'audio', 'text'; tts: 'text', 'mel'. Not counted: norms,
+    activations, softmax, and the text output projection (the vocabulary size is not in the
+    shapes; tiny next to D²). A TTS batch with 'speaker_embedding' adds its projection.
+    """
+    a = ModelArgs.from_config(model_cfg)
+    d, codes = a.hidden_size, a.num_codevector_groups * a.num_codevectors_per_group
+    quantizer = lambda b, t: 2.0 * b * t * d * codes * 2  # logits and codeword lookup
+    if a.task == "tts":
+        b, length = batch_shapes["text"][:2]
+        steps = batch_shapes["mel"][1] // a.reduction_factor
+        return (_encoder_flops(a, b, length) + _decoder_flops(a, b, steps, length)
+                + _speech_decoder_nets_flops(a, b, steps, "speaker_embedding" in batch_shapes))
+    if a.task == "pretrain" and "text_source" in batch_shapes:
+        b, steps = batch_shapes["text"][:2]
+        length = batch_shapes["text_source"][1]
+        return _encoder_flops(a, b, length) + quantizer(b, length) + _decoder_flops(a, b, steps, length)
+    b, samples = batch_shapes["audio"][:2]
+    flops, t = _speech_prenet_flops(a, b, samples)
+    flops += _encoder_flops(a, b, t)
+    if a.task == "asr":
+        return flops + _decoder_flops(a, b, batch_shapes["text"][1], t)
+    steps = batch_shapes["mel"][1] // a.reduction_factor
+    flops += 2.0 * b * t * (d * a.final_dim + a.final_dim * a.num_clusters)  # cluster logits
+    flops += quantizer(b, t)
+    return flops + _decoder_flops(a, b, steps, t) + _speech_decoder_nets_flops(a, b, steps, False)
+
+
+def flops_per_batch(model_cfg, batch_shapes) -> float:
+    """Analytic FLOPs of one training step: 3 × `forward_flops` (forward + backward)."""
+    return 3.0 * forward_flops(model_cfg, batch_shapes)
 
 
 __all__ = [
+    "TASKS",
     "ModelArgs",
     "SpeechT5",
     "build",
+    "cross_attention_probs",
     "default_config",
     "dummy_batch",
     "flops_per_batch",
+    "forward_flops",
     "loss_fn",
     "speech_targets",
+    "text_targets",
     "vocab_size",
     "fairseq_sinusoidal",
     "init_cache",
