@@ -50,6 +50,7 @@ HF_CLASSES = {
 _SAME_NAME = [f.name for f in speecht5_model.ModelArgs.__dataclass_fields__.values()]
 _NOT_IN_HF = {
     "name",
+    "feature_encoder",
     "feature_grad_mult",
     "num_codevector_groups",
     "num_codevectors_per_group",

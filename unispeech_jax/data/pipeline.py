@@ -1288,6 +1288,12 @@ class MixedIterator:
         return {"step": self._step, "credits": [float(c) for c in self._credits],
                 "children": [getattr(it, "position", None) for it in self._iterators]}
 
+    def close(self) -> None:
+        """Closes every source that can be closed (see BatchIterator.close)."""
+        for it in self._iterators:
+            if hasattr(it, "close"):
+                it.close()
+
     def stats(self) -> dict[str, float]:
         """The counters of every source that has them, as "<name>/<counter>"."""
         return {f"{name}/{k}": v for name, it in zip(self._names, self._iterators)
