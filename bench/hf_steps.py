@@ -1,8 +1,9 @@
 """The reference side: Hugging Face PyTorch models and their training / inference steps.
 
 Each `make_step` returns a closure that runs one complete step (masks and distractors drawn
-as HF's own examples do, forward, loss, backward, gradient clipping, AdamW) and returns when
-the work is done (torch CPU ops are synchronous). The optimizer matches ours
+as HF's own examples do, forward, loss, backward, gradient clipping, AdamW; or inference: a
+no-grad forward, or SpeechT5 greedy `generate`) and returns when the work is done (torch CPU
+ops are synchronous). The optimizer matches ours
 (`config.defaults().optim`: AdamW b1 0.9, b2 0.98, eps 1e-6, weight decay 0.01, clip 10).
 """
 
@@ -13,15 +14,18 @@ import torch
 import transformers
 from transformers.models.wav2vec2 import modeling_wav2vec2
 
-from cases import SIZES, Case
+from cases import GREEDY_STEPS, SIZES, Case
 
 _CLIP = 10.0
 
 
+_CONFIGS = {"wav2vec2": "Wav2Vec2Config", "unispeech": "UniSpeechConfig", "speecht5": "SpeechT5Config"}
+
+
 def hf_config(case: Case, size: str):
     """The HF config of `case` at `size` (eager attention, as our parity tests use)."""
-    cls = transformers.Wav2Vec2Config if case.family == "wav2vec2" else transformers.UniSpeechConfig
-    return cls(**SIZES[size], **dict(case.hf_config), attn_implementation="eager")
+    cls = getattr(transformers, _CONFIGS[case.family])
+    return cls(**SIZES[size][case.size_kind], **dict(case.hf_config), attn_implementation="eager")
 
 
 def build(case: Case, size: str, seed: int = 0):
@@ -91,28 +95,49 @@ def _unispeech_loss(model, audio, attention, mask, negatives, phones):
     return ((1 - alpha) * (contrastive + cfg.diversity_loss_weight * diversity) + alpha * ctc) / masked
 
 
+def _inference(case: Case, model, t: dict):
+    """No-grad inference of `case` on torch tensors `t` → a no-argument callable. SpeechT5
+    generates exactly GREEDY_STEPS tokens greedily (its end token is suppressed until then)."""
+    model.eval()
+    if case.family == "speecht5":
+        run = lambda: model.generate(t["audio"], attention_mask=t["audio_mask"], num_beams=1,
+                                     do_sample=False, max_new_tokens=GREEDY_STEPS,
+                                     min_new_tokens=GREEDY_STEPS)
+    else:
+        run = lambda: model(t["audio"], attention_mask=t["audio_mask"]).logits
+
+    def infer():
+        with torch.inference_mode():
+            run()
+
+    return infer
+
+
+def _speecht5_loss(case: Case, model, t: dict):
+    """HF's own loss given labels: ASR cross-entropy, or TTS L1 + stop BCE + guided attention."""
+    if case.objective == "asr":
+        return model(t["audio"], attention_mask=t["audio_mask"], labels=t["text"]).loss
+    return model(t["text"], attention_mask=t["text_mask"], labels=t["mel"],
+                 speaker_embeddings=t["speaker_embedding"]).loss
+
+
 def make_step(case: Case, model, batch: dict):
     """One step of `case` on `batch` (our numpy layout) → a no-argument callable."""
-    audio = torch.from_numpy(batch["audio"])
-    attention = torch.from_numpy(batch["audio_mask"]).long()
-    b, samples = audio.shape
-    frames = _frames(model, samples)
+    t = {k: torch.from_numpy(v) for k, v in batch.items()}
+    t.update({k: v.long() for k, v in t.items() if k.endswith("mask") or k in ("text", "phones")})
     if not case.train:
-        model.eval()
-
-        def infer():
-            with torch.inference_mode():
-                model(audio, attention_mask=attention).logits
-
-        return infer
+        return _inference(case, model, t)
 
     model.train()
     if case.frozen:
         model.freeze_feature_encoder()
     params, opt = _optimizer(model)
-    phones = torch.from_numpy(batch["phones"]).long()
 
     def loss_fn():
+        if case.family == "speecht5":
+            return _speecht5_loss(case, model, t)
+        audio, attention, phones = t["audio"], t["audio_mask"], t["phones"]
+        b, frames = audio.shape[0], _frames(model, audio.shape[1])
         if case.hf_class == "Wav2Vec2ForPreTraining":
             mask, negatives = _masks(model, b, frames, "masked")
             return model(audio, attention_mask=attention, mask_time_indices=mask,

@@ -4,9 +4,13 @@ r"""Our steps vs Hugging Face PyTorch on this machine, side by side, in one tabl
     python bench/step_vs_hf.py --sizes tiny --cases unispeech_pretrain --repeats 3
     python bench/step_vs_hf.py --sizes base --cases ctc --variant pos_conv_impl=conv   # A/B a lever
 
-Cases (bench/cases.py): w2v2_pretrain, unispeech_pretrain, ctc, ctc_frozen, infer; sizes
-tiny (hidden 256, 4 layers, conv 256) and base (95 M); batch 2 × 4 s at 16 kHz. Both sides
-run the same weights (HF init, converted with convert/hf.py) on the same batch. Each side of
+Cases (bench/cases.py): w2v2_pretrain, unispeech_pretrain, ctc, ctc_frozen, infer; SpeechT5
+st5_asr (ASR training step, 60 target tokens), st5_tts (TTS training step, 60 input tokens →
+250 mel frames at 4 s, x-vector), st5_greedy (ASR greedy generation of exactly 50 tokens);
+sizes tiny (hidden 256, 4 layers, conv 256; SpeechT5 4 + 2 layers), base (HF defaults:
+95 M; SpeechT5 12 + 6 layers × 768) and micro (the CI test's); batch 2 × 4 s at 16 kHz.
+Both sides run the same weights (HF init, converted with convert/hf.py or
+convert/hf_speecht5.py) on the same batch. Each side of
 each case runs in its own worker process (clean threads and memory; ours first, so the HF
 line can quote the same analytic FLOPs), and prints its line as soon as it finishes.
 
@@ -36,7 +40,6 @@ import time
 from cases import CASES, SIZES, make_batch
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
-_VOCAB = 32  # HF UniSpeech/Wav2Vec2 default vocab_size; the pre-training CTC head has 80 classes
 _RESULT = "RESULT "
 
 
@@ -96,14 +99,17 @@ def _step_worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     case = CASES[spec["case"]]
-    batch = make_batch(spec["batch"], spec["seconds"], _VOCAB)
     hf_model = hf_steps.build(case, spec["size"])
+    cfg = hf_model.config
+    batch = make_batch(case, spec["batch"], spec["seconds"], cfg.vocab_size,
+                       mel_bins=getattr(cfg, "num_mel_bins", 80),
+                       speaker_dim=getattr(cfg, "speaker_embedding_dim", 512))
     row = {}
     if spec["side"].startswith("ours"):
         import our_steps
 
         model_cfg, module, params = our_steps.build(case, hf_model, spec["overrides"])
-        vocab = hf_steps.hf_config(case, spec["size"]).vocab_size
+        vocab = cfg.vocab_size
         if case.objective == "pretrain" and case.family == "unispeech":
             vocab = hf_model.config.num_ctc_classes
         del hf_model
@@ -176,7 +182,7 @@ def targets(results: dict, ceiling: float) -> list[str]:
         if r is not None:
             lines.append(f"{size}: HF wav2vec2 pre-train / our UniSpeech pre-train (full loss) = {r:.2f}× "
                          f"(target ≥ {want}×: {'met' if r >= want else 'MISSED'})")
-    for case in ("ctc", "ctc_frozen"):
+    for case in ("ctc", "ctc_frozen", "st5_asr", "st5_tts", "st5_greedy"):
         r = ratio("base", case, case)
         if r is not None:
             lines.append(f"base {case}: HF / ours = {r:.2f}× (target > 1: {'met' if r > 1 else 'MISSED'})")

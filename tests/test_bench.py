@@ -1,6 +1,7 @@
-"""bench/: the load filter's bookkeeping, and step_vs_hf.py end to end on its cheapest case
-(tiny inference, 1 s of audio, one timed step per side) — the table prints and its numbers
-are finite and positive. The full benchmark is not a test: bench/RESULTS.md has its figures."""
+"""bench/: the load filter's bookkeeping, and step_vs_hf.py end to end on its cheapest cases
+(tiny inference; the SpeechT5 ASR and TTS training steps and greedy generation at the micro
+size; 1 s of audio, one timed step per side) — the table prints and its numbers are finite and
+positive. The full benchmark is not a test: bench/RESULTS.md has its figures."""
 
 import json
 import math
@@ -50,3 +51,32 @@ def test_step_vs_hf_prints_one_table(tmp_path):
     assert ours["compile_s"] > 0 and ours["recompiles"] == 0
     # Analytic FLOPs count matmuls and convs only; XLA's count must be in the same range.
     assert 0.5 < ours["xla_flops"] / ours["flops"] < 1.5
+
+
+
+
+def test_speecht5_cases_at_micro_size():
+    """The SpeechT5 cases at the micro size, in this process (a worker process per side would
+    spend most of the time importing torch and JAX): both sides build from one HF init, the HF
+    steps run, our analytic FLOPs are positive; our greedy step compiles and runs (our
+    training step is `train.make_train_step`, run by tests/test_finetune_speecht5.py; compiling
+    it here too would take the test past 30 s)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import cases
+    import hf_steps
+    import our_steps
+
+    for name in ("st5_asr", "st5_tts", "st5_greedy"):
+        case = cases.CASES[name]
+        hf_model = hf_steps.build(case, "micro")
+        config = hf_model.config
+        batch = cases.make_batch(case, 2, 1.0, config.vocab_size, mel_bins=config.num_mel_bins,
+                                 speaker_dim=config.speaker_embedding_dim)
+        model_cfg, module, variables = our_steps.build(case, hf_model, {})
+        assert our_steps.analytic_flops(case, model_cfg, batch, config.vocab_size) > 0
+        if not case.train:
+            step, facts = our_steps.make_step(case, model_cfg, module, variables, batch)
+            step()
+            assert facts["compile_s"] > 0
+        hf_steps.make_step(case, hf_model, batch)()

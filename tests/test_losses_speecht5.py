@@ -91,3 +91,20 @@ def test_masked_prediction_loss_counts_only_masked_frames():
         float(losses.masked_prediction_loss(logits, targets, jnp.zeros_like(mask))[0])
         == 0.0
     )
+
+
+def test_guided_attention_loss_matches_hf():
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.speecht5.modeling_speecht5 import SpeechT5GuidedMultiheadAttentionLoss
+
+    rng = _rng(3)
+    b, h, o, i = 3, 4, 7, 5
+    probs = rng.random((b, h, o, i)).astype(np.float32)
+    in_valid = np.arange(i)[None, :] < np.array([[5], [3], [4]])
+    out_valid = np.arange(o)[None, :] < np.array([[7], [6], [2]])
+    config = transformers.SpeechT5Config(guided_attention_loss_sigma=0.4, guided_attention_loss_scale=1.0)
+    want = SpeechT5GuidedMultiheadAttentionLoss(config)(
+        torch.from_numpy(probs), torch.from_numpy(in_valid), torch.from_numpy(out_valid)
+    )
+    got = losses.guided_attention_loss(probs, in_valid, out_valid, 0.4)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
