@@ -36,6 +36,18 @@ def compile_cache(shared_dir):
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def in_process_compile_cache(compile_cache):
+    """The same persistent cache for this process's own jit compilations: every test that
+    trains the micro config (in process or in a subprocess) compiles it once per session."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(compile_cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    yield
+    jax.config.update("jax_compilation_cache_dir", None)
+
+
 @pytest.fixture(scope="session")
 def reference_run(tiny_corpus, shared_dir, compile_cache):
     """{step: loss} of one uninterrupted single-process run of micro.REFERENCE_ARGS.

@@ -3,9 +3,8 @@ before JAX starts): train steps of a micro model on a 1-device mesh and on 8-dev
 same initial state and batches; prints each mesh's metrics per step and the fullest device's
 bytes of parameters and of optimizer state as JSON.
 
-    multidevice_step.py TESTS_DIR unispeech   one UniSpeech step on every mesh of MESHES, and
-                                              with the grouped-conv positional embedding on
-                                              1 device and data2 x fsdp2 x tensor2
+    multidevice_step.py TESTS_DIR unispeech   one UniSpeech step on every mesh of MESHES (on
+                                              2x2x2 with the convolution positional embedding)
     multidevice_step.py TESTS_DIR speecht5    a SpeechT5 speech step, then a text step, on
                                               data=4 x fsdp=2
 """
@@ -77,15 +76,11 @@ def main():
     results = {'1': run_steps(config, jax.devices()[:1], batches)}
     for shape in MESHES[family]:
         config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = shape
+        # 'auto' is the FFT positional conv on CPU; GPU/TPU users get the convolution, whose
+        # gradient XLA once partitioned wrongly on data x tensor meshes: the three-axis mesh
+        # runs the convolution (the two implementations agree to rounding, test_unispeech_model).
+        config.model.pos_conv_impl = 'conv' if shape == (2, 2, 2) else 'auto'
         results['x'.join(map(str, shape))] = run_steps(config, jax.devices(), batches)
-    if family == 'unispeech':
-        # 'auto' takes the FFT positional conv on CPU; GPU/TPU users get XLA's grouped conv,
-        # whose kernel the tensor axis splits: check that path on the full mesh as well.
-        config.model.pos_conv_impl = 'conv'
-        config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = 1, 1, 1
-        results['1-conv'] = run_steps(config, jax.devices()[:1], batches)
-        config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = 2, 2, 2
-        results['2x2x2-conv'] = run_steps(config, jax.devices(), batches)
     print(json.dumps(results))
 
 

@@ -41,11 +41,6 @@ def unispeech_meshes(tiny_corpus_env):
 def test_meshes_match_single_device_and_fsdp_shrinks_state(unispeech_meshes):
     results = dict(unispeech_meshes)
     (single,), param_bytes, opt_bytes = results.pop('1')
-    (single_conv,), *_ = results.pop('1-conv')
-    (tensor_conv,), *_ = results.pop('2x2x2-conv')
-    for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
-        np.testing.assert_allclose(tensor_conv[key], single_conv[key], rtol=2e-5,
-                                   err_msg=('2x2x2 grouped conv', key))
     for mesh, ((metrics,), *_) in results.items():
         for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
             np.testing.assert_allclose(metrics[key], single[key], rtol=2e-5, err_msg=(mesh, key))
