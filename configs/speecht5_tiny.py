@@ -5,20 +5,21 @@ Command:
 
 Speech batches (masked prediction of 100 k-means MFCC clusters, made on first use and cached in
 the corpus folder; mel reconstruction + stop token) and text-infilling batches of the corpus
-sentences alternate, half of the steps each; both go through the cross-modal quantizer.
-Hardware: 2 CPU cores shared with a timed training run and other engineers' jobs; this run
-niced (nice 19) and getting ~20-25 % of one core; float32. Batches: speech 4 x 4 s (16 s of
-audio) at the longest bucket, text 4096 tokens (32-64 sentences).
-Measured 2026-12-02 (metrics.jsonl; wall minutes include making the k-means labels, ~7 min,
-the 5 bucket compiles and a 20-minute SIGSTOP during a benchmark window at step ~75):
-  step  wall   speech: mlm  L1    BCE   div   code ppl | text: MLE  div   code ppl
-   25    55         4.67   4.00  0.41  0.63    74     |      3.30  0.58    84
-   50    60         4.51   3.21  0.19  0.52    93     |      3.01  0.32   136
-   75    85         4.51   2.13  0.15  0.46   108     |      2.95  0.19   162
-Every part falls and both code perplexities climb (of 200); only ~100 steps fitted in the
-time on this machine, so masked prediction has barely started (mlm accuracy 0.026 -> 0.038).
-Under ~12 s/step (speech and text steps averaged) when not paused; a quiet machine is far
-faster (a run of the lost first wiring did 830 steps in 12 min).
+sentences alternate, half of the steps each; both go through the cross-modal quantizer. The
+speech pre-net reads log-mel frames (`model.feature_encoder='log_mel'`, as configs/tiny.py).
+Hardware: 2 CPU cores shared with test suites and other training runs the whole time (this
+run got roughly half a core to one core; ~3-15 s/step, so the minutes say little); float32.
+Batches: speech 4 x 4 s (16 s of audio) at the longest bucket, text 4096 tokens.
+Measured 2026-12-02 (run st5b of this file, seed 0; means of the logged steps per window):
+  steps     wall min  speech: mlm  mlm acc  L1    BCE   div   code ppl | text: MLE  div   code ppl
+  1-200       18           4.56   0.02    2.29  0.17  0.45   108      |      2.98  0.22   154
+  201-400     53           4.36   0.04    1.50  0.12  0.32   133      |      2.86  0.08   183
+  401-600     62           4.13   0.07    1.29  0.12  0.25   146      |      2.78  0.06   187
+  601-700     70           4.17   0.07    1.18  0.09  0.22   153      |      2.67  0.05   189
+Every part falls and both code perplexities climb (of 200). Masked prediction starts last: at
+chance (ln 100 = 4.61) for ~250 steps, then 3.86 at step 600 (accuracy 0.15); valid mlm 4.39
+at step 500. With the waveform conv front end (`--config.model.feature_encoder=conv`) the
+same loss had not left chance after 150 steps.
 """
 
 from unispeech_jax import config as config_lib
@@ -51,7 +52,9 @@ def get_config():
 
     c.model = speecht5.default_config()
     m = c.model
-    # Narrow first convs, as configs/tiny.py: they dominate the cost at high frame rates.
+    m.feature_encoder = 'log_mel'  # as configs/tiny.py: cheaper on CPU, learns sooner
+    # The log-mel front end reads only conv_dim[-1] (its conv's channels); with the conv
+    # front end, narrow first convs: they dominate the cost at high frame rates.
     m.conv_dim = (128,) * 3 + (256,) * 4
     m.hidden_size = 256
     m.encoder_layers, m.encoder_attention_heads, m.encoder_ffn_dim = 4, 4, 1024

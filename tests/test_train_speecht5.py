@@ -35,6 +35,7 @@ def micro_config(**overrides):
             'data.text_bucket_boundaries=(128,)',
             'data.max_tokens_per_batch=512',
             # One 400-sample window, 320 hop: the frames of the k-means labels, with one conv.
+            'model.feature_encoder=conv',
             'model.conv_dim=(32,)',
             'model.conv_kernel=(400,)',
             'model.conv_stride=(320,)',
