@@ -463,8 +463,15 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 f'skip_nonfinite=True to skip such steps.'
             )
 
-    # closing: the input threads stop here, also on an error (see BatchIterator.close).
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), contextlib.closing(train_iter):
+    # On leaving, also by an error: the input threads stop first (see BatchIterator.close),
+    # then the checkpoint in flight is finished and the metric files closed.
+    with (
+        jax.set_mesh(mesh),
+        nn.logical_axis_rules(rules),
+        contextlib.closing(metric_log),
+        contextlib.closing(ckpt),
+        contextlib.closing(train_iter),
+    ):
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
         log.info('training steps %d..%d', start_step + 1, last_step)
@@ -518,8 +525,6 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 log.warning('%s: saved step %d, exiting', stop.received or 'peer stopped', step)
                 break
 
-    ckpt.close()
-    metric_log.close()
     stats = train_iter.stats()
     if any(stats.values()):
         log.info('input pipeline: %s', stats)
