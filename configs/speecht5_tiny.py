@@ -15,7 +15,7 @@ Measured 2026-12-02 (run st5b of this file, seed 0; means of the logged steps pe
   1-200       18           4.56   0.02    2.29  0.17  0.45   108      |      2.98  0.22   154
   201-400     53           4.36   0.04    1.50  0.12  0.32   133      |      2.86  0.08   183
   401-600     62           4.13   0.07    1.29  0.12  0.25   146      |      2.78  0.06   187
-  601-700     70           4.17   0.07    1.18  0.09  0.22   153      |      2.67  0.05   189
+  601-925     82           4.05   0.08    1.16  0.09  0.20   157      |      2.60  0.04   191
 Every part falls and both code perplexities climb (of 200). Masked prediction starts last: at
 chance (ln 100 = 4.61) for ~250 steps, then 3.86 at step 600 (accuracy 0.15); valid mlm 4.39
 at step 500. With the waveform conv front end (`--config.model.feature_encoder=conv`) the
