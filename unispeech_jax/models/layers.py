@@ -239,19 +239,26 @@ class LogMelFeatureEncoder(nn.Module):
         return scale_gradient(gelu(x), self.grad_mult)
 
 
+FEATURE_ENCODERS = ("conv", "log_mel")
+
+
+def check_feature_encoder(kind: str) -> None:
+    """Config-time check of `model.feature_encoder` (both model families)."""
+    if kind not in FEATURE_ENCODERS:
+        raise ValueError(f"model.feature_encoder must be one of {FEATURE_ENCODERS}, got {kind!r}")
+
+
 def make_feature_encoder(args, grad_mult: float, dtype, name: str) -> nn.Module:
     """The front end `args.feature_encoder` names ('conv' or 'log_mel'), built from the fields
     both model families share (conv_dim, conv_kernel, conv_stride, conv_bias,
     feat_extract_norm, num_mel_bins). Call it through `run_feature_encoder`."""
+    check_feature_encoder(args.feature_encoder)
     if args.feature_encoder == "log_mel":
         window, hop = receptive_field(args.conv_kernel, args.conv_stride)
         return LogMelFeatureEncoder(args.conv_dim[-1], window, hop, args.num_mel_bins,
                                     grad_mult=grad_mult, dtype=dtype, name=name)
-    if args.feature_encoder == "conv":
-        return ConvFeatureEncoder(args.conv_dim, args.conv_kernel, args.conv_stride,
-                                  args.conv_bias, args.feat_extract_norm, grad_mult, dtype,
-                                  name=name)
-    raise ValueError(f"model.feature_encoder must be 'conv' or 'log_mel', got {args.feature_encoder!r}")
+    return ConvFeatureEncoder(args.conv_dim, args.conv_kernel, args.conv_stride,
+                              args.conv_bias, args.feat_extract_norm, grad_mult, dtype, name=name)
 
 
 def run_feature_encoder(encoder: nn.Module, audio, frame_valid):

@@ -170,8 +170,7 @@ class ModelArgs:
         return args
 
     def validate(self):
-        if self.feature_encoder not in ("conv", "log_mel"):
-            raise ValueError(f"model.feature_encoder must be 'conv' or 'log_mel', got {self.feature_encoder!r}")
+        layers.check_feature_encoder(self.feature_encoder)
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
             raise ValueError(
                 "model.conv_dim, conv_kernel and conv_stride must have the same length"

@@ -199,8 +199,7 @@ class ModelArgs:
     def validate(self):
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
-        if self.feature_encoder not in ("conv", "log_mel"):
-            raise ValueError(f"model.feature_encoder must be 'conv' or 'log_mel', got {self.feature_encoder!r}")
+        layers.check_feature_encoder(self.feature_encoder)
         if self.mixed_ctc_projection not in ("transpose", "standard"):
             raise ValueError("model.mixed_ctc_projection must be 'transpose' or 'standard', "
                              f"got {self.mixed_ctc_projection!r}")
