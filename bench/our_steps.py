@@ -22,22 +22,6 @@ from unispeech_jax.convert import hf as hf_convert
 from unispeech_jax.convert import hf_speecht5
 from unispeech_jax.models import layers, speecht5, unispeech
 
-# JAX reports every XLA compilation under this event; counting them finds recompiles.
-_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-
-class CompileCounter:
-    """Counts XLA compilations from the moment it is created (jax.monitoring listener)."""
-
-    def __init__(self):
-        self.count = 0
-        jax.monitoring.register_event_duration_secs_listener(self._on_event)
-
-    def _on_event(self, event, duration, **kwargs):
-        if event == _COMPILE_EVENT:
-            self.count += 1
-
-
 def _family(case: Case):
     return speecht5 if case.family == "speecht5" else unispeech
 

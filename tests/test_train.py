@@ -87,3 +87,14 @@ def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_p
         before['encoder']['layers']['attention']['q_proj']['kernel'],
     )
     assert 'lm_head' in after and 'ctc_proj' not in after
+
+
+def test_train_step_is_built_once_per_bucket(tiny_corpus_env, tmp_path):
+    """Every length bucket compiles the step once; steps after that reuse the executables
+    (a state whose dtype or sharding drifted after step 1 would rebuild it and count here)."""
+    # Boundaries that split the micro corpus's utterances (19k-32k samples after cropping).
+    c = micro_config(total_steps=16, log_every=16, eval_every=1000, checkpoint_every=1000,
+                     **{'data.bucket_boundaries': (29000, 32000)})
+    result = train.train(c, tmp_path / 'w')
+    assert result['train']['step_compiles'] == 2, result['train']
+    assert result['train']['step_recompiles'] == 0

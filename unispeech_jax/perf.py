@@ -30,3 +30,26 @@ def matmul_ceiling(n: int = 1024, repeats: int = 10) -> float:
 def mfu(flops: float, seconds: float, peak_per_device: float, num_devices: int) -> float:
     """Fraction of the devices' peak that `flops` done in `seconds` represents."""
     return flops / max(seconds, 1e-9) / (peak_per_device * num_devices)
+
+
+# JAX lowers a jitted function once per new input signature, before it compiles the result or
+# loads it from the persistent compilation cache; counting lowerings therefore counts the
+# executables a process needed, whichever way it got them.
+_LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+_lowerings = 0
+_listening = False
+
+
+def _on_event(event: str, duration: float, **kwargs) -> None:
+    global _lowerings
+    if event == _LOWERING_EVENT:
+        _lowerings += 1
+
+
+def compilations() -> int:
+    """Executables this process has built (lowered) so far, counted from the first call."""
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _listening = True
+    return _lowerings

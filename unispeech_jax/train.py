@@ -449,6 +449,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     last_eval: dict[str, float] = {}
     window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
     flops_by_shape: dict[tuple, float] = {}
+    step_shapes: dict[tuple, int] = {}  # batch shapes the train step was built for → rebuilds
 
     def save(step):
         ckpt.save(step, state, {'position': train_iter.position, 'stats': train_iter.stats()})
@@ -487,7 +488,18 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
             if key not in flops_by_shape:  # one count per length bucket, not per step
                 flops_by_shape[key] = family.flops_per_batch(config.model, shapes)
             window['flops'] += flops_by_shape[key]
+            built = perf.compilations()
             state, metrics = train_step(state, sharding.global_batch(local, mesh))
+            if perf.compilations() > built:
+                # Once per batch shape is expected (a length bucket, or speech vs text);
+                # again for a shape already seen means a dtype, sharding or static-argument
+                # change is making XLA rebuild the step, which costs a compile every time.
+                if key in step_shapes:
+                    step_shapes[key] += 1
+                    log.warning('train step rebuilt for batch shapes it had compiled: %s', shapes)
+                else:
+                    step_shapes[key] = 0
+                    log.info('compiled the train step for batch shapes %s', shapes)
             newest.update(metrics)
             step += 1
             window['steps'] += 1
@@ -502,6 +514,8 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                     s_per_step=elapsed / window['steps'],
                     mfu=perf.mfu(window['flops'], elapsed, peak, jax.device_count()),
                     nonfinite_steps=int(state['nonfinite']),
+                    step_compiles=len(step_shapes),
+                    step_recompiles=sum(step_shapes.values()),
                 )
                 metric_log.write(step, last_train)
                 window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
