@@ -31,16 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
-import subprocess
-import sys
 import time
 
+import workers
 from cases import CASES, SIZES, make_batch
 
-_ROOT = pathlib.Path(__file__).resolve().parent.parent
-_RESULT = "RESULT "
 
 
 # ----------------------------------------------------------------------------------------
@@ -132,18 +128,6 @@ def _step_worker(spec: dict) -> dict:
     return row
 
 
-def _run_worker(spec: dict) -> dict:
-    """Runs a worker process for `spec` and returns its result (raises with its stderr)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
-                          capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT):])
-    raise RuntimeError(f"worker {spec} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-
-
 # ----------------------------------------------------------------------------------------
 # Table
 # ----------------------------------------------------------------------------------------
@@ -205,18 +189,6 @@ def targets(results: dict, ceiling: float) -> list[str]:
 # ----------------------------------------------------------------------------------------
 
 
-def _parse_overrides(items) -> dict:
-    """--set key=value (value parsed as JSON, else kept as a string) → {key: value}."""
-    out = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="tiny,base")
@@ -242,13 +214,13 @@ def main(argv=None) -> None:
     if args.worker:
         spec = json.loads(args.worker)
         result = _ceiling_worker(spec) if spec["side"] == "ceiling" else _step_worker(spec)
-        print(_RESULT + json.dumps(result), flush=True)
+        workers.report(result)
         return
 
     common = dict(batch=args.batch, seconds=args.seconds, warmup=args.warmup, repeats=args.repeats,
                   max_steps=args.max_steps, max_foreign=args.max_foreign, threads=args.threads,
-                  overrides=_parse_overrides(args.set))
-    ceilings = _run_worker(dict(common, side="ceiling"))
+                  overrides=workers.parse_overrides(args.set))
+    ceilings = workers.run(__file__, dict(common, side="ceiling"))
     ceiling = max(ceilings.values())
     print("matmul ceiling float32, 1024², best of 10: "
           + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in ceilings.items())
@@ -257,7 +229,7 @@ def main(argv=None) -> None:
           f"steps: {args.warmup} warm-up, up to {args.max_steps} timed for {args.repeats} clean "
           f"(≤ {args.max_foreign} foreign cores)", flush=True)
     print(HEADER, flush=True)
-    variants = {f"ours[{v}]": _parse_overrides([v]) for v in args.variant}
+    variants = {f"ours[{v}]": workers.parse_overrides([v]) for v in args.variant}
     sides = args.sides.split(",")
     if "ours" in sides:  # variants run right after our default side, before HF
         sides[sides.index("ours") + 1 : sides.index("ours") + 1] = list(variants)
@@ -272,7 +244,7 @@ def main(argv=None) -> None:
                 spec = dict(common, size=size, case=case, side=side)
                 if side in variants:
                     spec["overrides"] = {**common["overrides"], **variants[side]}
-                r = _run_worker(spec)
+                r = workers.run(__file__, spec)
                 ours = results.get((size, case, "ours"), {})
                 r.setdefault("flops", ours.get("flops"))
                 results[(size, case, side)] = r

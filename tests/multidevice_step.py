@@ -4,7 +4,8 @@ same initial state and batches; prints each mesh's metrics per step and the full
 bytes of parameters and of optimizer state as JSON.
 
     multidevice_step.py TESTS_DIR unispeech   one UniSpeech step on every mesh of MESHES (on
-                                              2x2x2 with the convolution positional embedding)
+                                              2x2x2 with the convolution positional embedding,
+                                              1x8x1 with its tap-matmul kernel gradient)
     multidevice_step.py TESTS_DIR speecht5    a SpeechT5 speech step, then a text step, on
                                               data=4 x fsdp=2
 """
@@ -76,11 +77,12 @@ def main():
     results = {'1': run_steps(config, jax.devices()[:1], batches)}
     for shape in MESHES[family]:
         config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = shape
-        # 'auto' is the FFT positional conv on CPU; GPU/TPU users get the convolution, whose
-        # gradient XLA once partitioned wrongly on data x tensor meshes: the three-axis mesh
-        # runs the convolution (the two implementations agree to rounding, test_unispeech_model).
+        # 'auto' is the FFT positional conv on CPU at this width; GPU/TPU users get the
+        # convolution, whose gradient XLA once partitioned wrongly on data x tensor meshes:
+        # the three-axis mesh runs the convolution, fsdp=8 the tap-matmul kernel gradient
+        # (the implementations agree to rounding, test_unispeech_model).
         if family == 'unispeech':
-            config.model.pos_conv_impl = 'conv' if shape == (2, 2, 2) else 'auto'
+            config.model.pos_conv_impl = {(2, 2, 2): 'conv', (1, 8, 1): 'taps'}.get(shape, 'auto')
         results['x'.join(map(str, shape))] = run_steps(config, jax.devices(), batches)
     print(json.dumps(results))
 

@@ -310,5 +310,15 @@ def test_positional_conv_implementations_agree_with_the_grouped_conv():
     w = jnp.asarray(np.random.default_rng(1).standard_normal((16, 8, 32)), jnp.float32)
     grouped = jax.lax.conv_general_dilated(x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"),
                                            feature_group_count=4)[:, :37]
-    np.testing.assert_allclose(layers._same_grouped_conv(x, w, 4), grouped, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layers._same_grouped_conv_fft(x, w, 4), grouped, rtol=1e-4, atol=1e-4)
+    cot = jnp.asarray(np.random.default_rng(2).standard_normal(grouped.shape), jnp.float32)
+
+    def grads(conv):
+        return jax.grad(lambda x, w: jnp.vdot(conv(x, w), cot), argnums=(0, 1))(x, w)
+
+    reference = grads(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=4)[:, :37])
+    # 16 taps: the tap-chunked kernel gradient runs two chunks of 8.
+    for impl in (layers._same_grouped_conv, layers._same_grouped_conv_fft, layers._same_grouped_conv_taps):
+        np.testing.assert_allclose(impl(x, w, 4), grouped, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)
+        for got, want in zip(grads(lambda x, w: impl(x, w, 4)), reference):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)

@@ -108,8 +108,9 @@ Model config keys (`config.model`):
   dtype                        compute dtype ('float32', 'bfloat16'); params stay float32
   scan_layers                  nn.scan over Transformer layers (leading 'layers' param axis)
   remat_policy                 'none', 'full', 'dots_saveable', ... (layers.REMAT_POLICIES)
-  pos_conv_impl                positional conv: 'auto' (FFT on CPU, where XLA's grouped conv is
-                               slow; the conv elsewhere), 'conv' or 'fft' (layers.py)
+  pos_conv_impl                positional conv: 'auto' (on CPU, where XLA's kernel gradient of
+                               this conv is slow, 'taps' or 'fft' by width; 'conv' elsewhere),
+                               'conv', 'fft' or 'taps' (layers.PositionalConvEmbedding)
 """
 
 from __future__ import annotations
@@ -207,8 +208,9 @@ class ModelArgs:
             raise ValueError("model.conv_dim, conv_kernel and conv_stride must have the same length")
         if self.hidden_size % self.num_heads or self.hidden_size % self.num_conv_pos_embedding_groups:
             raise ValueError("hidden_size must be divisible by num_heads and num_conv_pos_embedding_groups")
-        if self.pos_conv_impl not in ("auto", "conv", "fft"):
-            raise ValueError(f"model.pos_conv_impl must be 'auto', 'conv' or 'fft', got {self.pos_conv_impl!r}")
+        if self.pos_conv_impl not in ("auto", "conv", "fft", "taps"):
+            raise ValueError(f"model.pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps', "
+                             f"got {self.pos_conv_impl!r}")
         if self.codevector_dim % self.num_codevector_groups:
             raise ValueError("codevector_dim must be divisible by num_codevector_groups")
 
