@@ -16,7 +16,7 @@ from transformers.models.wav2vec2 import modeling_wav2vec2
 
 from cases import GREEDY_STEPS, SIZES, Case
 
-_CLIP = 10.0
+CLIP = 10.0
 
 
 _CONFIGS = {"wav2vec2": "Wav2Vec2Config", "unispeech": "UniSpeechConfig", "speecht5": "SpeechT5Config"}
@@ -34,7 +34,7 @@ def build(case: Case, size: str, seed: int = 0):
     return getattr(transformers, case.hf_class)(hf_config(case, size))
 
 
-def _optimizer(model):
+def optimizer(model):
     params = [p for p in model.parameters() if p.requires_grad]
     return params, torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
 
@@ -131,7 +131,7 @@ def make_step(case: Case, model, batch: dict):
     model.train()
     if case.frozen:
         model.freeze_feature_encoder()
-    params, opt = _optimizer(model)
+    params, opt = optimizer(model)
 
     def loss_fn():
         if case.family == "speecht5":
@@ -151,7 +151,7 @@ def make_step(case: Case, model, batch: dict):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, _CLIP)
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
         opt.step()
 
     return train_step

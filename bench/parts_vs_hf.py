@@ -120,12 +120,12 @@ def _hf_parts(case, size: str, batch: dict) -> dict:
     def encoder():
         backbone.encoder(backbone.feature_projection(feats_t)[0]).last_hidden_state.backward(hidden_cot)
 
-    params, opt = hf_steps._optimizer(model)
+    params, opt = hf_steps.optimizer(model)
     for p in params:
         p.grad = torch.full_like(p, 1e-3)
 
     def optimizer():
-        torch.nn.utils.clip_grad_norm_(params, hf_steps._CLIP)
+        torch.nn.utils.clip_grad_norm_(params, hf_steps.CLIP)
         opt.step()
 
     step_model = hf_steps.build(case, size)  # a fresh copy: the parts above changed the weights
@@ -136,12 +136,11 @@ def _hf_parts(case, size: str, batch: dict) -> dict:
 def _worker(spec: dict) -> dict:
     import torch
 
+    import hf_steps
     import timing
 
     torch.set_num_threads(spec["threads"])
     case = CASES[spec["case"]]
-    import hf_steps
-
     cfg = hf_steps.hf_config(case, spec["size"])
     batch = make_batch(case, 2, 4.0, cfg.vocab_size)
     if spec["side"] == "ours":
