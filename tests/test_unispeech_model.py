@@ -165,19 +165,18 @@ def test_labelled_weighting_follows_alpha():
 def test_labelled_ctc_normalization_divides_by_the_labelled_examples_frames():
     """'labelled' divides the CTC sum by the labelled examples' masked frames: the same as the
     official 'batch' when every example is labelled, a larger CTC share otherwise."""
-    def totals(labelled):
-        batch = make_batch(lengths=(8000, 8000), labelled=labelled, weight=(1.0, 1.0))
-        batch["phones_mask"][:] = True
-        out = []
-        for norm in ("batch", "labelled"):
-            cfg, module, params = build(ctc_weight=0.3, ctc_normalization=norm)
-            out.append(loss(module, params, batch, jax.random.key(4), 0, True))
-        return out
+    batches = {}
+    for labelled in ((1.0, 1.0), (1.0, 0.0)):
+        batches[labelled] = make_batch(lengths=(8000, 8000), labelled=labelled, weight=(1.0, 1.0))
+        batches[labelled]["phones_mask"][:] = True
+    out = {}
+    for norm in ("batch", "labelled"):
+        cfg, module, params = build(ctc_weight=0.3, ctc_normalization=norm)
+        for labelled, batch in batches.items():
+            out[norm, labelled] = loss(module, params, batch, jax.random.key(4), 0, True)
 
-    (all_b, _), (all_l, _) = totals((1.0, 1.0))
-    np.testing.assert_allclose(all_l, all_b, rtol=1e-6)
-
-    (one_b, m), (one_l, _) = totals((1.0, 0.0))
+    np.testing.assert_allclose(out["labelled", (1.0, 1.0)][0], out["batch", (1.0, 1.0)][0], rtol=1e-6)
+    (one_b, m), (one_l, _) = out["batch", (1.0, 0.0)], out["labelled", (1.0, 0.0)]
     masked_all = float(m["masked_fraction"]) * 2 * frames(8000)
     rest = float(one_b) - 0.3 * float(m["ctc"]) / masked_all  # contrastive + diversity part
     masked_labelled = 0.3 * float(m["ctc"]) / (float(one_l) - rest)
