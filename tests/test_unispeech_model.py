@@ -162,30 +162,6 @@ def test_labelled_weighting_follows_alpha():
     np.testing.assert_allclose(total, expected, rtol=1e-4)
 
 
-def test_labelled_ctc_normalization_divides_by_the_labelled_examples_frames():
-    """'labelled' divides the CTC sum by the labelled examples' masked frames: the same as the
-    official 'batch' when every example is labelled, a larger CTC share otherwise."""
-    batches = {}
-    for labelled in ((1.0, 1.0), (1.0, 0.0)):
-        batches[labelled] = make_batch(lengths=(8000, 8000), labelled=labelled, weight=(1.0, 1.0))
-        batches[labelled]["phones_mask"][:] = True
-    out = {}
-    for norm in ("batch", "labelled"):
-        cfg, module, params = build(ctc_weight=0.3, ctc_normalization=norm)
-        for labelled, batch in batches.items():
-            out[norm, labelled] = loss(module, params, batch, jax.random.key(4), 0, True)
-
-    np.testing.assert_allclose(out["labelled", (1.0, 1.0)][0], out["batch", (1.0, 1.0)][0], rtol=1e-6)
-    (one_b, m), (one_l, _) = out["batch", (1.0, 0.0)], out["labelled", (1.0, 0.0)]
-    masked_all = float(m["masked_fraction"]) * 2 * frames(8000)
-    rest = float(one_b) - 0.3 * float(m["ctc"]) / masked_all  # contrastive + diversity part
-    masked_labelled = 0.3 * float(m["ctc"]) / (float(one_l) - rest)
-    assert 1.0 <= masked_labelled < masked_all - 0.5, (masked_labelled, masked_all)
-    assert abs(masked_labelled - round(masked_labelled)) < 0.05, masked_labelled  # a frame count
-    with pytest.raises(ValueError, match="ctc_normalization"):
-        build(ctc_normalization="frames")
-
-
 def test_padding_does_not_change_valid_frames():
     # 'layer' feature norm: every op is per frame or masked, so padding is invisible
     cfg, module, params = build(feat_extract_norm="layer", conv_bias=True)

@@ -40,12 +40,6 @@ Objective 'pretrain' (UniSpeech multitask, official microsoft/UniSpeech fairseq 
     the official normalisation (criterion `wav2vec_mtl`): CTC summed over utterances, InfoNCE
     summed over masked frames, diversity times the masked-frame count, and the whole loss
     divided by the number of masked frames (fairseq's sample_size).
-  * `ctc_normalization='labelled'` (not in the official code; 'batch' = official): the CTC
-    sum is divided by Σ_i w_i ℓ_i N_i, the masked frames of the labelled examples only, so a
-    batch with few labelled utterances gives their CTC the weight a fully labelled batch
-    would (with every example labelled the two are identical). Why: with 10 % of the tiny
-    corpus labelled, the official normalisation shrank CTC's share of the gradient ~10× and
-    UniSpeech ended at 90 % test PER where a bare CTC on the same labels reached 59 %.
   * mixed-CTC warm-up (`replace_warmup_steps`, not in the official code, 0 = off): the
     replacement probability ramps linearly from 0 to r. Why: before CTC leaves its all-blank
     plateau the quantized codes carry no phonetic information, and replacing half of the CTC
@@ -107,8 +101,6 @@ Model config keys (`config.model`):
   contrastive_temperature      κ, cosine logits are divided by it
   diversity_loss_weight        w_d
   ctc_weight                   α (0 = contrastive only, e.g. continued pre-training)
-  ctc_normalization            'batch' (official: CTC sum over all masked frames) or 'labelled'
-                               (over the labelled examples' masked frames; see above)
   replace_prob                 mixed-CTC replacement probability r
   replace_warmup_steps         ramp r linearly from 0 over this many steps (0 = constant r,
                                the official recipe; see 'mixed-CTC warm-up' above)
@@ -183,7 +175,6 @@ class ModelArgs:
     contrastive_temperature: float = 0.1
     diversity_loss_weight: float = 0.1
     ctc_weight: float = 0.5
-    ctc_normalization: str = "batch"
     replace_prob: float = 0.5
     replace_warmup_steps: int = 0
     mixed_ctc_projection: str = "transpose"
@@ -217,8 +208,6 @@ class ModelArgs:
             raise ValueError("model.conv_dim, conv_kernel and conv_stride must have the same length")
         if self.hidden_size % self.num_heads or self.hidden_size % self.num_conv_pos_embedding_groups:
             raise ValueError("hidden_size must be divisible by num_heads and num_conv_pos_embedding_groups")
-        if self.ctc_normalization not in ("batch", "labelled"):
-            raise ValueError(f"model.ctc_normalization must be 'batch' or 'labelled', got {self.ctc_normalization!r}")
         if self.pos_conv_impl not in ("auto", "conv", "fft", "taps"):
             raise ValueError(f"model.pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps', "
                              f"got {self.pos_conv_impl!r}")
@@ -509,10 +498,7 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
                               batch["phones_mask"].astype(bool))
         ctc_weight_i = weight * labelled
         ctc_sum = jnp.sum(jnp.where(ctc_weight_i > 0, ctc, 0.0) * ctc_weight_i)
-        ctc_denom = denom
-        if a.ctc_normalization == "labelled":
-            ctc_denom = jnp.maximum(jnp.sum(ctc_weight_i * masked_per_example), 1.0)
-        loss = loss + a.ctc_weight * ctc_sum / ctc_denom
+        loss = loss + a.ctc_weight * ctc_sum / denom
         metrics["ctc"] = ctc_sum / jnp.maximum(jnp.sum(ctc_weight_i), 1.0)
         metrics["labelled_fraction"] = jnp.sum(ctc_weight_i) / jnp.maximum(jnp.sum(weight), 1.0)
 
