@@ -26,10 +26,11 @@ Against a bare CTC with the same model and front end (`--config.model.objective=
   On the unheard test voices UniSpeech ties the bare CTC from step 1000; it does not beat it,
   and a step costs more (quantizer, contrastive head). With 10 % of the corpus labelled
   (`--config.data.labelled_fraction=0.1`) bare CTC reached 58.9 % test PER at step 2000 and
-  UniSpeech 90.1 %: with the official normalisation (CTC summed per utterance, divided like
-  the contrastive loss by the masked frames) the few labelled utterances' CTC gradient is
-  swamped by the contrastive one. Dividing the CTC sum by the labelled examples' masked frames
-  instead (tried, then removed) did not help: valid PER 92.9 % at step 2000 vs 88.0 %.
+  UniSpeech 90.1 %. Not the official normalisation's dilution of the few labelled
+  utterances' CTC (summed per utterance, divided by all masked frames): dividing by the
+  labelled examples' masked frames instead (tried, then removed) gave valid PER 92.9 % at
+  step 2000 vs 88.0 %. Still open: CTC stays on its blank plateau under the contrastive task
+  (valid PER 100 % until step 1000-1250 in both).
 The wav2vec 2.0 conv front end (`--config.model.feature_encoder=conv`, the paper's; here
 conv_dim (128,)*3 + (256,)*4) reached test PER 41.7 % in 29.2 minutes (0.9 s/step, most of
 it in the conv stack): the UniSpeech issue's closing notes have that curve.
