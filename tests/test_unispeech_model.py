@@ -322,3 +322,5 @@ def test_positional_conv_implementations_agree_with_the_grouped_conv():
         np.testing.assert_allclose(impl(x, w, 4), grouped, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)
         for got, want in zip(grads(lambda x, w: impl(x, w, 4)), reference):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)
+    with pytest.raises(ValueError, match="pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps'"):
+        unispeech.build(tiny_cfg(pos_conv_impl="fast"), VOCAB)
