@@ -19,9 +19,8 @@ FSDP2 = 0.65  # fsdp=2 (4x2x1, and 2x2x2 where tensor splits some of the rest ag
 
 def run_on_8_devices(family):
     """multidevice_step.py's JSON: {mesh: [metrics per step, param bytes, opt bytes]}."""
-    env = dict(
-        os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu'
-    )
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu')
     out = subprocess.run(
         [sys.executable, str(HERE / 'multidevice_step.py'), str(HERE), family],
         env=env,
