@@ -213,17 +213,33 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
     return step_fn
 
 
-def merge_pretrained(params, pretrained, log):
+def merge_pretrained(params, pretrained, log, aliases=()):
     """Copies every pre-trained leaf whose path and shape match into `params` (fine-tuning);
-    logs what was loaded and what stays freshly initialised."""
+    logs what was loaded and what stays freshly initialised.
+
+    aliases: (new_prefix, old_prefix) pairs: a leaf under `new_prefix` with no pre-trained
+      twin of its own name is loaded from the same path under `old_prefix` when the shapes
+      match (UniSpeech's CTC fine-tuning head `lm_head/` from the phonetic `ctc_proj/`).
+    """
     flat_new = {'/'.join(map(str, k)): v for k, v in _flatten(params)}
     flat_old = {'/'.join(map(str, k)): v for k, v in _flatten(pretrained)}
-    loaded = [k for k in flat_new if k in flat_old and flat_old[k].shape == flat_new[k].shape]
-    fresh = sorted(set(flat_new) - set(loaded))
+
+    def source(key):
+        candidates = [key] + [old + key[len(new):] for new, old in aliases if key.startswith(new)]
+        for c in candidates:
+            if c in flat_old and flat_old[c].shape == flat_new[key].shape:
+                return c
+        return None
+
+    sources = {k: source(k) for k in flat_new}
+    loaded = {k: src for k, src in sources.items() if src is not None}
+    fresh = sorted(k for k, src in sources.items() if src is None)
+    renamed = {k: src for k, src in loaded.items() if k != src}
     log.info(
-        'init_from: loaded %d of %d parameter arrays; fresh: %s',
+        'init_from: loaded %d of %d parameter arrays%s; fresh: %s',
         len(loaded),
         len(flat_new),
+        f' (renamed: {renamed})' if renamed else '',
         fresh if fresh else 'none',
     )
     if not loaded:
@@ -234,7 +250,7 @@ def merge_pretrained(params, pretrained, log):
 
     def pick(path, new):
         key = '/'.join(str(getattr(k, 'key', k)) for k in path)
-        return jnp.asarray(flat_old[key], new.dtype) if key in loaded else new
+        return jnp.asarray(flat_old[loaded[key]], new.dtype) if key in loaded else new
 
     return jax.tree_util.tree_map_with_path(pick, params)
 
@@ -415,7 +431,9 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     elif config.init_from:
         pretrained = checkpoint_lib.Checkpoints(config.init_from).restore_params()
         state['params'] = jax.jit(lambda p: p, out_shardings=state_shardings['params'])(
-            merge_pretrained(state['params'], pretrained, log)
+            merge_pretrained(
+                state['params'], pretrained, log, getattr(family, 'PRETRAINED_ALIASES', ())
+            )
         )
     start_step = int(state['step'])
     if jax.process_index() == 0:  # only now: a config that cannot resume must not replace it

@@ -379,6 +379,10 @@ def _dense(features, axes, dtype):
 # Family interface
 # --------------------------------------------------------------------------------------------
 
+# Fine-tuning from a pre-training run (train.merge_pretrained): the CTC head starts from the
+# pre-trained phonetic CTC head when the label vocabularies have the same size.
+PRETRAINED_ALIASES = (('lm_head/', 'ctc_proj/'),)
+
 
 def build(model_cfg, vocab_size: int) -> UniSpeech:
     """The UniSpeech module for `config.model` and a label vocabulary of `vocab_size` ids."""
