@@ -29,6 +29,7 @@ def get_config():
     c.model.feature_grad_mult = 0.0
     c.data.crop = False
     c.data.labelled_fraction = 1.0
+    c.data.labelled_only = True  # with labelled_fraction < 1: the labelled subset only
     c.optim.schedule = 'tri_stage'
     c.optim.lr = 3e-4
     c.optim.phase_ratio = (0.1, 0.4, 0.5)

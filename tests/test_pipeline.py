@@ -357,6 +357,17 @@ def test_labelled_fraction(corpus):
     # labels='' reads no label file at all.
     b = next(P.make_train_iter(cfg_for(corpus, labels=""), seed=0))
     assert not b["labelled"].any() and not b["phones_mask"].any()
+    # labelled_only: an epoch is exactly the labelled subset, every row with its transcript.
+    only = dict(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
+                labelled_fraction=0.5, labelled_only=True)
+    batches = epoch_batches(only, seed=7)
+    seen = [u for b in batches for u in rows_of(b)]
+    assert all(b["labelled"].all() and b["phones_mask"].any(1).all() for b in batches)
+    assert len(seen) == len(set(seen)) and set(seen) <= subsets[0.5]
+    assert len(seen) >= 24 - P.batch_size_for(P._resolve(only), 12000)   # minus the remainder
+    for bad in (dict(only, crop=True), dict(only, labels=""), dict(only, labelled_fraction=0.0)):
+        with pytest.raises(ValueError, match="labelled_only needs"):
+            P.make_train_iter(bad, seed=0)
 
 
 # ----------------------------------------------------------------------------- eval
@@ -468,6 +479,7 @@ def test_tfds_streaming_train_and_resume(mock_tfds):
     for x, y in zip(expected, take(resumed, len(expected))):
         assert_same(x, y)
     assert resumed.position == it.position
+
     resumed = P.make_train_iter(cfg, seed=0, start_position=end)
     for x, y in zip(expected[-2:], take(resumed, 2)):
         assert_same(x, y)
@@ -478,6 +490,15 @@ def test_tfds_streaming_train_and_resume(mock_tfds):
     for a, b, g in zip(h0, h1, batches):
         assert a["audio"].shape == b["audio"].shape
         assert rows_of(a) + rows_of(b) == rows_of(g)
+
+
+def test_tfds_labelled_only_streams_the_labelled_subset(mock_tfds):
+    cfg = dict(mock_tfds, crop=False, labelled_fraction=0.5, labelled_only=True)
+    batches, counts, it, _ = _tfds_epoch0(cfg)
+    assert all(b["labelled"].all() and b["phones_mask"].any(1).all() for b in batches)
+    rows = [u for b in batches for u in rows_of(b)]
+    assert len(rows) == len(set(rows)) and 12 <= len(rows) + it.stats.dropped_remainder <= 36
+    assert counts[-1] == {"unknown_phone": 1}   # rejected examples are still counted
 
 
 def test_tfds_eval_covers_split(mock_tfds):

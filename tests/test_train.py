@@ -59,6 +59,9 @@ def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
         train.train(micro_config(**{'mesh.shape.data': 3}), tmp_path / 'a')
     with pytest.raises(config_lib.ConfigError, match='batch_multiple=3 must be a multiple'):
         config_lib.validate(micro_config(**{'data.batch_multiple': 3}), num_devices=2)
+    wasteful = micro_config(**{'model.objective': 'ctc', 'data.labelled_fraction': 0.5})
+    with pytest.raises(config_lib.ConfigError, match='set data.labelled_only=True'):
+        config_lib.validate(wasteful, num_devices=2)
 
 
 def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplog):

@@ -183,6 +183,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
             f'data.km_clusters={clusters} k-means ids do not fit model.num_clusters='
             f'{config.model.num_clusters} masked-prediction classes'
         )
+    if (
+        config.model.name == 'unispeech'
+        and config.model.objective == 'ctc'
+        and float(config.data.labelled_fraction) < 1
+        and not config.data.labelled_only
+    ):
+        raise ConfigError(
+            f'model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: '
+            'the unlabelled utterances would each cost a step\'s share and carry no loss; set '
+            'data.labelled_only=True (with data.crop=False)'
+        )
     for key in ('total_steps', 'checkpoint_every', 'eval_every'):
         if int(config[key]) <= 0:
             raise ConfigError(f'{key} must be positive, got {config[key]}')

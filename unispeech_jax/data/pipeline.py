@@ -54,7 +54,9 @@ it. Each reason is logged once, with the first file, then only counted (`it.stat
 Length filters are not errors, they are counted as "filtered": shorter than `min_sample_len`,
 longer than `max_sample_len` when `crop=False`, more than `max_label_len` phones. With
 `crop=True` a labelled utterance longer than `max_sample_len` is trained as UNLABELLED (its
-transcript does not match a crop); counted as "labelled_cropped".
+transcript does not match a crop); counted as "labelled_cropped". `labelled_only=True` (CTC
+fine-tuning on the `labelled_fraction` subset) trains on the labelled rows alone; it needs
+`crop=False`, so no labelled utterance turns unlabelled.
 
 Training batches can be augmented (`data.augment_speed`, `augment_tilt_db`, `augment_bumps_db`;
 data/augment.py): each utterance as read (after its crop, before normalisation and before the
@@ -122,6 +124,9 @@ _DEFAULTS: dict[str, Any] = dict(
     labels="phn",                    # label file extension; '' = no labels (all unlabelled)
     vocab_path="",                   # phone dict; default <data dir>/dict.<labels>.txt
     labelled_fraction=1.0,
+    # Train on the labelled rows only: CTC fine-tuning on a labelled subset, where unlabelled
+    # utterances would cost a forward/backward pass each and add nothing. Needs crop=False.
+    labelled_only=False,
     sample_rate=16000, normalize=False,
     crop=True,
     min_sample_len=8000, max_sample_len=96000,
@@ -165,6 +170,7 @@ class _Cfg:
     labels: str
     vocab_path: str
     labelled_fraction: float
+    labelled_only: bool
     sample_rate: int
     normalize: bool
     crop: bool
@@ -214,6 +220,9 @@ def _resolve(data_cfg) -> _Cfg:
         raise ValueError("need 0 <= data.min_sample_len <= data.max_sample_len")
     if not 0.0 <= cfg.labelled_fraction <= 1.0:
         raise ValueError("data.labelled_fraction must be in [0, 1]")
+    if cfg.labelled_only and (cfg.crop or not cfg.labels or cfg.labelled_fraction == 0):
+        raise ValueError("data.labelled_only needs data.crop=False (a crop loses its "
+                         "transcript), data.labels set and data.labelled_fraction > 0")
     if cfg.source not in ("espeak", "manifest", "tfds"):
         raise ValueError(f"unknown data.source {cfg.source!r}")
     if cfg.source == "tfds" and (cfg.km_labels or cfg.log_mel or cfg.speakers
@@ -395,12 +404,14 @@ def _resolve_root(root: str, manifest: Path) -> Path:
 
 def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
                vocabulary: text_lib.PhoneVocab | None, with_labels: bool,
-               labelled_fraction: float = 1.0, seed: int = 0, crop: bool | None = None,
-               filter_short: bool = True, stats: PipelineStats | None = None) -> Split:
+               labelled_fraction: float = 1.0, labelled_only: bool = False, seed: int = 0,
+               crop: bool | None = None, filter_short: bool = True,
+               stats: PipelineStats | None = None) -> Split:
     """Parses <data_dir>/<split>.tsv (+ .<labels>) and applies the split-level checks.
 
     `labelled_fraction` picks a subset of the rows that keep their transcript (by `seed`; the
-    subsets for growing fractions are nested). Problems go through `stats` (skip or raise).
+    subsets for growing fractions are nested); `labelled_only` keeps only those rows. Problems
+    go through `stats` (skip or raise).
     """
     cfg = _resolve(data_cfg)
     stats = stats if stats is not None else PipelineStats(cfg.strict)
@@ -448,6 +459,8 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
     paths, lengths, lines, labelled, ids, offsets = [], [], [], [], [], [0]
     km_ids, km_offsets, speakers = [], [0], []
     for j, row in enumerate(rows):
+        if labelled_only and not chosen[j]:
+            continue
         where = f"{manifest}:{j + 2}"
         try:
             rel, n = row.decode("utf-8").split("\t")[:2]
@@ -966,7 +979,8 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
     use_labels = bool(cfg.labels) and cfg.labelled_fraction > 0
     split = load_split(data_dir, cfg.train_split, cfg,
                        vocabulary=vocab(cfg) if use_labels else None, with_labels=use_labels,
-                       labelled_fraction=cfg.labelled_fraction, seed=seed, stats=stats)
+                       labelled_fraction=cfg.labelled_fraction,
+                       labelled_only=cfg.labelled_only, seed=seed, stats=stats)
     size = lambda bl: batch_size_for(cfg, bl)
     if not len(split):
         raise DataError(f"{split.manifest}: no usable examples ({stats.as_dict()})")
@@ -1186,6 +1200,8 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
         # batch of its own, at its place in the stream, and the consumer counts it there.
         ds = ds.map(to_example, num_parallel_calls=max(1, cfg.num_parallel_calls),
                     deterministic=True)
+        if train and cfg.labelled_only:   # rejected examples stay, to be counted below
+            ds = ds.filter(lambda ex: (ex["labelled"] > 0) | (ex["status"] != 0))
         ds = ds.group_by_window(key_of, reduce, window_size_func=size_of)
         return ds.prefetch(cfg.prefetch)
 
