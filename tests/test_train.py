@@ -91,30 +91,31 @@ def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplo
 
 
 def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):
-    """objective='ctc' initialised from a pre-training run: encoder loaded, the CTC head from
-    the pre-trained phonetic head and the only thing that moves during optim.freeze_steps."""
-    pre = tmp_path / 'pre'
-    train.train(micro_config(total_steps=2, eval_every=100), pre)
-    ft = micro_config(
-        total_steps=2,
-        eval_every=100,
-        init_from=str(pre),
-        **{
-            'model.objective': 'ctc',
-            'optim.freeze_steps': 5,
-            'optim.freeze_regex': r'^(?!lm_head/)',
-        },
-    )
-    result = train.train(ft, tmp_path / 'ft')
-    assert np.isfinite(result['train']['loss'])
+    """objective='ctc' initialised from a chosen checkpoint of a pre-training run: encoder
+    loaded, the CTC head from the pre-trained phonetic head and the only thing that moves
+    during optim.freeze_steps."""
     from unispeech_jax import checkpoint
 
-    before = checkpoint.Checkpoints(pre).restore_params()
+    pre = tmp_path / 'pre'
+    train.train(micro_config(total_steps=4, eval_every=100), pre)   # checkpoints at 2 and 4
+    overrides = {
+        'total_steps': 2,
+        'eval_every': 100,
+        'init_from': str(pre),
+        'model.objective': 'ctc',
+        'optim.freeze_steps': 5,
+        'optim.freeze_regex': r'^(?!lm_head/)',
+    }
+    with pytest.raises(checkpoint.CheckpointError, match=r'init_from_step=3: .* steps \[2, 4\]'):
+        train.train(micro_config(init_from_step=3, **overrides), tmp_path / 'bad')
+    result = train.train(micro_config(init_from_step=2, **overrides), tmp_path / 'ft')
+    assert np.isfinite(result['train']['loss'])
+
+    before = checkpoint.Checkpoints(pre).restore_params(2)
     after = checkpoint.Checkpoints(tmp_path / 'ft').restore_params()
-    np.testing.assert_array_equal(
-        after['encoder']['layers']['attention']['q_proj']['kernel'],
-        before['encoder']['layers']['attention']['q_proj']['kernel'],
-    )
+    q = lambda p: p['encoder']['layers']['attention']['q_proj']['kernel']
+    np.testing.assert_array_equal(q(after), q(before))
+    assert not np.array_equal(q(after), q(checkpoint.Checkpoints(pre).restore_params(4)))
     assert 'lm_head' in after and 'ctc_proj' not in after
     # Two AdamW updates (lr <= 2e-3) away from the pre-trained head; a fresh one is ~0.2 off.
     moved = np.abs(after['lm_head']['kernel'] - before['ctc_proj']['kernel']).max()

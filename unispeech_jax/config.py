@@ -246,7 +246,8 @@ def defaults() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.skip_nonfinite = False  # True: skip a step whose loss/grad is NaN/Inf, not stop
     c.peak_flops_per_device = 0.0  # 0: measure the matmul ceiling at start (for MFU)
-    c.init_from = ''  # a workdir whose newest params initialise this run
+    c.init_from = ''  # a workdir whose params initialise this run (fine-tuning)
+    c.init_from_step = -1  # which of its checkpoints; -1 = the newest
 
     # Input: every key of unispeech_jax/data/pipeline.py, at the pre-training recipe's lengths.
     c.data = pipeline.default_config()
