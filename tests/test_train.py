@@ -108,6 +108,8 @@ def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_p
     }
     with pytest.raises(checkpoint.CheckpointError, match=r'init_from_step=3: .* steps \[2, 4\]'):
         train.train(micro_config(init_from_step=3, **overrides), tmp_path / 'bad')
+    with pytest.raises(checkpoint.CheckpointError, match='init_from: no checkpoint in'):
+        train.train(micro_config(**{**overrides, 'init_from': str(tmp_path / 'x')}), tmp_path / 'y')
     result = train.train(micro_config(init_from_step=2, **overrides), tmp_path / 'ft')
     assert np.isfinite(result['train']['loss'])
 

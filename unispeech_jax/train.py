@@ -430,13 +430,16 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         log.info('resumed from %s at step %d', ckpt.directory, latest)
     elif config.init_from:
         source = checkpoint_lib.Checkpoints(config.init_from)
-        step = None if config.init_from_step < 0 else int(config.init_from_step)
-        if step is not None and step not in source.manager.all_steps():
+        steps = sorted(source.manager.all_steps())
+        if not steps:
+            raise checkpoint_lib.CheckpointError(f'init_from: no checkpoint in {source.directory}')
+        step = steps[-1] if config.init_from_step < 0 else int(config.init_from_step)
+        if step not in steps:
             raise checkpoint_lib.CheckpointError(
-                f'init_from_step={step}: {source.directory} has steps {source.manager.all_steps()}'
+                f'init_from_step={step}: {source.directory} has steps {steps}'
             )
         pretrained = source.restore_params(step)
-        log.info('init_from: %s at step %s', source.directory, step or source.latest_step())
+        log.info('init_from: %s at step %d', source.directory, step)
         state['params'] = jax.jit(lambda p: p, out_shardings=state_shardings['params'])(
             merge_pretrained(
                 state['params'], pretrained, log, getattr(family, 'PRETRAINED_ALIASES', ())
