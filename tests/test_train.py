@@ -70,8 +70,8 @@ def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplo
     import logging
 
     new = {
-        'encoder': {'w': np.zeros((2, 3)), 'b': np.zeros(4)},
-        'lm_head': {'kernel': np.zeros((3, 5)), 'bias': np.zeros(6)},
+        'encoder': {'w': np.zeros((2, 3), np.float32), 'b': np.zeros(4, np.float32)},
+        'lm_head': {'kernel': np.zeros((3, 5), np.float32), 'bias': np.zeros(6, np.float32)},
     }
     old = {
         'encoder': {'w': np.ones((2, 3)), 'b': np.ones(5)},
