@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from unispeech_jax.data import features
+from unispeech_jax.models import dropout
 
 Dtype = Any
 
@@ -313,7 +314,7 @@ class FeatureProjection(nn.Module):
             bias_init=_part(nn.initializers.zeros, ("embed",)),
             name="projection",
         )(normed)
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
         return nn.with_logical_constraint(h, ACT_BTD), normed
 
 
@@ -501,7 +502,7 @@ class SelfAttention(nn.Module):
         logits = jnp.einsum("bqhd,bkhd->bhqk", q * (hd ** -0.5), k).astype(jnp.float32)
         logits = jnp.where(valid[:, None, None, :], logits, _MASK_VALUE)
         probs = jax.nn.softmax(logits, axis=-1)
-        probs = nn.Dropout(self.dropout)(probs, deterministic=deterministic).astype(self.dtype)
+        probs = dropout.Dropout(self.dropout)(probs, deterministic=deterministic).astype(self.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, d)
         out = nn.with_logical_constraint(out, ACT_BTH)
         return _dense(d, ("heads", "embed"), self.dtype, "out_proj")(out)
@@ -520,9 +521,9 @@ class FeedForward(nn.Module):
     def __call__(self, x, deterministic: bool = True):
         y = _dense(self.intermediate_size, ("embed", "mlp"), self.dtype, "intermediate_dense")(x)
         y = nn.with_logical_constraint(gelu(y), ACT_BTF)
-        y = nn.Dropout(self.activation_dropout)(y, deterministic=deterministic)
+        y = dropout.Dropout(self.activation_dropout)(y, deterministic=deterministic)
         y = _dense(self.hidden_size, ("mlp", "embed"), self.dtype, "output_dense")(y)
-        return nn.Dropout(self.hidden_dropout)(y, deterministic=deterministic)
+        return dropout.Dropout(self.hidden_dropout)(y, deterministic=deterministic)
 
 
 class EncoderLayer(nn.Module):
@@ -561,7 +562,7 @@ class EncoderLayer(nn.Module):
             self.dtype, name="feed_forward",
         )
         ln_ffn = _layer_norm(self.layer_norm_eps, self.dtype, "final_layer_norm")
-        drop = nn.Dropout(self.hidden_dropout)
+        drop = dropout.Dropout(self.hidden_dropout)
         if self.layer_norm_first:
             y = x + drop(attn(ln_attn(x), valid, det), deterministic=det)
             y = y + ffn(ln_ffn(y), det)
@@ -622,7 +623,7 @@ class TransformerEncoder(nn.Module):
         final_ln = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
         if not self.layer_norm_first:
             x = final_ln(x)
-        x = nn.Dropout(self.hidden_dropout)(x, deterministic=deterministic)
+        x = dropout.Dropout(self.hidden_dropout)(x, deterministic=deterministic)
         x = nn.with_logical_constraint(x, ACT_BTD)
 
         block = EncoderLayer

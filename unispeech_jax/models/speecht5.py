@@ -61,7 +61,7 @@ import numpy as np
 from unispeech_jax import losses
 from unispeech_jax.data import pipeline
 from unispeech_jax.data import text as text_lib
-from unispeech_jax.models import layers, masking
+from unispeech_jax.models import dropout, layers, masking
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
 Dtype = Any
@@ -276,7 +276,7 @@ class ScaledPositionalEncoding(nn.Module):
         alpha = self.param("alpha", layers._part(nn.initializers.ones, ()), ())
         table = scaled_position_table(offset, x.shape[1], x.shape[-1])
         x = x + (alpha * table).astype(x.dtype)
-        return nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        return dropout.Dropout(self.dropout)(x, deterministic=deterministic)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ class Attention(nn.Module):
         probs = jax.nn.softmax(logits, axis=-1)
         if self.sow_probs:
             self.sow("intermediates", "probs", probs)
-        probs = nn.Dropout(self.dropout)(probs, deterministic=deterministic).astype(
+        probs = dropout.Dropout(self.dropout)(probs, deterministic=deterministic).astype(
             self.dtype
         )
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, tq, d)
@@ -378,7 +378,7 @@ class EncoderLayer(nn.Module):
             name="attention",
         )
         h, _ = attn(x, x, mask, position_bias, deterministic=det)
-        drop = nn.Dropout(a.hidden_dropout)
+        drop = dropout.Dropout(a.hidden_dropout)
         y = layers._layer_norm(a.layer_norm_eps, dt, "layer_norm")(
             x + drop(h, deterministic=det)
         )
@@ -415,7 +415,7 @@ class Encoder(nn.Module):
     def __call__(self, x, valid, deterministic: bool = True):
         a, dt = self.args, self.args.compute_dtype
         x = layers._layer_norm(a.layer_norm_eps, dt, "layer_norm")(x.astype(dt))
-        x = nn.Dropout(a.hidden_dropout)(x, deterministic=deterministic)
+        x = dropout.Dropout(a.hidden_dropout)(x, deterministic=deterministic)
         head_dim = a.hidden_size // a.encoder_attention_heads
         bias = RelativePositionalEncoding(
             head_dim, a.encoder_max_relative_position, name="embed_positions"
@@ -441,7 +441,7 @@ class DecoderLayer(nn.Module):
     def __call__(self, x, self_mask, enc, cross_mask, cache=None, index=0):
         a, det, dt = self.args, self.deterministic, self.args.compute_dtype
         heads = a.decoder_attention_heads
-        drop = nn.Dropout(a.hidden_dropout)
+        drop = dropout.Dropout(a.hidden_dropout)
         h, self_cache = Attention(
             a.hidden_size, heads, a.attention_dropout, dt, name="self_attn"
         )(
@@ -686,7 +686,7 @@ class PostnetConv(nn.Module):
         )(x)
         if not self.last:
             x = jnp.tanh(x)
-        return nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        return dropout.Dropout(self.dropout)(x, deterministic=deterministic)
 
 
 class SpeechDecoderPostnet(nn.Module):
@@ -771,7 +771,7 @@ class SpeechT5(nn.Module):
         self.text_encoder_prenet = ScaledPositionalEncoding(a.positional_dropout)
         self.encoder = Encoder(a)
         self.decoder = Decoder(a)
-        self.text_decoder_dropout = nn.Dropout(a.positional_dropout)
+        self.text_decoder_dropout = dropout.Dropout(a.positional_dropout)
         self.speech_decoder_prenet = SpeechDecoderPrenet(a)
         self.speech_decoder_postnet = SpeechDecoderPostnet(a)
         self.quantizer = GumbelVectorQuantizer(

@@ -125,7 +125,7 @@ import numpy as np
 
 from unispeech_jax import losses
 from unispeech_jax.data import pipeline
-from unispeech_jax.models import layers, masking
+from unispeech_jax.models import dropout, layers, masking
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
 
@@ -263,9 +263,9 @@ class UniSpeech(nn.Module):
             a.hidden_dropout, a.attention_dropout, a.activation_dropout, a.layerdrop,
             a.scan_layers, a.remat_policy, dt, a.pos_conv_impl,
         )
-        self.final_dropout = nn.Dropout(a.final_dropout)
+        self.final_dropout = dropout.Dropout(a.final_dropout)
         if a.objective == "pretrain":
-            self.feature_dropout = nn.Dropout(a.feat_quantizer_dropout)
+            self.feature_dropout = dropout.Dropout(a.feat_quantizer_dropout)
             self.quantizer = GumbelVectorQuantizer(
                 a.num_codevector_groups, a.num_codevectors_per_group, a.codevector_dim, dt,
             )
