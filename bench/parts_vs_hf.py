@@ -199,6 +199,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config.model override for our side (value parsed as JSON)")
+    p.add_argument("--pages", choices=("huge", "small"), default="huge",
+                   help="our side's malloc pages, as in step_vs_hf.py")
     p.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -208,7 +210,7 @@ def main(argv=None) -> None:
     spec = dict(size=args.size, case=args.case, warmup=args.warmup, repeats=args.repeats,
                 max_steps=args.max_steps, max_foreign=args.max_foreign, threads=args.threads,
                 overrides=overrides)
-    ours = workers.run(__file__, dict(spec, side="ours"))
+    ours = workers.run(__file__, dict(spec, side="ours"), workers.pages_env(args.pages == "huge"))
     hf = workers.run(__file__, dict(spec, side="hf"))
     print("\n".join(_table(args.size, args.case, ours, hf)))
 

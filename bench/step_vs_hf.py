@@ -21,7 +21,9 @@ XLA's cost analysis; MFU = analytic FLOP/s over the machine's best float32 matmu
 (numpy/OpenBLAS, torch, jax.jit, measured first in the same run); compile = lower + compile
 of our step; peak RSS of the worker process while stepping (weights, optimizer state,
 activations, libraries: both sides import torch, ours converts the HF weights) and in
-parentheses its growth over the idle process before the first step; XLA temp = our step's scratch buffers; recompiles = XLA compilations during the
+parentheses its growth over the idle process before the first step; page faults = the
+worker's minor page faults per step (memory it touched fresh: 4 KiB each, or 2 MiB with
+transparent huge pages); XLA temp = our step's scratch buffers; recompiles = XLA compilations during the
 timed steps (should be 0); time / ours = this side's median over our default side's (on an
 HF line: how many times faster ours is).
 """
@@ -133,7 +135,7 @@ def _step_worker(spec: dict) -> dict:
 # ----------------------------------------------------------------------------------------
 
 HEADER = ("| size | case | side | s/step median | range | steps kept (dropped) | foreign cores "
-          "| GFLOP analytic | GFLOP XLA | MFU | compile s | XLA temp MB | peak RSS MB (+steps) | recompiles "
+          "| GFLOP analytic | GFLOP XLA | MFU | compile s | XLA temp MB | peak RSS MB (+steps) | page faults k/step | recompiles "
           "| time / ours |")
 
 
@@ -152,7 +154,7 @@ def format_row(size: str, case: str, side: str, r: dict, ceiling: float, flops, 
             f"| {r['foreign']:.2f} | {_fmt(flops and flops / 1e9, '.1f')} "
             f"| {_fmt(r.get('xla_flops') and r['xla_flops'] / 1e9, '.1f')} | {_fmt(mfu, '.1%')} "
             f"| {_fmt(r.get('compile_s'), '.1f')} | {_fmt(r.get('xla_temp_mb'), '.0f')} "
-            f"| {r['peak_rss_mb']:.0f} (+{r['step_rss_mb']:.0f}) | {_fmt(r.get('recompiles'), 'd')} | {_fmt(speed, '.2f')}× |")
+            f"| {r['peak_rss_mb']:.0f} (+{r['step_rss_mb']:.0f}) | {r['page_faults'] / 1e3:.0f} | {_fmt(r.get('recompiles'), 'd')} | {_fmt(speed, '.2f')}× |")
 
 
 def targets(results: dict, ceiling: float) -> list[str]:
@@ -207,6 +209,10 @@ def main(argv=None) -> None:
     p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
                    help="also run our side with this config.model override on top of --set, as "
                         "side 'ours[KEY=VALUE]' (repeatable; A/B of a speed lever in one run)")
+    p.add_argument("--pages", choices=("huge", "small"), default="huge",
+                   help="our side's malloc: transparent huge pages, as unispeech_jax.train runs "
+                        "(unispeech_jax/hostmem.py), or 4 KiB pages (glibc.malloc.hugetlb=0); the "
+                        "HF side runs in the caller's environment (huge pages slow it down)")
     p.add_argument("--json", default="", help="also write every result to this file")
     p.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -220,6 +226,7 @@ def main(argv=None) -> None:
     common = dict(batch=args.batch, seconds=args.seconds, warmup=args.warmup, repeats=args.repeats,
                   max_steps=args.max_steps, max_foreign=args.max_foreign, threads=args.threads,
                   overrides=workers.parse_overrides(args.set))
+    ours_env = workers.pages_env(args.pages == "huge")
     ceilings = workers.run(__file__, dict(common, side="ceiling"))
     ceiling = max(ceilings.values())
     print("matmul ceiling float32, 1024², best of 10: "
@@ -227,7 +234,7 @@ def main(argv=None) -> None:
           + f"; MFU is against {ceiling / 1e9:.0f}", flush=True)
     print(f"batch {args.batch} × {args.seconds:g} s; our overrides {common['overrides'] or 'none'}; "
           f"steps: {args.warmup} warm-up, up to {args.max_steps} timed for {args.repeats} clean "
-          f"(≤ {args.max_foreign} foreign cores)", flush=True)
+          f"(≤ {args.max_foreign} foreign cores); ours with GLIBC_TUNABLES={ours_env['GLIBC_TUNABLES']}", flush=True)
     print(HEADER, flush=True)
     variants = {f"ours[{v}]": workers.parse_overrides([v]) for v in args.variant}
     sides = args.sides.split(",")
@@ -244,7 +251,7 @@ def main(argv=None) -> None:
                 spec = dict(common, size=size, case=case, side=side)
                 if side in variants:
                     spec["overrides"] = {**common["overrides"], **variants[side]}
-                r = workers.run(__file__, spec)
+                r = workers.run(__file__, spec, ours_env if side.startswith("ours") else None)
                 ours = results.get((size, case, "ours"), {})
                 r.setdefault("flops", ours.get("flops"))
                 results[(size, case, side)] = r

@@ -10,6 +10,7 @@ if too few clean steps come within `max_steps`, the loaded ones are kept and fla
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 from typing import Callable
@@ -53,27 +54,30 @@ def time_steps(step: Callable[[], None], warmup: int, repeats: int, max_steps: i
 
     Returns dict: times (the clean step seconds, or all of them when fewer than `repeats`
     were clean), loaded (True in that case), dropped (steps removed for load), foreign
-    (median foreign cores over the kept steps), median/min/max of `times`.
+    (median foreign cores over the kept steps), page_faults (median minor page faults of this
+    process per kept step: fresh memory the step touched), median/min/max of `times`.
     """
     for _ in range(warmup):
         step()
     probe = LoadProbe()
     clean, every = [], []
     while len(clean) < repeats and len(every) < max_steps:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         probe.start()
         step()
         wall, foreign = probe.stop()
-        every.append((wall, foreign))
+        every.append((wall, foreign, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
         if foreign <= max_foreign:
-            clean.append((wall, foreign))
+            clean.append(every[-1])
     loaded = len(clean) < repeats
     kept = every if loaded else clean
-    times = [w for w, _ in kept]
+    times = [w for w, _, _ in kept]
     return {
         "times": times,
         "loaded": loaded,
         "dropped": len(every) - len(clean),
-        "foreign": statistics.median(f for _, f in kept),
+        "foreign": statistics.median(f for _, f, _ in kept),
+        "page_faults": statistics.median(n for _, _, n in kept),
         "median": statistics.median(times),
         "min": min(times),
         "max": max(times),

@@ -22,10 +22,21 @@ def report(result: dict) -> None:
     print(_RESULT + json.dumps(result), flush=True)
 
 
-def run(script: str, spec: dict) -> dict:
-    """Runs `script --worker spec` with the repository on the path → its reported result
-    (raises with the tail of its stderr if it reported none)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+def pages_env(huge: bool) -> dict:
+    """GLIBC_TUNABLES for our side's worker: malloc advising transparent huge pages (`huge`, what
+    the training CLI runs with, see unispeech_jax/hostmem.py) or 4 KiB pages; the caller's
+    other tunables are kept."""
+    from unispeech_jax import hostmem
+
+    others = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith(hostmem.TUNABLE)]
+    return {"GLIBC_TUNABLES": ":".join(others + [f"{hostmem.TUNABLE}={int(huge)}"])}
+
+
+def run(script: str, spec: dict, env: dict | None = None) -> dict:
+    """Runs `script --worker spec` with the repository on the path and `env` added to this
+    process's environment → its reported result (raises with the tail of its stderr if it
+    reported none)."""
+    env = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join(
         p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p))
     proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], env=env,
                           capture_output=True, text=True)

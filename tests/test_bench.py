@@ -22,7 +22,7 @@ import timing  # noqa: E402
 def test_time_steps_keeps_clean_steps_and_flags_loaded_runs():
     clean = timing.time_steps(lambda: time.sleep(0.01), warmup=1, repeats=3, max_steps=5, max_foreign=1e9)
     assert len(clean["times"]) == 3 and clean["dropped"] == 0 and not clean["loaded"]
-    assert 0.01 <= clean["min"] <= clean["median"] <= clean["max"]
+    assert 0.01 <= clean["min"] <= clean["median"] <= clean["max"] and clean["page_faults"] >= 0
     # Every step counts as loaded: all max_steps are kept, flagged, and counted as dropped.
     loaded = timing.time_steps(lambda: None, warmup=0, repeats=2, max_steps=4, max_foreign=-1.0)
     assert loaded["loaded"] and len(loaded["times"]) == 4 and loaded["dropped"] == 4
@@ -41,12 +41,14 @@ def test_step_vs_hf_prints_one_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("| size | case | side |") for line in lines)
+    assert any("ours with GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in line for line in lines)
     assert [line.split("|")[3].strip() for line in lines if line.startswith("| tiny | infer |")] == ["ours", "hf"]
     results = json.loads(out.read_text())
     assert all(v > 0 for v in results["ceilings"].values())
     by_side = {r["side"]: r for r in results["results"]}
     for r in by_side.values():
         assert math.isfinite(r["median"]) and r["median"] > 0 and r["flops"] > 0 and r["peak_rss_mb"] > 0
+        assert r["page_faults"] >= 0
     ours = by_side["ours"]
     assert ours["compile_s"] > 0 and ours["recompiles"] == 0
     # Analytic FLOPs count matmuls and convs only; XLA's count must be in the same range.

@@ -10,6 +10,11 @@ Training calls the same `Evaluator` periodically on the validation split.
 
 from __future__ import annotations
 
+if __name__ == '__main__':  # first, before the heavy imports: hostmem may replace the process
+    from unispeech_jax import hostmem
+
+    hostmem.reexec_with_huge_pages()
+
 import json
 import logging
 import pathlib

@@ -11,6 +11,11 @@ Re-running the same command resumes from the newest complete checkpoint in `--wo
 
 from __future__ import annotations
 
+if __name__ == '__main__':  # first, before the heavy imports: hostmem may replace the process
+    from unispeech_jax import hostmem
+
+    hostmem.reexec_with_huge_pages()
+
 import contextlib
 import functools
 import json
@@ -36,6 +41,7 @@ from jax.experimental import multihost_utils
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
+from unispeech_jax import hostmem
 from unispeech_jax import models
 from unispeech_jax import optim
 from unispeech_jax import perf
@@ -594,6 +600,7 @@ def main(overrides):
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
     if _WORKDIR.value is None or _CONFIG.value is None:
         raise app.UsageError('--config and --workdir are required')
+    logging.info('%s', hostmem.status())
     try:
         config = config_lib.apply_overrides(config_lib.load_file(_CONFIG.value), overrides)
         maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -34,6 +34,11 @@ never be misaligned with its manifest, so nothing is skipped.
 
 from __future__ import annotations
 
+if __name__ == '__main__':  # first, before the heavy imports: hostmem may replace the process
+    from unispeech_jax import hostmem
+
+    hostmem.reexec_with_huge_pages()
+
 import argparse
 import importlib
 import json
