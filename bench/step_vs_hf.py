@@ -3,6 +3,7 @@ r"""Our steps vs Hugging Face PyTorch on this machine, side by side, in one tabl
     python bench/step_vs_hf.py                                   # tiny and base, every case
     python bench/step_vs_hf.py --sizes tiny --cases unispeech_pretrain --repeats 3
     python bench/step_vs_hf.py --sizes base --cases ctc --variant pos_conv_impl=conv   # A/B a lever
+    python bench/step_vs_hf.py --sizes base --cases ctc --variant pages=small --rounds 3
 
 Cases (bench/cases.py): w2v2_pretrain, unispeech_pretrain, ctc, ctc_frozen, infer; SpeechT5
 st5_asr (ASR training step, 60 target tokens), st5_tts (TTS training step, 60 input tokens →
@@ -34,6 +35,7 @@ import argparse
 import json
 import math
 import pathlib
+import statistics
 import time
 
 import workers
@@ -134,6 +136,19 @@ def _step_worker(spec: dict) -> dict:
 # Table
 # ----------------------------------------------------------------------------------------
 
+
+def pool_rounds(rows: list[dict]) -> dict:
+    """One side's worker results from several rounds → one: the kept step times pooled (median,
+    range over all of them), dropped steps summed, LOADED if any round was; the other facts
+    (compile time, memory, page faults, ...) from the round whose median is the middle one."""
+    if len(rows) == 1:
+        return rows[0]
+    middle = sorted(rows, key=lambda r: r["median"])[len(rows) // 2]
+    times = [t for r in rows for t in r["times"]]
+    return dict(middle, times=times, median=statistics.median(times), min=min(times), max=max(times),
+                dropped=sum(r["dropped"] for r in rows), loaded=any(r["loaded"] for r in rows),
+                rounds=[r["median"] for r in rows])
+
 HEADER = ("| size | case | side | s/step median | range | steps kept (dropped) | foreign cores "
           "| GFLOP analytic | GFLOP XLA | MFU | compile s | XLA temp MB | peak RSS MB (+steps) | page faults k/step | recompiles "
           "| time / ours |")
@@ -150,7 +165,10 @@ def format_row(size: str, case: str, side: str, r: dict, ceiling: float, flops, 
     mfu = flops / r["median"] / ceiling if flops else None
     speed = r["median"] / ours_median if ours_median else None
     kept = f"{len(r['times'])} ({r['dropped']})" + (" LOADED" if r["loaded"] else "")
-    return (f"| {size} | {case} | {side} | {r['median']:.3f} | {r['min']:.3f}–{r['max']:.3f} | {kept} "
+    spread = f"{r['min']:.3f}–{r['max']:.3f}"
+    if "rounds" in r:
+        spread += " (round medians " + " / ".join(f"{m:.3f}" for m in r["rounds"]) + ")"
+    return (f"| {size} | {case} | {side} | {r['median']:.3f} | {spread} | {kept} "
             f"| {r['foreign']:.2f} | {_fmt(flops and flops / 1e9, '.1f')} "
             f"| {_fmt(r.get('xla_flops') and r['xla_flops'] / 1e9, '.1f')} | {_fmt(mfu, '.1%')} "
             f"| {_fmt(r.get('compile_s'), '.1f')} | {_fmt(r.get('xla_temp_mb'), '.0f')} "
@@ -208,7 +226,11 @@ def main(argv=None) -> None:
                    help="config.model override for our side (repeatable)")
     p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
                    help="also run our side with this config.model override on top of --set, as "
-                        "side 'ours[KEY=VALUE]' (repeatable; A/B of a speed lever in one run)")
+                        "side 'ours[KEY=VALUE]' (repeatable; A/B of a speed lever in one run); "
+                        "pages=small|huge sets that side's malloc pages instead")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every (case, side) worker this many times, alternating sides, and pool "
+                        "their clean steps (the HF side drifts between runs on a shared machine)")
     p.add_argument("--pages", choices=("huge", "small"), default="huge",
                    help="our side's malloc: transparent huge pages, as unispeech_jax.train runs "
                         "(unispeech_jax/hostmem.py), or 4 KiB pages (glibc.malloc.hugetlb=0); the "
@@ -234,7 +256,7 @@ def main(argv=None) -> None:
           + f"; MFU is against {ceiling / 1e9:.0f}", flush=True)
     print(f"batch {args.batch} × {args.seconds:g} s; our overrides {common['overrides'] or 'none'}; "
           f"steps: {args.warmup} warm-up, up to {args.max_steps} timed for {args.repeats} clean "
-          f"(≤ {args.max_foreign} foreign cores); ours with GLIBC_TUNABLES={ours_env['GLIBC_TUNABLES']}", flush=True)
+          f"(≤ {args.max_foreign} foreign cores), {args.rounds} round(s) per side, alternating; ours with GLIBC_TUNABLES={ours_env['GLIBC_TUNABLES']}", flush=True)
     print(HEADER, flush=True)
     variants = {f"ours[{v}]": workers.parse_overrides([v]) for v in args.variant}
     sides = args.sides.split(",")
@@ -247,11 +269,19 @@ def main(argv=None) -> None:
         for case in args.cases.split(","):
             if case not in CASES:
                 raise SystemExit(f"unknown case {case!r}; one of {list(CASES)}")
+            rounds = {side: [] for side in sides}
+            for _ in range(args.rounds):
+                for side in sides:
+                    spec = dict(common, size=size, case=case, side=side)
+                    env = ours_env if side.startswith("ours") else None
+                    if side in variants:
+                        overrides = dict(variants[side])
+                        if "pages" in overrides:  # not a config key: our worker's malloc pages
+                            env = workers.pages_env(overrides.pop("pages") == "huge")
+                        spec["overrides"] = {**common["overrides"], **overrides}
+                    rounds[side].append(workers.run(__file__, spec, env))
             for side in sides:
-                spec = dict(common, size=size, case=case, side=side)
-                if side in variants:
-                    spec["overrides"] = {**common["overrides"], **variants[side]}
-                r = workers.run(__file__, spec, ours_env if side.startswith("ours") else None)
+                r = pool_rounds(rounds[side])
                 ours = results.get((size, case, "ours"), {})
                 r.setdefault("flops", ours.get("flops"))
                 results[(size, case, side)] = r

@@ -28,6 +28,19 @@ def test_time_steps_keeps_clean_steps_and_flags_loaded_runs():
     assert loaded["loaded"] and len(loaded["times"]) == 4 and loaded["dropped"] == 4
 
 
+def test_rounds_pool_their_clean_steps():
+    import step_vs_hf
+
+    rows = [dict(times=[3.0, 3.2], median=3.1, min=3.0, max=3.2, dropped=1, loaded=False, compile_s=c)
+            for c in (10.0, 11.0)]
+    rows.append(dict(times=[5.0], median=5.0, min=5.0, max=5.0, dropped=2, loaded=True, compile_s=12.0))
+    pooled = step_vs_hf.pool_rounds(rows)
+    assert pooled["times"] == [3.0, 3.2, 3.0, 3.2, 5.0] and pooled["median"] == 3.2
+    assert (pooled["min"], pooled["max"], pooled["dropped"], pooled["loaded"]) == (3.0, 5.0, 4, True)
+    assert pooled["rounds"] == [3.1, 3.1, 5.0] and pooled["compile_s"] == 11.0  # the middle round's
+    assert step_vs_hf.pool_rounds(rows[:1]) is rows[0]
+
+
 def test_step_vs_hf_prints_one_table(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
