@@ -95,3 +95,15 @@ def test_speecht5_cases_at_micro_size():
             step()
             assert facts["compile_s"] > 0
         hf_steps.make_step(case, hf_model, batch)()
+
+
+def test_conv_vs_torch_prints_every_layer(capsys):
+    pytest.importorskip("torch")
+    import conv_vs_torch
+
+    conv_vs_torch.main(["--channels", "8", "--samples", "4000", "--repeats", "1"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [int(r[0]) for r in rows] == list(range(7))
+    for r in rows:
+        times = [float(v) for v in r[5:11] if v.strip() != "–"]
+        assert len(times) == (4 if r[0].strip() == "0" else 6) and all(t > 0 for t in times)
