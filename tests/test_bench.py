@@ -102,8 +102,10 @@ def test_conv_vs_torch_prints_every_layer(capsys):
     import conv_vs_torch
 
     conv_vs_torch.main(["--channels", "8", "--samples", "4000", "--repeats", "1"])
-    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")][1:]
     assert [int(r[0]) for r in rows] == list(range(7))
-    for r in rows:
+    for r in rows:  # milliseconds to 0.1: a layer this small may print 0.0
         times = [float(v) for v in r[5:11] if v.strip() != "–"]
-        assert len(times) == (4 if r[0].strip() == "0" else 6) and all(t > 0 for t in times)
+        assert len(times) == (4 if r[0].strip() == "0" else 6) and all(math.isfinite(t) and t >= 0 for t in times)
+    assert "all layers, forward + both gradients: XLA" in out
