@@ -74,10 +74,15 @@ def last_logged_step(workdir) -> int:
 
 
 def subprocess_env(compile_cache) -> dict[str, str]:
-    """Environment for train subprocesses: this checkout and Python first, CPU only, and a
-    persistent compilation cache so that restarts of the same config compile nothing."""
+    """Environment for train subprocesses: this checkout and Python first, CPU only, a
+    persistent compilation cache so that restarts of the same config compile nothing, and
+    4 KiB pages (unispeech_jax/hostmem.py's opt-out): these runs are a few micro steps,
+    mostly compilation, which huge pages do not speed up; with them test_faults +
+    test_launch took 177-179 s against 145-164 s. tests/test_hostmem.py tests the
+    re-execution itself."""
     return dict(
         os.environ,
+        GLIBC_TUNABLES='glibc.malloc.hugetlb=0',
         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]),
         PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ['PATH']]),
         JAX_PLATFORMS='cpu',
