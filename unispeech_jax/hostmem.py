@@ -8,7 +8,9 @@ on the 2-core machine (bench/RESULTS.md, "Huge pages"). glibc ≥ 2.35's tunable
 ~2 k faults per step. Tunables are read once, when the process starts, so the command-line
 entry points re-execute themselves with it set (`reexec_with_huge_pages`). Setting
 `GLIBC_TUNABLES` yourself, e.g. `glibc.malloc.hugetlb=0`, opts out: the tunable is then never
-touched. Accelerator hosts gain little (their step buffers live on the device) and lose nothing.
+touched. Accelerator hosts gain little (their step buffers live on the device). Runs of a few
+steps, mostly compilation, do not gain either: the test suite's train subprocesses were
+10-20 % slower with huge pages and opt out (tests/micro.py).
 """
 
 from __future__ import annotations
