@@ -28,8 +28,7 @@ def pages_env(huge: bool) -> dict:
     other tunables are kept."""
     from unispeech_jax import hostmem
 
-    others = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t and not t.startswith(hostmem.TUNABLE)]
-    return {"GLIBC_TUNABLES": ":".join(others + [f"{hostmem.TUNABLE}={int(huge)}"])}
+    return {"GLIBC_TUNABLES": hostmem.with_huge_pages(os.environ.get("GLIBC_TUNABLES", ""), huge)}
 
 
 def run(script: str, spec: dict, env: dict | None = None) -> dict:

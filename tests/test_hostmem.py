@@ -83,3 +83,9 @@ def test_reexec_cuts_page_faults_and_respects_an_opt_out():
     assert opted_out['faults'] > 0.9 * small_pages
     # Half, not ~1 %: the kernel may be short of free 2 MiB blocks for part of the block.
     assert huge['faults'] < 0.5 * small_pages, huge
+
+
+def test_with_huge_pages_replaces_only_its_own_setting():
+    assert hostmem.with_huge_pages('', True) == 'glibc.malloc.hugetlb=1'
+    assert hostmem.with_huge_pages('glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2', False) == (
+        'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0')

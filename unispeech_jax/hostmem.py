@@ -47,9 +47,14 @@ def huge_pages_env(environ: dict, libc: tuple[str, str], mode: str | None) -> di
     tunables = environ.get('GLIBC_TUNABLES', '')
     if TUNABLE in tunables:
         return None
-    setting = f'{TUNABLE}=1'
-    return dict(environ, GLIBC_TUNABLES=f'{tunables}:{setting}' if tunables else setting,
-                **{_REEXECUTED: '1'})
+    return dict(environ, GLIBC_TUNABLES=with_huge_pages(tunables, True), **{_REEXECUTED: '1'})
+
+
+def with_huge_pages(tunables: str, huge: bool) -> str:
+    """A GLIBC_TUNABLES value: `tunables` (':'-separated) with the huge-pages tunable set to
+    1 or 0 in place of any setting it had; the other tunables are kept."""
+    others = [t for t in tunables.split(':') if t and not t.startswith(TUNABLE)]
+    return ':'.join(others + [f'{TUNABLE}={int(huge)}'])
 
 
 def reexec_with_huge_pages() -> None:
@@ -68,7 +73,8 @@ def status() -> str:
     tunables = os.environ.get('GLIBC_TUNABLES', '')
     if f'{TUNABLE}=1' in tunables:
         return f'host memory: malloc advises transparent huge pages (GLIBC_TUNABLES={tunables})'
-    if thp_mode() == 'always':
+    mode = thp_mode()
+    if mode == 'always':
         return 'host memory: transparent huge pages for every large mapping (kernel THP mode always)'
-    return (f'host memory: 4 KiB pages for malloc (THP mode {thp_mode()}, '
+    return (f'host memory: 4 KiB pages for malloc (THP mode {mode}, '
             f'libc {" ".join(platform.libc_ver()) or "unknown"}, GLIBC_TUNABLES={tunables or "unset"})')

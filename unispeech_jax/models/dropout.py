@@ -29,6 +29,8 @@ def _fmix32(h):
 
 def keep_mask(key, shape, keep_prob: float):
     """bool [shape]: each element True with probability `keep_prob` (a Python float)."""
+    if keep_prob >= 1.0:
+        return jnp.ones(shape, bool)
     if math.prod(shape) >= 2**32:
         raise ValueError(f'dropout mask of {math.prod(shape)} elements: the index hash needs < 2**32')
     seeds = jax.random.bits(key, (2,), jnp.uint32)
@@ -39,8 +41,6 @@ def keep_mask(key, shape, keep_prob: float):
         index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
         stride *= shape[axis]
     bits = _fmix32(_fmix32(index ^ seeds[0]) + seeds[1])
-    if keep_prob >= 1.0:
-        return jnp.ones(shape, bool)
     return bits < jnp.uint32(min(max(round(keep_prob * 2**32), 0), 2**32 - 1))
 
 
