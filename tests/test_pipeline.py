@@ -370,6 +370,34 @@ def test_labelled_fraction(corpus):
             P.make_train_iter(bad, seed=0)
 
 
+def test_unlabelled_manifests_join_the_training_split(corpus, tmp_path, caplog):
+    """Rows of an extra manifest (another folder, no label file) are trained unlabelled, next
+    to the labelled rows; a problem in one of them names its own manifest and line."""
+    bc.write_split(tmp_path, "more", [3000] * 60, seed=3)
+    lines = (tmp_path / "more.tsv").read_text().splitlines()
+    (tmp_path / "more.tsv").write_text("\n".join(lines[:1] + lines[49:]) + "\n")  # ids 48..59
+    (tmp_path / "more.phn").unlink()
+    bc.truncate_audio(tmp_path, "more", 50)       # manifest line 4 of more.tsv
+    cfg = dict(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
+               unlabelled_manifests=(str(tmp_path / "more.tsv"),))
+    batches = epoch_batches(cfg, seed=1)
+    seen = set()
+    for b in batches:
+        for row, w, lab, mask in zip(b["audio"], b["weight"], b["labelled"], b["phones_mask"]):
+            if w > 0:
+                u = bc.utterance_of(row)
+                seen.add(u)
+                assert bool(lab) == mask.any() == (u < 48), u
+    assert 50 not in seen and len(seen & set(range(48, 60))) >= 9
+    assert len(seen) >= 59 - P.batch_size_for(P._resolve(cfg), 12000)   # minus the remainder
+    assert "more.tsv:4: " in caplog.text
+    for bad in (dict(cfg, labelled_only=True), dict(cfg, source="tfds"), dict(cfg, speakers=True)):
+        with pytest.raises(ValueError, match="unlabelled_manifests needs"):
+            P.make_train_iter(bad, seed=0)
+    with pytest.raises(P.DataError, match="not a .tsv manifest"):
+        P.make_train_iter(dict(cfg, unlabelled_manifests=str(tmp_path)), seed=0)
+
+
 # ----------------------------------------------------------------------------- eval
 
 def test_eval_covers_every_example_once_across_hosts(corpus):

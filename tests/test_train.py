@@ -62,6 +62,13 @@ def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
     wasteful = micro_config(**{'model.objective': 'ctc', 'data.labelled_fraction': 0.5})
     with pytest.raises(config_lib.ConfigError, match='set data.labelled_only=True'):
         config_lib.validate(wasteful, num_devices=2)
+    listed = config_lib.apply_overrides(micro_config(), ['data.unlabelled_manifests=a.tsv,b.tsv'])
+    assert listed.data.unlabelled_manifests == ('a.tsv', 'b.tsv')
+    with pytest.raises(config_lib.ConfigError, match='bucket_boundaries'):   # ints stay ints
+        config_lib.apply_overrides(micro_config(), ['data.bucket_boundaries=a'])
+    wasteful = micro_config(**{'model.objective': 'ctc', 'data.unlabelled_manifests': ('x.tsv',)})
+    with pytest.raises(config_lib.ConfigError, match='they are for pre-training'):
+        config_lib.validate(wasteful, num_devices=2)
 
 
 def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplog):

@@ -55,7 +55,8 @@ def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]):
     """Applies `a.b=value` strings (the same syntax as `--config.a.b=value`).
 
-    Values are parsed as Python literals when they parse, otherwise taken as strings.
+    Values are parsed as Python literals when they parse, otherwise taken as strings (split
+    at commas for a tuple-of-strings key).
     Unknown keys and wrong types raise ConfigError.
     """
     for item in overrides:
@@ -79,6 +80,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         old = node[leaf]
         if isinstance(old, tuple) and isinstance(value, list):
             value = tuple(value)
+        elif isinstance(value, str) and isinstance(old, tuple) and all(
+                isinstance(v, str) for v in old):   # a tuple of strings: a,b -> ('a', 'b')
+            value = tuple(v for v in value.split(',') if v)
         try:
             node[leaf] = value
         except TypeError:
@@ -193,6 +197,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
             f'model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: '
             'the unlabelled utterances would each cost a step\'s share and carry no loss; set '
             'data.labelled_only=True (with data.crop=False)'
+        )
+    if (
+        config.model.name == 'unispeech'
+        and config.model.objective == 'ctc'
+        and tuple(config.data.unlabelled_manifests)
+    ):
+        raise ConfigError(
+            'model.objective=ctc with data.unlabelled_manifests: their utterances carry no '
+            'CTC loss and would only cost steps; they are for pre-training'
         )
     for key in ('total_steps', 'checkpoint_every', 'eval_every'):
         if int(config[key]) <= 0:

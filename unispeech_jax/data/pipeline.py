@@ -58,6 +58,13 @@ transcript does not match a crop); counted as "labelled_cropped". `labelled_only
 fine-tuning on the `labelled_fraction` subset) trains on the labelled rows alone; it needs
 `crop=False`, so no labelled utterance turns unlabelled.
 
+Unlabelled data from elsewhere (manifest / eSpeak sources): `data.unlabelled_manifests` lists
+more manifests (paths to `.tsv` files, same format, no label files read) whose utterances join
+the training split with `labelled` 0 — UniSpeech's labelled + unlabelled pre-training, e.g.
+transcribed speech of one domain and untranscribed speech of the target domain. Their rows go
+through the same checks (counted under the same reasons, decode problems name their own
+manifest and line); not with `labelled_only`, the SpeechT5 keys, or a TFDS source.
+
 Training batches can be augmented (`data.augment_speed`, `augment_tilt_db`, `augment_bumps_db`;
 data/augment.py): each utterance as read (after its crop, before normalisation and before the
 SpeechT5 mel target is computed) is resampled and equalised by draws keyed on (seed, epoch,
@@ -127,6 +134,8 @@ _DEFAULTS: dict[str, Any] = dict(
     # Train on the labelled rows only: CTC fine-tuning on a labelled subset, where unlabelled
     # utterances would cost a forward/backward pass each and add nothing. Needs crop=False.
     labelled_only=False,
+    # Manifests (.tsv paths) whose utterances join the training split without transcripts.
+    unlabelled_manifests=(),
     sample_rate=16000, normalize=False,
     crop=True,
     min_sample_len=8000, max_sample_len=96000,
@@ -171,6 +180,7 @@ class _Cfg:
     vocab_path: str
     labelled_fraction: float
     labelled_only: bool
+    unlabelled_manifests: tuple
     sample_rate: int
     normalize: bool
     crop: bool
@@ -209,6 +219,8 @@ def _resolve(data_cfg) -> _Cfg:
     values["corpus"] = {**_DEFAULTS["corpus"], **dict(given.get("corpus") or {})}
     values["bucket_boundaries"] = tuple(int(b) for b in values["bucket_boundaries"])
     values["text_bucket_boundaries"] = tuple(int(b) for b in values["text_bucket_boundaries"])
+    extra = values["unlabelled_manifests"]
+    values["unlabelled_manifests"] = (extra,) if isinstance(extra, str) else tuple(extra)
     cfg = _Cfg(**values)
     b = cfg.bucket_boundaries
     if not b or list(b) != sorted(set(b)):
@@ -223,6 +235,10 @@ def _resolve(data_cfg) -> _Cfg:
     if cfg.labelled_only and (cfg.crop or not cfg.labels or cfg.labelled_fraction == 0):
         raise ValueError("data.labelled_only needs data.crop=False (a crop loses its "
                          "transcript), data.labels set and data.labelled_fraction > 0")
+    if cfg.unlabelled_manifests and (cfg.source == "tfds" or cfg.labelled_only or cfg.km_labels
+                                     or cfg.speakers or cfg.text_ratio > 0):
+        raise ValueError("data.unlabelled_manifests needs a manifest or espeak source and "
+                         "excludes data.labelled_only, km_labels, speakers and text_ratio")
     if cfg.source not in ("espeak", "manifest", "tfds"):
         raise ValueError(f"unknown data.source {cfg.source!r}")
     if cfg.source == "tfds" and (cfg.km_labels or cfg.log_mel or cfg.speakers
@@ -375,9 +391,35 @@ class Split:
     km_ids: np.ndarray | None = None       # int32 [sum of frames] (data.km_labels), concatenated
     km_offsets: np.ndarray | None = None   # int64 [n+1]
     speaker: np.ndarray | None = None      # int32 [n] (data.speakers), -1 = not a train speaker
+    # (first row, manifest) of each manifest appended after `manifest` (`appended`).
+    parts: tuple = ()
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def where(self, i: int) -> str:
+        """'<manifest>:<line>: <audio path>' of row i, for problem reports."""
+        manifest = self.manifest
+        for first, other in self.parts:
+            if i >= first:
+                manifest = other
+        return f"{manifest}:{self.lines[i]}: {self.paths[i]}"
+
+    def appended(self, other: "Split") -> "Split":
+        """This split's rows, then `other`'s (neither may carry km labels or speakers)."""
+        if self.km_ids is not None or other.km_ids is not None or \
+                self.speaker is not None or other.speaker is not None:
+            raise ValueError("splits with km labels or speakers cannot be appended")
+        n = len(self)
+        return Split(self.manifest, self.paths + other.paths,
+                     np.concatenate([self.lengths, other.lengths]),
+                     np.concatenate([self.lines, other.lines]),
+                     np.concatenate([self.labelled, other.labelled]),
+                     np.concatenate([self.label_ids, other.label_ids]),
+                     np.concatenate([self.label_offsets,
+                                     other.label_offsets[1:] + self.label_offsets[-1]]),
+                     parts=self.parts + ((n, other.manifest),)
+                     + tuple((n + first, m) for first, m in other.parts))
 
     def labels_of(self, i: int) -> np.ndarray:
         return self.label_ids[self.label_offsets[i]:self.label_offsets[i + 1]]
@@ -944,8 +986,7 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
             bad = status != 0
             for r in np.flatnonzero(bad):
                 u = int(index[r])
-                stats.problem(_CODE_REASONS[int(status[r])],
-                              f"{split.manifest}:{split.lines[u]}: {split.paths[u]}",
+                stats.problem(_CODE_REASONS[int(status[r])], split.where(u),
                               decoder.details.get(u, ""))
             if bad.any():
                 batch = {k: v.copy() for k, v in batch.items()}   # tf's arrays are read-only
@@ -981,6 +1022,15 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
                        vocabulary=vocab(cfg) if use_labels else None, with_labels=use_labels,
                        labelled_fraction=cfg.labelled_fraction,
                        labelled_only=cfg.labelled_only, seed=seed, stats=stats)
+    for path in cfg.unlabelled_manifests:
+        path = Path(path)
+        if path.suffix != ".tsv":
+            raise DataError(f"data.unlabelled_manifests: {path} is not a .tsv manifest")
+        split = split.appended(load_split(path.parent, path.stem, cfg, vocabulary=None,
+                                          with_labels=False, seed=seed, stats=stats))
+    if cfg.unlabelled_manifests:
+        logger.info("training split: %d utterances, %d of them labelled (%d manifests)",
+                    len(split), int(split.labelled.sum()), 1 + len(cfg.unlabelled_manifests))
     size = lambda bl: batch_size_for(cfg, bl)
     if not len(split):
         raise DataError(f"{split.manifest}: no usable examples ({stats.as_dict()})")
