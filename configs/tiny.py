@@ -26,6 +26,22 @@ Against a bare CTC with the same model and front end (`--config.model.objective=
   On the unheard test voices UniSpeech ties the bare CTC from step 1000; it does not beat it,
   and a step costs more (quantizer, contrastive head). UniSpeech's own recipe, pre-training
   then CTC fine-tuning, is compared with it in configs/finetune_ctc.py's docstring.
+The issue's 30-minute budget (`--config.total_steps=6000`: 6000 x 0.26 s = 26 minutes plus
+evals on a quiet machine; measured 2026-12-03 with the runs sharing the 2 cores, so compared
+by step; seed 0; test from the checkpoints, valid from the in-run evals):
+  step                          2000   3000   4000   5000   6000
+  PER test, bare CTC            14.1   11.2   10.3    9.3    8.1 %  (valid 4.8 4.5 3.6 3.2 2.6)
+  PER test, this file           18.4   16.0   12.6   11.6   10.9 %  (valid 9.3 7.7 4.9 4.8 3.7)
+  PER test, this file + 0.4 h   17.1   13.6   11.6    9.5    8.2 %  (valid 10.3 7.2 6.7 4.6 4.3)
+  untranscribed speech of the held-out voice families (`--config.data.unlabelled_manifests=
+  C/valid.tsv,C/test.tsv` of `python -m unispeech_jax.data.corpus --out C --hours 4 --seed 1`:
+  other sentences, other pitch/range/rate settings; UniSpeech's domain-shift setting).
+  The longer schedule widens the bare CTC's lead on the same data; the untranscribed
+  target-voice speech brings UniSpeech level with it on the test voices (8.2 vs 8.1 %), still
+  behind on the validation voices (4.3 vs 2.6 %). One seed each (seed spread ~0.7 points).
+  The contrastive task sits at chance (ln 51 = 3.93) until step ~800, when mixed CTC has made
+  the codes phonetic, and ends at accuracy ~0.3 (loss 2.3); the codebook stays healthy (code
+  perplexity 200-250 of 640).
 With 10 % of the corpus labelled, the labelled subset alone (`--config.model.objective=ctc
 --config.data.labelled_fraction=0.1 --config.data.labelled_only=True --config.data.crop=False
 --config.total_steps=1000`) reached 24.3 % test PER (valid 14.5 %) at step 1000; UniSpeech
