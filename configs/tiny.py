@@ -39,6 +39,9 @@ by step; seed 0; test from the checkpoints, valid from the in-run evals):
   The longer schedule widens the bare CTC's lead on the same data; the untranscribed
   target-voice speech brings UniSpeech level with it on the test voices (8.2 vs 8.1 %), still
   behind on the validation voices (4.3 vs 2.6 %). One seed each (seed spread ~0.7 points).
+  Then 500 steps of configs/finetune_ctc.py on each: 7.6 % test (valid 3.5 %) for UniSpeech
+  with the untranscribed speech, 8.2 % (valid 2.5 %) for the bare CTC: ahead by less than the
+  seed spread on the test voices, behind on the validation voices.
   The contrastive task sits at chance (ln 51 = 3.93) until step ~800, when mixed CTC has made
   the codes phonetic, and ends at accuracy ~0.3 (loss 2.3); the codebook stays healthy (code
   perplexity 200-250 of 640).
