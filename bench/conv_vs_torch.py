@@ -4,7 +4,8 @@ r"""The waveform conv stack layer by layer: XLA vs torch, forward, input gradien
 
 Each convolution of the wav2vec 2.0 / UniSpeech feature encoder (kernels 10,3,3,3,3,2,2,
 strides 5,2,2,2,2,2,2, no bias; batch 2 × 4 s at 16 kHz) is timed alone, in one process,
-alternating sides, median of --repeats after two warm-up calls: ours is jax.jit of
+alternating sides, median of --repeats clean calls (bench/timing.py: calls under foreign CPU
+load are dropped) after two warm-up calls: ours is jax.jit of
 `lax.conv_general_dilated` in our NWC layout and of its two VJPs; torch's is `conv1d` and
 `aten.convolution_backward` (oneDNN), `torch.set_num_threads(--threads)`. The first layer has
 no input gradient (its input is the waveform). This is where a tiny step's time goes: the
@@ -14,23 +15,16 @@ conv stack is 73 % of its FLOPs (bench/RESULTS.md, Targets).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-KERNELS = (10, 3, 3, 3, 3, 2, 2)
-STRIDES = (5, 2, 2, 2, 2, 2, 2)
+import timing
+from unispeech_jax.models.unispeech import ModelArgs
 
 
 def _median_ms(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * timing.time_steps(fn, warmup=2, repeats=repeats, max_steps=3 * repeats,
+                                   max_foreign=0.25)["median"]
 
 
 def main(argv=None) -> None:
@@ -52,7 +46,8 @@ def main(argv=None) -> None:
     print("|" + "---|" * 13)
     length, c_in = args.samples, 1
     totals = np.zeros(2)
-    for i, (k, s) in enumerate(zip(KERNELS, STRIDES)):
+    geometry = ModelArgs()   # the paper's conv stack: kernels 10,3,3,3,3,2,2, strides 5,2,...
+    for i, (k, s) in enumerate(zip(geometry.conv_kernel, geometry.conv_stride)):
         frames = (length - k) // s + 1
         x = rng.standard_normal((args.batch, length, c_in)).astype(np.float32)
         w = (rng.standard_normal((k, c_in, args.channels)) / np.sqrt(k * c_in)).astype(np.float32)

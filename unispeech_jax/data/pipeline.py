@@ -406,10 +406,11 @@ class Split:
         return f"{manifest}:{self.lines[i]}: {self.paths[i]}"
 
     def appended(self, other: "Split") -> "Split":
-        """This split's rows, then `other`'s (neither may carry km labels or speakers)."""
+        """This split's rows, then those of `other`, a freshly loaded split (no km labels or
+        speakers on either: `_resolve` excludes them with `unlabelled_manifests`)."""
         if self.km_ids is not None or other.km_ids is not None or \
-                self.speaker is not None or other.speaker is not None:
-            raise ValueError("splits with km labels or speakers cannot be appended")
+                self.speaker is not None or other.speaker is not None or other.parts:
+            raise ValueError("only splits without km labels or speakers can be appended")
         n = len(self)
         return Split(self.manifest, self.paths + other.paths,
                      np.concatenate([self.lengths, other.lengths]),
@@ -418,8 +419,7 @@ class Split:
                      np.concatenate([self.label_ids, other.label_ids]),
                      np.concatenate([self.label_offsets,
                                      other.label_offsets[1:] + self.label_offsets[-1]]),
-                     parts=self.parts + ((n, other.manifest),)
-                     + tuple((n + first, m) for first, m in other.parts))
+                     parts=self.parts + ((n, other.manifest),))
 
     def labels_of(self, i: int) -> np.ndarray:
         return self.label_ids[self.label_offsets[i]:self.label_offsets[i + 1]]
