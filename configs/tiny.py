@@ -47,7 +47,7 @@ by step; seed 0 unless said; test from the checkpoints, valid from the in-run ev
   few for the contrastive gain to pay that back.
   Then 500 steps of configs/finetune_ctc.py on each (`--config.init_from=W`, same seed):
   UniSpeech + 0.4 h 7.6 % test (valid 3.5 %), + 1.2 h 9.8 % (valid 4.8 %); bare CTC 8.2 and
-  8.8 % (valid 2.5 and 3.0 %). UniSpeech + 0.4 h is best on the test voices by 0.6-1.2 points
+  8.8 % (valid 2.5 and 3.0 %). UniSpeech + 0.4 h is best on the test voices by 0.6-1.3 points
   and worst but one on the validation voices: not a win over a bare CTC.
   The contrastive task sits at chance (ln 51 = 3.93) until step ~800, when mixed CTC has made
   the codes phonetic, and ends at accuracy ~0.3 (loss 2.3); the codebook stays healthy (code
