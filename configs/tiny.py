@@ -32,8 +32,10 @@ by step; seed 0 unless said; test from the checkpoints, valid from the in-run ev
   step                          2000   3000   4000   5000   6000
   PER test, bare CTC            14.1   11.2   10.3    9.3    8.1 %  (valid 4.8 4.5 3.6 3.2 2.6)
   PER test, bare CTC, seed 1    15.5   13.6   10.7    9.7    9.5 %  (valid 5.7 5.1 4.3 3.2 2.9)
+  PER test, bare CTC, seed 2    14.1   13.4    9.0    8.8    8.5 %  (valid 6.1 5.0 3.8 2.7 2.7)
   PER test, this file           18.4   16.0   12.6   11.6   10.9 %  (valid 9.3 7.7 4.9 4.8 3.7)
   PER test, this file + 0.4 h   17.1   13.6   11.6    9.5    8.2 %  (valid 10.3 7.2 6.7 4.6 4.3)
+  same, seed 1                  18.7   12.9   11.9   10.1    9.2 %  (valid 10.4 7.6 6.5 4.9 4.6)
   PER test, this file + 1.2 h   20.9   16.5   14.2   11.1    9.9 %  (valid 13.8 10.7 7.8 6.6 5.8)
   "+ 0.4 h": untranscribed speech of the held-out voice families (`--config.data.
   unlabelled_manifests=C/valid.tsv,C/test.tsv` of `python -m unispeech_jax.data.corpus --out C
@@ -41,14 +43,18 @@ by step; seed 0 unless said; test from the checkpoints, valid from the in-run ev
   domain-shift setting); "+ 1.2 h" adds the same splits of a `--hours 8 --seed 2` corpus (no
   sentence shared with the default corpus), so 39 % of the training rows carry no transcript.
   The longer schedule widens the bare CTC's lead on the same data. 0.4 h of untranscribed
-  target-voice speech brings UniSpeech within the bare CTC's seed spread on the test voices
-  (8.2 vs 8.1-9.5 %), still behind on the validation voices (4.3 vs 2.6-2.9 %); 1.2 h slows it
-  down: every unlabelled row takes a share of the batch from the CTC, and 6000 steps are too
-  few for the contrastive gain to pay that back.
+  target-voice speech brings UniSpeech level with the bare CTC on the test voices (8.2-9.2 %
+  over two seeds vs 8.1-9.5 % over three), still behind on the validation voices (4.3-4.6 vs
+  2.6-2.9 %); 1.2 h slows it down: every unlabelled row takes a share of the batch from the
+  CTC, and 6000 steps are too few for the contrastive gain to pay that back.
   Then 500 steps of configs/finetune_ctc.py on each (`--config.init_from=W`, same seed):
-  UniSpeech + 0.4 h 7.6 % test (valid 3.5 %), + 1.2 h 9.8 % (valid 4.8 %); bare CTC 8.2 and
-  8.8 % (valid 2.5 and 3.0 %). UniSpeech + 0.4 h is best on the test voices by 0.6-1.3 points
-  and worst but one on the validation voices: not a win over a bare CTC.
+                              test PER                 valid PER
+  bare CTC, seeds 0/1/2       8.20  8.84  8.58 %       2.48  3.01  2.80 %
+  UniSpeech + 0.4 h, s 0/1    7.56  7.97 %             3.51  4.08 %
+  UniSpeech + 1.2 h, s 0      9.84 %                   4.81 %
+  UniSpeech + 0.4 h is better on the test voices in every pairing (mean 7.8 vs 8.5 %) and
+  worse on the validation voices in every pairing (mean 3.8 vs 2.8 %), and its step costs
+  ~1.6x the bare CTC's (0.43 vs 0.26 s alone): not a win over a bare CTC.
   The contrastive task sits at chance (ln 51 = 3.93) until step ~800, when mixed CTC has made
   the codes phonetic, and ends at accuracy ~0.3 (loss 2.3); the codebook stays healthy (code
   perplexity 200-250 of 640).
