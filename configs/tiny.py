@@ -54,7 +54,7 @@ by step; seed 0 unless said; test from the checkpoints, valid from the in-run ev
   UniSpeech + 1.2 h, s 0      9.84 %                   4.81 %
   UniSpeech + 0.4 h is better on the test voices in every pairing (mean 7.8 vs 8.5 %) and
   worse on the validation voices in every pairing (mean 3.8 vs 2.8 %), and its step costs
-  ~1.6x the bare CTC's (0.43 vs 0.26 s alone): not a win over a bare CTC.
+  more (two quantizer passes, contrastive head): not a win over a bare CTC.
   The contrastive task sits at chance (ln 51 = 3.93) until step ~800, when mixed CTC has made
   the codes phonetic, and ends at accuracy ~0.3 (loss 2.3); the codebook stays healthy (code
   perplexity 200-250 of 640).
