@@ -19,21 +19,48 @@ SAMPLE_RATE = 16_000
 # 12 + 6 layers × 768); 'micro' is for the CI test of the benchmark itself.
 SIZES = {
     "micro": {
-        "wav2vec2": dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128,
-                         conv_dim=(64,) * 7),
+        "wav2vec2": dict(
+            hidden_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=128,
+            conv_dim=(64,) * 7,
+        ),
         # two convs (total stride 320) and a short positional conv: compiles in seconds
-        "speecht5": dict(hidden_size=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                         decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
-                         conv_dim=(32, 32), conv_kernel=(10, 8), conv_stride=(5, 64),
-                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                         speech_decoder_postnet_units=32),
+        "speecht5": dict(
+            hidden_size=64,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=128,
+            decoder_ffn_dim=128,
+            conv_dim=(32, 32),
+            conv_kernel=(10, 8),
+            conv_stride=(5, 64),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            speech_decoder_postnet_units=32,
+        ),
     },
     "tiny": {
-        "wav2vec2": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
-                         conv_dim=(256,) * 7),
-        "speecht5": dict(hidden_size=256, encoder_layers=4, decoder_layers=2, encoder_attention_heads=4,
-                         decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024,
-                         conv_dim=(256,) * 7),
+        "wav2vec2": dict(
+            hidden_size=256,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=1024,
+            conv_dim=(256,) * 7,
+        ),
+        "speecht5": dict(
+            hidden_size=256,
+            encoder_layers=4,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=1024,
+            decoder_ffn_dim=1024,
+            conv_dim=(256,) * 7,
+        ),
     },
     "base": {"wav2vec2": {}, "speecht5": {}},
 }
@@ -77,32 +104,82 @@ class Case:
 
 
 CASES = {
-    "w2v2_pretrain": Case("Wav2Vec2ForPreTraining", "wav2vec2", "pretrain", hf_config=tuple(PRETRAIN.items()),
-                          description="wav2vec 2.0 pre-training: contrastive + diversity"),
-    "unispeech_pretrain": Case("UniSpeechForPreTraining", "unispeech", "pretrain",
-                               hf_config=tuple(PRETRAIN.items()),
-                               description="UniSpeech pre-training: contrastive + diversity + mixed CTC "
-                                           "(HF side: loss added by the benchmark)"),
-    "ctc": Case("UniSpeechForCTC", "unispeech", "ctc", hf_config=tuple(FINETUNE.items()),
-                description="CTC fine-tuning"),
-    "ctc_frozen": Case("UniSpeechForCTC", "unispeech", "ctc", frozen=True, hf_config=tuple(FINETUNE.items()),
-                       description="CTC fine-tuning, conv feature encoder frozen"),
-    "infer": Case("UniSpeechForCTC", "unispeech", "ctc", train=False, hf_config=tuple(FINETUNE.items()),
-                  description="inference forward (CTC logits, no grad)"),
-    "st5_asr": Case("SpeechT5ForSpeechToText", "speecht5", "asr", hf_config=tuple(SPEECHT5.items()),
-                    inputs=("audio", "audio_mask", "text", "text_mask", "weight"),
-                    description="SpeechT5 ASR fine-tuning: teacher-forced cross-entropy"),
-    "st5_tts": Case("SpeechT5ForTextToSpeech", "speecht5", "tts", hf_config=tuple(SPEECHT5.items()),
-                    inputs=("text", "text_mask", "mel", "mel_mask", "speaker_embedding", "weight"),
-                    description="SpeechT5 TTS fine-tuning: L1 + stop BCE + guided attention, x-vector"),
-    "st5_greedy": Case("SpeechT5ForSpeechToText", "speecht5", "asr", train=False,
-                       hf_config=tuple(SPEECHT5.items()), inputs=("audio", "audio_mask"),
-                       description=f"SpeechT5 ASR greedy generation of {GREEDY_STEPS} tokens (cached)"),
+    "w2v2_pretrain": Case(
+        "Wav2Vec2ForPreTraining",
+        "wav2vec2",
+        "pretrain",
+        hf_config=tuple(PRETRAIN.items()),
+        description="wav2vec 2.0 pre-training: contrastive + diversity",
+    ),
+    "unispeech_pretrain": Case(
+        "UniSpeechForPreTraining",
+        "unispeech",
+        "pretrain",
+        hf_config=tuple(PRETRAIN.items()),
+        description="UniSpeech pre-training: contrastive + diversity + mixed CTC "
+        "(HF side: loss added by the benchmark)",
+    ),
+    "ctc": Case(
+        "UniSpeechForCTC",
+        "unispeech",
+        "ctc",
+        hf_config=tuple(FINETUNE.items()),
+        description="CTC fine-tuning",
+    ),
+    "ctc_frozen": Case(
+        "UniSpeechForCTC",
+        "unispeech",
+        "ctc",
+        frozen=True,
+        hf_config=tuple(FINETUNE.items()),
+        description="CTC fine-tuning, conv feature encoder frozen",
+    ),
+    "infer": Case(
+        "UniSpeechForCTC",
+        "unispeech",
+        "ctc",
+        train=False,
+        hf_config=tuple(FINETUNE.items()),
+        description="inference forward (CTC logits, no grad)",
+    ),
+    "st5_asr": Case(
+        "SpeechT5ForSpeechToText",
+        "speecht5",
+        "asr",
+        hf_config=tuple(SPEECHT5.items()),
+        inputs=("audio", "audio_mask", "text", "text_mask", "weight"),
+        description="SpeechT5 ASR fine-tuning: teacher-forced cross-entropy",
+    ),
+    "st5_tts": Case(
+        "SpeechT5ForTextToSpeech",
+        "speecht5",
+        "tts",
+        hf_config=tuple(SPEECHT5.items()),
+        inputs=("text", "text_mask", "mel", "mel_mask", "speaker_embedding", "weight"),
+        description="SpeechT5 TTS fine-tuning: L1 + stop BCE + guided attention, x-vector",
+    ),
+    "st5_greedy": Case(
+        "SpeechT5ForSpeechToText",
+        "speecht5",
+        "asr",
+        train=False,
+        hf_config=tuple(SPEECHT5.items()),
+        inputs=("audio", "audio_mask"),
+        description=f"SpeechT5 ASR greedy generation of {GREEDY_STEPS} tokens (cached)",
+    ),
 }
 
 
-def make_batch(case: Case, batch_size: int, seconds: float, vocab_size: int, labels_per_second: float = 15.0,
-               seed: int = 0, mel_bins: int = 80, speaker_dim: int = 512) -> dict:
+def make_batch(
+    case: Case,
+    batch_size: int,
+    seconds: float,
+    vocab_size: int,
+    labels_per_second: float = 15.0,
+    seed: int = 0,
+    mel_bins: int = 80,
+    speaker_dim: int = 512,
+) -> dict:
     """Numpy batch in our layout (docs/ARCHITECTURE.md), the keys `case.inputs` of: audio float32
     [B,S] (unit noise, no padding), audio_mask, phones int32 [B,L] in 1..vocab-1 (0 is the CTC
     blank), phones_mask, labelled and weight [B] all 1; text int32 [B,L] in 3..vocab-1 (SpeechT5:

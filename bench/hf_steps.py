@@ -12,14 +12,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 import transformers
-from transformers.models.wav2vec2 import modeling_wav2vec2
-
 from cases import GREEDY_STEPS, SIZES, Case
+from transformers.models.wav2vec2 import modeling_wav2vec2
 
 CLIP = 10.0
 
 
-_CONFIGS = {"wav2vec2": "Wav2Vec2Config", "unispeech": "UniSpeechConfig", "speecht5": "SpeechT5Config"}
+_CONFIGS = {
+    "wav2vec2": "Wav2Vec2Config",
+    "unispeech": "UniSpeechConfig",
+    "speecht5": "SpeechT5Config",
+}
 
 
 def hf_config(case: Case, size: str):
@@ -36,7 +39,9 @@ def build(case: Case, size: str, seed: int = 0):
 
 def optimizer(model):
     params = [p for p in model.parameters() if p.requires_grad]
-    return params, torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+    return params, torch.optim.AdamW(
+        params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01
+    )
 
 
 def _frames(model, samples: int) -> int:
@@ -47,10 +52,13 @@ def _masks(model, batch_size: int, frames: int, negatives_from: str):
     """(mask_time_indices bool [B,T], sampled_negative_indices long [B,T,K]) as HF draws them;
     distractors from the masked frames ('masked', wav2vec 2.0) or all frames ('all')."""
     cfg = model.config
-    mask = modeling_wav2vec2._compute_mask_indices((batch_size, frames), cfg.mask_time_prob,
-                                                   cfg.mask_time_length, min_masks=2)
+    mask = modeling_wav2vec2._compute_mask_indices(
+        (batch_size, frames), cfg.mask_time_prob, cfg.mask_time_length, min_masks=2
+    )
     pool = mask if negatives_from == "masked" else np.ones_like(mask)
-    negatives = modeling_wav2vec2._sample_negative_indices((batch_size, frames), cfg.num_negatives, pool)
+    negatives = modeling_wav2vec2._sample_negative_indices(
+        (batch_size, frames), cfg.num_negatives, pool
+    )
     return torch.from_numpy(mask), torch.from_numpy(negatives).long()
 
 
@@ -61,7 +69,8 @@ def _contrastive(model, pred, targets, mask, negatives):
     b, t, p = targets.shape
     neg = targets.reshape(-1, p)[negatives.reshape(-1)].view(b, t, -1, p).permute(2, 0, 1, 3)
     logits = transformers.Wav2Vec2ForPreTraining.compute_contrastive_logits(
-        targets[None], neg, pred, model.config.contrastive_logits_temperature)
+        targets[None], neg, pred, model.config.contrastive_logits_temperature
+    )
     same = (targets == neg).all(-1)
     if same.any():
         logits[1:][same] = float("-inf")
@@ -89,10 +98,19 @@ def _unispeech_loss(model, audio, attention, mask, negatives, phones):
     contrastive = _contrastive(model, hidden, quantized, mask, negatives)
     frames = torch.full((hidden.shape[0],), hidden.shape[1], dtype=torch.long)
     labels = torch.full((hidden.shape[0],), phones.shape[1], dtype=torch.long)
-    ctc = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), phones, frames, labels, blank=0,
-                                       reduction="sum", zero_infinity=True)
+    ctc = torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1),
+        phones,
+        frames,
+        labels,
+        blank=0,
+        reduction="sum",
+        zero_infinity=True,
+    )
     alpha = 0.5
-    return ((1 - alpha) * (contrastive + cfg.diversity_loss_weight * diversity) + alpha * ctc) / masked
+    return (
+        (1 - alpha) * (contrastive + cfg.diversity_loss_weight * diversity) + alpha * ctc
+    ) / masked
 
 
 def _inference(case: Case, model, t: dict):
@@ -100,9 +118,14 @@ def _inference(case: Case, model, t: dict):
     generates exactly GREEDY_STEPS tokens greedily (its end token is suppressed until then)."""
     model.eval()
     if case.family == "speecht5":
-        run = lambda: model.generate(t["audio"], attention_mask=t["audio_mask"], num_beams=1,
-                                     do_sample=False, max_new_tokens=GREEDY_STEPS,
-                                     min_new_tokens=GREEDY_STEPS)
+        run = lambda: model.generate(
+            t["audio"],
+            attention_mask=t["audio_mask"],
+            num_beams=1,
+            do_sample=False,
+            max_new_tokens=GREEDY_STEPS,
+            min_new_tokens=GREEDY_STEPS,
+        )
     else:
         run = lambda: model(t["audio"], attention_mask=t["audio_mask"]).logits
 
@@ -117,8 +140,12 @@ def _speecht5_loss(case: Case, model, t: dict):
     """HF's own loss given labels: ASR cross-entropy, or TTS L1 + stop BCE + guided attention."""
     if case.objective == "asr":
         return model(t["audio"], attention_mask=t["audio_mask"], labels=t["text"]).loss
-    return model(t["text"], attention_mask=t["text_mask"], labels=t["mel"],
-                 speaker_embeddings=t["speaker_embedding"]).loss
+    return model(
+        t["text"],
+        attention_mask=t["text_mask"],
+        labels=t["mel"],
+        speaker_embeddings=t["speaker_embedding"],
+    ).loss
 
 
 def make_step(case: Case, model, batch: dict):
@@ -140,8 +167,12 @@ def make_step(case: Case, model, batch: dict):
         b, frames = audio.shape[0], _frames(model, audio.shape[1])
         if case.hf_class == "Wav2Vec2ForPreTraining":
             mask, negatives = _masks(model, b, frames, "masked")
-            return model(audio, attention_mask=attention, mask_time_indices=mask,
-                         sampled_negative_indices=negatives).loss
+            return model(
+                audio,
+                attention_mask=attention,
+                mask_time_indices=mask,
+                sampled_negative_indices=negatives,
+            ).loss
         if case.hf_class == "UniSpeechForPreTraining":
             mask, negatives = _masks(model, b, frames, "all")
             return _unispeech_loss(model, audio, attention, mask, negatives, phones)
@@ -155,4 +186,3 @@ def make_step(case: Case, model, batch: dict):
         opt.step()
 
     return train_step
-

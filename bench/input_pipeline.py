@@ -31,10 +31,12 @@ def measure(cfg: dict, batches: int, warmup: int, seed: int) -> dict:
         real += int(b["audio_mask"][keep].sum())
         total += int(keep.sum()) * b["audio"].shape[1]
     elapsed = time.perf_counter() - start
-    return {"examples/s": examples / elapsed,
-            "audio s/s": real / cfg["sample_rate"] / elapsed,
-            "padding": 1.0 - real / total,
-            "batch/s": batches / elapsed}
+    return {
+        "examples/s": examples / elapsed,
+        "audio s/s": real / cfg["sample_rate"] / elapsed,
+        "padding": 1.0 - real / total,
+        "batch/s": batches / elapsed,
+    }
 
 
 def main(argv=None) -> None:
@@ -54,28 +56,36 @@ def main(argv=None) -> None:
 
     boundaries = tuple(int(b) for b in args.boundaries.split(","))
     base = dict(pipeline._DEFAULTS)
-    base.update(max_sample_len=args.max_sample_len,
-                max_samples_per_batch=args.max_samples_per_batch,
-                batch_multiple=args.batch_multiple, num_parallel_calls=args.num_parallel_calls,
-                normalize=args.normalize)
+    base.update(
+        max_sample_len=args.max_sample_len,
+        max_samples_per_batch=args.max_samples_per_batch,
+        batch_multiple=args.batch_multiple,
+        num_parallel_calls=args.num_parallel_calls,
+        normalize=args.normalize,
+    )
     if args.manifest_dir:
         base.update(source="manifest", manifest_dir=args.manifest_dir)
     else:
         base.update(source="espeak", corpus=dict(base["corpus"], hours=args.hours))
         base.update(source="manifest", manifest_dir=str(pipeline.resolve_data_dir(base)))
-    modes = {"bucketed " + str(boundaries): dict(base, bucket_boundaries=boundaries),
-             f"one bucket ({args.max_sample_len})": dict(base,
-                                                         bucket_boundaries=(args.max_sample_len,))}
-    print(f"data: {base['manifest_dir']}; {args.batches} batches after {args.warmup} warm-up, "
-          f"median of {args.repeats}")
+    modes = {
+        "bucketed " + str(boundaries): dict(base, bucket_boundaries=boundaries),
+        f"one bucket ({args.max_sample_len})": dict(base, bucket_boundaries=(args.max_sample_len,)),
+    }
+    print(
+        f"data: {base['manifest_dir']}; {args.batches} batches after {args.warmup} warm-up, "
+        f"median of {args.repeats}"
+    )
     header = f"{'mode':<40} {'examples/s':>11} {'audio s/s':>10} {'padding':>8} {'batch/s':>8}"
     print(header)
     print("-" * len(header))
     for name, cfg in modes.items():
         runs = [measure(cfg, args.batches, args.warmup, seed) for seed in range(args.repeats)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"{name:<40} {med['examples/s']:>11.1f} {med['audio s/s']:>10.1f} "
-              f"{med['padding']:>8.1%} {med['batch/s']:>8.2f}")
+        print(
+            f"{name:<40} {med['examples/s']:>11.1f} {med['audio s/s']:>10.1f} "
+            f"{med['padding']:>8.1%} {med['batch/s']:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

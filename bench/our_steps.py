@@ -14,13 +14,14 @@ import time
 
 import jax
 import numpy as np
-
 from cases import GREEDY_STEPS, Case
+
 from unispeech_jax import config as config_lib
 from unispeech_jax import decoding, optim, train
 from unispeech_jax.convert import hf as hf_convert
 from unispeech_jax.convert import hf_speecht5
 from unispeech_jax.models import layers, speecht5, unispeech
+
 
 def _family(case: Case):
     return speecht5 if case.family == "speecht5" else unispeech
@@ -54,22 +55,30 @@ def analytic_flops(case: Case, model_cfg, batch: dict, vocab_size: int) -> float
     if case.family == "speecht5":
         shapes = {k: v.shape for k, v in batch.items()}
         if not case.train:
-            return speecht5.forward_flops(model_cfg, dict(shapes, text=(shapes["audio"][0], GREEDY_STEPS)))
+            return speecht5.forward_flops(
+                model_cfg, dict(shapes, text=(shapes["audio"][0], GREEDY_STEPS))
+            )
         return speecht5.flops_per_batch(model_cfg, shapes)
     shapes = {"audio": batch["audio"].shape, "vocab_size": vocab_size}
     forward = unispeech.forward_flops(model_cfg, shapes)
     if not case.train:
         return forward
     a = unispeech.ModelArgs.from_config(model_cfg)
-    conv = layers.conv_encoder_flops(*batch["audio"].shape, a.conv_dim, a.conv_kernel, a.conv_stride)
+    conv = layers.conv_encoder_flops(
+        *batch["audio"].shape, a.conv_dim, a.conv_kernel, a.conv_stride
+    )
     return 3.0 * forward - (2.0 * conv if case.frozen else 0.0)
 
 
 def _initial_state(case: Case, tx, variables) -> dict:
     """The training state `train.make_init_fn` would make, around converted weights."""
     params = variables["params"] if case.family == "speecht5" else variables
-    state = {"step": np.zeros((), np.int32), "params": params, "opt_state": tx.init(params),
-             "nonfinite": np.zeros((), np.int32)}
+    state = {
+        "step": np.zeros((), np.int32),
+        "params": params,
+        "opt_state": tx.init(params),
+        "nonfinite": np.zeros((), np.int32),
+    }
     if case.family == "speecht5":
         state["model_state"] = {"batch_stats": variables["batch_stats"]}
     return state
@@ -78,7 +87,9 @@ def _initial_state(case: Case, tx, variables) -> dict:
 def _inference_fn(case: Case, module):
     """jittable (variables, batch) → outputs of `case`'s inference."""
     if case.family == "speecht5":
-        return lambda v, b: decoding.speecht5_greedy(module, v, b["audio"], b["audio_mask"], GREEDY_STEPS)
+        return lambda v, b: decoding.speecht5_greedy(
+            module, v, b["audio"], b["audio_mask"], GREEDY_STEPS
+        )
     return lambda p, b: unispeech.predict_fn(module, p, b)
 
 
@@ -91,8 +102,10 @@ def make_step(case: Case, model_cfg, module, params, batch: dict):
         config = config_lib.defaults()
         config.model = model_cfg
         tx, lr_fn = optim.make(config.optim, config.total_steps)
-        fn = jax.jit(train.make_train_step(_family(case), module, tx, lr_fn, config, frozen=None),
-                     donate_argnums=(0,))
+        fn = jax.jit(
+            train.make_train_step(_family(case), module, tx, lr_fn, config, frozen=None),
+            donate_argnums=(0,),
+        )
         args = [jax.device_put(_initial_state(case, tx, params)), batch]
     else:
         fn = jax.jit(_inference_fn(case, module))
@@ -103,8 +116,11 @@ def make_step(case: Case, model_cfg, module, params, batch: dict):
     compile_s = time.perf_counter() - start
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    facts = {"compile_s": compile_s, "xla_flops": float(cost.get("flops", float("nan"))),
-             "xla_temp_mb": compiled.memory_analysis().temp_size_in_bytes / 2**20}
+    facts = {
+        "compile_s": compile_s,
+        "xla_flops": float(cost.get("flops", float("nan"))),
+        "xla_temp_mb": compiled.memory_analysis().temp_size_in_bytes / 2**20,
+    }
 
     def step():
         out = fn(*args)

@@ -22,7 +22,6 @@ import argparse
 import json
 
 import numpy as np
-
 import workers
 from cases import CASES, make_batch
 
@@ -31,12 +30,12 @@ PARTS = ("conv", "encoder", "optimizer", "step")
 
 def _our_parts(case, size: str, batch: dict, overrides: dict) -> dict:
     """{part: no-argument callable that runs it once and blocks}, plus the parts' shapes."""
+    import hf_steps
     import jax
     import jax.numpy as jnp
     import optax
-
-    import hf_steps
     import our_steps
+
     from unispeech_jax import config as config_lib
     from unispeech_jax import optim
     from unispeech_jax.models import layers
@@ -49,8 +48,11 @@ def _our_parts(case, size: str, batch: dict, overrides: dict) -> dict:
     valid = layers.frame_validity(jnp.asarray(batch["audio_mask"]), a.conv_kernel, a.conv_stride)
 
     def conv_fwd(conv_params, audio):
-        return module.apply({"params": {**params, "feature_extractor": conv_params}}, audio,
-                            method=lambda m, x: layers.run_feature_encoder(m.feature_extractor, x, valid))
+        return module.apply(
+            {"params": {**params, "feature_extractor": conv_params}},
+            audio,
+            method=lambda m, x: layers.run_feature_encoder(m.feature_extractor, x, valid),
+        )
 
     feats = jax.jit(conv_fwd)(params["feature_extractor"], audio)
     rng = np.random.default_rng(1)
@@ -62,10 +64,13 @@ def _our_parts(case, size: str, batch: dict, overrides: dict) -> dict:
         def run(m, x):
             hidden, _ = m.feature_projection(x, deterministic=True)
             return m.encoder(hidden, valid, deterministic=True)
+
         return module.apply({"params": {**params, **sub}}, feats, method=run)
 
     sub = {k: params[k] for k in encoder_keys}
-    hidden_cot = jnp.asarray(rng.standard_normal(jax.eval_shape(encoder_fwd, sub, feats).shape).astype(np.float32))
+    hidden_cot = jnp.asarray(
+        rng.standard_normal(jax.eval_shape(encoder_fwd, sub, feats).shape).astype(np.float32)
+    )
     conv_grad = jax.jit(jax.grad(lambda p, x: jnp.vdot(conv_fwd(p, x), conv_cot)))
     encoder_grad = jax.jit(jax.grad(lambda p, x: jnp.vdot(encoder_fwd(p, x), hidden_cot)))
 
@@ -97,9 +102,8 @@ def _our_parts(case, size: str, batch: dict, overrides: dict) -> dict:
 
 def _hf_parts(case, size: str, batch: dict) -> dict:
     """The same parts on the HF model, as `_our_parts`."""
-    import torch
-
     import hf_steps
+    import torch
 
     model = hf_steps.build(case, size)
     model.eval()  # no dropout; gradients still flow
@@ -118,7 +122,9 @@ def _hf_parts(case, size: str, batch: dict) -> dict:
         backbone.feature_extractor(audio).backward(conv_cot)
 
     def encoder():
-        backbone.encoder(backbone.feature_projection(feats_t)[0]).last_hidden_state.backward(hidden_cot)
+        backbone.encoder(backbone.feature_projection(feats_t)[0]).last_hidden_state.backward(
+            hidden_cot
+        )
 
     params, opt = hf_steps.optimizer(model)
     for p in params:
@@ -129,15 +135,18 @@ def _hf_parts(case, size: str, batch: dict) -> dict:
         opt.step()
 
     step_model = hf_steps.build(case, size)  # a fresh copy: the parts above changed the weights
-    return {"conv": conv, "encoder": encoder, "optimizer": optimizer,
-            "step": hf_steps.make_step(case, step_model, batch)}
+    return {
+        "conv": conv,
+        "encoder": encoder,
+        "optimizer": optimizer,
+        "step": hf_steps.make_step(case, step_model, batch),
+    }
 
 
 def _worker(spec: dict) -> dict:
-    import torch
-
     import hf_steps
     import timing
+    import torch
 
     torch.set_num_threads(spec["threads"])
     case = CASES[spec["case"]]
@@ -150,26 +159,41 @@ def _worker(spec: dict) -> dict:
 
         b, s = batch["audio"].shape
         facts["gflop"] = {
-            "conv": 3 * layers.conv_encoder_flops(b, s, a.conv_dim, a.conv_kernel, a.conv_stride) / 1e9,
-            "encoder": 3 * (layers.transformer_encoder_flops(
-                b, facts["frames"], a.hidden_size, a.intermediate_size, a.num_layers,
-                a.num_conv_pos_embeddings, a.num_conv_pos_embedding_groups)
-                + 2.0 * b * facts["frames"] * a.conv_dim[-1] * a.hidden_size) / 1e9,
+            "conv": 3
+            * layers.conv_encoder_flops(b, s, a.conv_dim, a.conv_kernel, a.conv_stride)
+            / 1e9,
+            "encoder": 3
+            * (
+                layers.transformer_encoder_flops(
+                    b,
+                    facts["frames"],
+                    a.hidden_size,
+                    a.intermediate_size,
+                    a.num_layers,
+                    a.num_conv_pos_embeddings,
+                    a.num_conv_pos_embedding_groups,
+                )
+                + 2.0 * b * facts["frames"] * a.conv_dim[-1] * a.hidden_size
+            )
+            / 1e9,
         }
     else:
         parts, facts = _hf_parts(case, spec["size"], batch), {}
     result = {"facts": facts}
     for name in PARTS:
-        result[name] = timing.time_steps(parts[name], spec["warmup"], spec["repeats"], spec["max_steps"],
-                                         spec["max_foreign"])
+        result[name] = timing.time_steps(
+            parts[name], spec["warmup"], spec["repeats"], spec["max_steps"], spec["max_foreign"]
+        )
     return result
 
 
 def _table(size: str, case: str, ours: dict, hf: dict) -> list[str]:
     facts = ours["facts"]
-    lines = [f"{size} {case}: {facts['params'] / 1e6:.1f} M parameters, {facts['frames']} frames per utterance",
-             "| part | ours s | HF s | HF / ours | GFLOP | ours GFLOP/s | HF GFLOP/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{size} {case}: {facts['params'] / 1e6:.1f} M parameters, {facts['frames']} frames per utterance",
+        "| part | ours s | HF s | HF / ours | GFLOP | ours GFLOP/s | HF GFLOP/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in PARTS:
         o, h = ours[name], hf[name]
         flag = " (LOADED)" if o["loaded"] or h["loaded"] else ""
@@ -181,35 +205,56 @@ def _table(size: str, case: str, ours: dict, hf: dict) -> list[str]:
             rates = f"| {gflop:.1f} | {gflop / o['median']:.0f} | {gflop / h['median']:.0f} |"
         else:
             rates = "| – | – | – |"
-        lines.append(f"| {name}{flag} | {o['median']:.3f} ({o['min']:.3f}–{o['max']:.3f}) "
-                     f"| {h['median']:.3f} ({h['min']:.3f}–{h['max']:.3f}) | {h['median'] / o['median']:.2f}× "
-                     + rates)
+        lines.append(
+            f"| {name}{flag} | {o['median']:.3f} ({o['min']:.3f}–{o['max']:.3f}) "
+            f"| {h['median']:.3f} ({h['min']:.3f}–{h['max']:.3f}) | {h['median'] / o['median']:.2f}× "
+            + rates
+        )
     return lines
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", default="base")
-    p.add_argument("--case", default="ctc", choices=[k for k, c in CASES.items()
-                                                     if c.train and c.family != "speecht5"])
+    p.add_argument(
+        "--case",
+        default="ctc",
+        choices=[k for k, c in CASES.items() if c.train and c.family != "speecht5"],
+    )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=15)
     p.add_argument("--max-foreign", type=float, default=0.25)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config.model override for our side (value parsed as JSON)")
-    p.add_argument("--pages", choices=("huge", "small"), default="huge",
-                   help="our side's malloc pages, as in step_vs_hf.py")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config.model override for our side (value parsed as JSON)",
+    )
+    p.add_argument(
+        "--pages",
+        choices=("huge", "small"),
+        default="huge",
+        help="our side's malloc pages, as in step_vs_hf.py",
+    )
     p.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         workers.report(_worker(json.loads(args.worker)))
         return
     overrides = workers.parse_overrides(args.set)
-    spec = dict(size=args.size, case=args.case, warmup=args.warmup, repeats=args.repeats,
-                max_steps=args.max_steps, max_foreign=args.max_foreign, threads=args.threads,
-                overrides=overrides)
+    spec = dict(
+        size=args.size,
+        case=args.case,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        max_steps=args.max_steps,
+        max_foreign=args.max_foreign,
+        threads=args.threads,
+        overrides=overrides,
+    )
     ours = workers.run(__file__, dict(spec, side="ours"), workers.pages_env(args.pages == "huge"))
     hf = workers.run(__file__, dict(spec, side="hf"))
     print("\n".join(_table(args.size, args.case, ours, hf)))

@@ -41,8 +41,6 @@ import time
 import workers
 from cases import CASES, SIZES, make_batch
 
-
-
 # ----------------------------------------------------------------------------------------
 # Workers (one process per measurement)
 # ----------------------------------------------------------------------------------------
@@ -86,24 +84,31 @@ def _ceiling_worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     n = 1024
     a, t = np.ones((n, n), np.float32), torch.ones(n, n)
-    return {"numpy": _best_rate(lambda: a @ a, n), "torch": _best_rate(lambda: t @ t, n),
-            "jax": perf.matmul_ceiling(n)}
+    return {
+        "numpy": _best_rate(lambda: a @ a, n),
+        "torch": _best_rate(lambda: t @ t, n),
+        "jax": perf.matmul_ceiling(n),
+    }
 
 
 def _step_worker(spec: dict) -> dict:
     """Builds one side of one case, compiles/warms it, times it; returns the row's numbers."""
-    import torch
-
     import hf_steps
     import timing
+    import torch
 
     torch.set_num_threads(spec["threads"])
     case = CASES[spec["case"]]
     hf_model = hf_steps.build(case, spec["size"])
     cfg = hf_model.config
-    batch = make_batch(case, spec["batch"], spec["seconds"], cfg.vocab_size,
-                       mel_bins=getattr(cfg, "num_mel_bins", 80),
-                       speaker_dim=getattr(cfg, "speaker_embedding_dim", 512))
+    batch = make_batch(
+        case,
+        spec["batch"],
+        spec["seconds"],
+        cfg.vocab_size,
+        mel_bins=getattr(cfg, "num_mel_bins", 80),
+        speaker_dim=getattr(cfg, "speaker_embedding_dim", 512),
+    )
     row = {}
     if spec["side"].startswith("ours"):
         import our_steps
@@ -123,8 +128,11 @@ def _step_worker(spec: dict) -> dict:
         step = hf_steps.make_step(case, hf_model, batch)
     _reset_peak_rss()
     idle = _rss_mb("VmRSS")
-    row.update(timing.time_steps(step, spec["warmup"], spec["repeats"], spec["max_steps"],
-                                 spec["max_foreign"]))
+    row.update(
+        timing.time_steps(
+            step, spec["warmup"], spec["repeats"], spec["max_steps"], spec["max_foreign"]
+        )
+    )
     if spec["side"].startswith("ours"):
         row["recompiles"] = perf.compilations() - compiles_before
     row["peak_rss_mb"] = _rss_mb("VmHWM")
@@ -145,20 +153,32 @@ def pool_rounds(rows: list[dict]) -> dict:
         return rows[0]
     middle = sorted(rows, key=lambda r: r["median"])[len(rows) // 2]
     times = [t for r in rows for t in r["times"]]
-    return dict(middle, times=times, median=statistics.median(times), min=min(times), max=max(times),
-                dropped=sum(r["dropped"] for r in rows), loaded=any(r["loaded"] for r in rows),
-                rounds=[r["median"] for r in rows])
+    return dict(
+        middle,
+        times=times,
+        median=statistics.median(times),
+        min=min(times),
+        max=max(times),
+        dropped=sum(r["dropped"] for r in rows),
+        loaded=any(r["loaded"] for r in rows),
+        rounds=[r["median"] for r in rows],
+    )
 
-HEADER = ("| size | case | side | s/step median | range | steps kept (dropped) | foreign cores "
-          "| GFLOP analytic | GFLOP XLA | MFU | compile s | XLA temp MB | peak RSS MB (+steps) | page faults k/step | recompiles "
-          "| time / ours |")
+
+HEADER = (
+    "| size | case | side | s/step median | range | steps kept (dropped) | foreign cores "
+    "| GFLOP analytic | GFLOP XLA | MFU | compile s | XLA temp MB | peak RSS MB (+steps) | page faults k/step | recompiles "
+    "| time / ours |"
+)
 
 
 def _fmt(x, spec=".2f"):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def format_row(size: str, case: str, side: str, r: dict, ceiling: float, flops, ours_median=None) -> str:
+def format_row(
+    size: str, case: str, side: str, r: dict, ceiling: float, flops, ours_median=None
+) -> str:
     """One markdown table line for a worker result `r`; `ours_median` (our default side's)
     gives the last column: this side's time over ours (on an HF line, how many times faster
     ours is)."""
@@ -168,11 +188,13 @@ def format_row(size: str, case: str, side: str, r: dict, ceiling: float, flops, 
     spread = f"{r['min']:.3f}–{r['max']:.3f}"
     if "rounds" in r:
         spread += " (round medians " + " / ".join(f"{m:.3f}" for m in r["rounds"]) + ")"
-    return (f"| {size} | {case} | {side} | {r['median']:.3f} | {spread} | {kept} "
-            f"| {r['foreign']:.2f} | {_fmt(flops and flops / 1e9, '.1f')} "
-            f"| {_fmt(r.get('xla_flops') and r['xla_flops'] / 1e9, '.1f')} | {_fmt(mfu, '.1%')} "
-            f"| {_fmt(r.get('compile_s'), '.1f')} | {_fmt(r.get('xla_temp_mb'), '.0f')} "
-            f"| {r['peak_rss_mb']:.0f} (+{r['step_rss_mb']:.0f}) | {r['page_faults'] / 1e3:.0f} | {_fmt(r.get('recompiles'), 'd')} | {_fmt(speed, '.2f')}× |")
+    return (
+        f"| {size} | {case} | {side} | {r['median']:.3f} | {spread} | {kept} "
+        f"| {r['foreign']:.2f} | {_fmt(flops and flops / 1e9, '.1f')} "
+        f"| {_fmt(r.get('xla_flops') and r['xla_flops'] / 1e9, '.1f')} | {_fmt(mfu, '.1%')} "
+        f"| {_fmt(r.get('compile_s'), '.1f')} | {_fmt(r.get('xla_temp_mb'), '.0f')} "
+        f"| {r['peak_rss_mb']:.0f} (+{r['step_rss_mb']:.0f}) | {r['page_faults'] / 1e3:.0f} | {_fmt(r.get('recompiles'), 'd')} | {_fmt(speed, '.2f')}× |"
+    )
 
 
 def targets(results: dict, ceiling: float) -> list[str]:
@@ -186,18 +208,24 @@ def targets(results: dict, ceiling: float) -> list[str]:
     for size, want in (("base", 1.3), ("tiny", 3.0)):
         r = ratio(size, "w2v2_pretrain", "unispeech_pretrain")
         if r is not None:
-            lines.append(f"{size}: HF wav2vec2 pre-train / our UniSpeech pre-train (full loss) = {r:.2f}× "
-                         f"(target ≥ {want}×: {'met' if r >= want else 'MISSED'})")
+            lines.append(
+                f"{size}: HF wav2vec2 pre-train / our UniSpeech pre-train (full loss) = {r:.2f}× "
+                f"(target ≥ {want}×: {'met' if r >= want else 'MISSED'})"
+            )
     for case in ("ctc", "ctc_frozen", "st5_asr", "st5_tts", "st5_greedy"):
         r = ratio("base", case, case)
         if r is not None:
-            lines.append(f"base {case}: HF / ours = {r:.2f}× (target > 1: {'met' if r > 1 else 'MISSED'})")
+            lines.append(
+                f"base {case}: HF / ours = {r:.2f}× (target > 1: {'met' if r > 1 else 'MISSED'})"
+            )
     ours = results.get(("base", "unispeech_pretrain", "ours"))
     if ours:
         mfu = ours["flops"] / ours["median"] / ceiling
-        lines.append(f"base UniSpeech pre-train MFU {mfu:.1%} of the ceiling (target ≥ 70%: "
-                     f"{'met' if mfu >= 0.7 else 'MISSED'}); compile {ours['compile_s']:.1f} s (target ≤ 20 s: "
-                     f"{'met' if ours['compile_s'] <= 20 else 'MISSED'})")
+        lines.append(
+            f"base UniSpeech pre-train MFU {mfu:.1%} of the ceiling (target ≥ 70%: "
+            f"{'met' if mfu >= 0.7 else 'MISSED'}); compile {ours['compile_s']:.1f} s (target ≤ 20 s: "
+            f"{'met' if ours['compile_s'] <= 20 else 'MISSED'})"
+        )
     recompiles = [r["recompiles"] for k, r in results.items() if k[2].startswith("ours")]
     if recompiles:
         lines.append(f"recompilations during timed steps: {sum(recompiles)} (target 0)")
@@ -219,22 +247,44 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="clean steps wanted per side")
     p.add_argument("--max-steps", type=int, default=15, help="timed steps at most per side")
-    p.add_argument("--max-foreign", type=float, default=0.25,
-                   help="drop steps during which other processes used more cores than this")
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.25,
+        help="drop steps during which other processes used more cores than this",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config.model override for our side (repeatable)")
-    p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
-                   help="also run our side with this config.model override on top of --set, as "
-                        "side 'ours[KEY=VALUE]' (repeatable; A/B of a speed lever in one run); "
-                        "pages=small|huge sets that side's malloc pages instead")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run every (case, side) worker this many times, alternating sides, and pool "
-                        "their clean steps (the HF side drifts between runs on a shared machine)")
-    p.add_argument("--pages", choices=("huge", "small"), default="huge",
-                   help="our side's malloc: transparent huge pages, as unispeech_jax.train runs "
-                        "(unispeech_jax/hostmem.py), or 4 KiB pages (glibc.malloc.hugetlb=0); the "
-                        "HF side runs in the caller's environment (huge pages slow it down)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config.model override for our side (repeatable)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also run our side with this config.model override on top of --set, as "
+        "side 'ours[KEY=VALUE]' (repeatable; A/B of a speed lever in one run); "
+        "pages=small|huge sets that side's malloc pages instead",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every (case, side) worker this many times, alternating sides, and pool "
+        "their clean steps (the HF side drifts between runs on a shared machine)",
+    )
+    p.add_argument(
+        "--pages",
+        choices=("huge", "small"),
+        default="huge",
+        help="our side's malloc: transparent huge pages, as unispeech_jax.train runs "
+        "(unispeech_jax/hostmem.py), or 4 KiB pages (glibc.malloc.hugetlb=0); the "
+        "HF side runs in the caller's environment (huge pages slow it down)",
+    )
     p.add_argument("--json", default="", help="also write every result to this file")
     p.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -245,18 +295,31 @@ def main(argv=None) -> None:
         workers.report(result)
         return
 
-    common = dict(batch=args.batch, seconds=args.seconds, warmup=args.warmup, repeats=args.repeats,
-                  max_steps=args.max_steps, max_foreign=args.max_foreign, threads=args.threads,
-                  overrides=workers.parse_overrides(args.set))
+    common = dict(
+        batch=args.batch,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        max_steps=args.max_steps,
+        max_foreign=args.max_foreign,
+        threads=args.threads,
+        overrides=workers.parse_overrides(args.set),
+    )
     ours_env = workers.pages_env(args.pages == "huge")
     ceilings = workers.run(__file__, dict(common, side="ceiling"))
     ceiling = max(ceilings.values())
-    print("matmul ceiling float32, 1024², best of 10: "
-          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in ceilings.items())
-          + f"; MFU is against {ceiling / 1e9:.0f}", flush=True)
-    print(f"batch {args.batch} × {args.seconds:g} s; our overrides {common['overrides'] or 'none'}; "
-          f"steps: {args.warmup} warm-up, up to {args.max_steps} timed for {args.repeats} clean "
-          f"(≤ {args.max_foreign} foreign cores), {args.rounds} round(s) per side, alternating; ours with GLIBC_TUNABLES={ours_env['GLIBC_TUNABLES']}", flush=True)
+    print(
+        "matmul ceiling float32, 1024², best of 10: "
+        + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in ceilings.items())
+        + f"; MFU is against {ceiling / 1e9:.0f}",
+        flush=True,
+    )
+    print(
+        f"batch {args.batch} × {args.seconds:g} s; our overrides {common['overrides'] or 'none'}; "
+        f"steps: {args.warmup} warm-up, up to {args.max_steps} timed for {args.repeats} clean "
+        f"(≤ {args.max_foreign} foreign cores), {args.rounds} round(s) per side, alternating; ours with GLIBC_TUNABLES={ours_env['GLIBC_TUNABLES']}",
+        flush=True,
+    )
     print(HEADER, flush=True)
     variants = {f"ours[{v}]": workers.parse_overrides([v]) for v in args.variant}
     sides = args.sides.split(",")
@@ -285,17 +348,32 @@ def main(argv=None) -> None:
                 ours = results.get((size, case, "ours"), {})
                 r.setdefault("flops", ours.get("flops"))
                 results[(size, case, side)] = r
-                line = format_row(size, case, side, r, ceiling, r["flops"],
-                                  ours.get("median") if side != "ours" else None)
+                line = format_row(
+                    size,
+                    case,
+                    side,
+                    r,
+                    ceiling,
+                    r["flops"],
+                    ours.get("median") if side != "ours" else None,
+                )
                 print(line, flush=True)
     print(flush=True)
     for line in targets(results, ceiling):
         print(line, flush=True)
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(
-            {"ceilings": ceilings, "args": vars(args),
-             "results": [{"size": k[0], "case": k[1], "side": k[2], **v} for k, v in results.items()]},
-            indent=1))
+        pathlib.Path(args.json).write_text(
+            json.dumps(
+                {
+                    "ceilings": ceilings,
+                    "args": vars(args),
+                    "results": [
+                        {"size": k[0], "case": k[1], "side": k[2], **v} for k, v in results.items()
+                    ],
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import resource
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -47,8 +47,9 @@ class LoadProbe:
         return wall, max(foreign, 0.0) / max(wall, 1e-9)
 
 
-def time_steps(step: Callable[[], None], warmup: int, repeats: int, max_steps: int,
-               max_foreign: float) -> dict:
+def time_steps(
+    step: Callable[[], None], warmup: int, repeats: int, max_steps: int, max_foreign: float
+) -> dict:
     """Runs `step` (which must block until its work is done) `warmup` times untimed, then
     until `repeats` clean steps or `max_steps` timed steps.
 

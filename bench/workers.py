@@ -35,13 +35,20 @@ def run(script: str, spec: dict, env: dict | None = None) -> dict:
     """Runs `script --worker spec` with the repository on the path and `env` added to this
     process's environment → its reported result (raises with the tail of its stderr if it
     reported none)."""
-    env = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join(
-        p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], env=env,
-                          capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        **(env or {}),
+        PYTHONPATH=os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    proc = subprocess.run(
+        [sys.executable, script, "--worker", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT):])
+            return json.loads(line[len(_RESULT) :])
     raise RuntimeError(f"worker {spec} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 

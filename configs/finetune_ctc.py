@@ -41,11 +41,11 @@ from unispeech_jax import config as config_lib
 
 def get_config():
     c = config_lib.load_file(
-        __file__.replace('finetune_ctc.py', 'tiny.py')
+        __file__.replace("finetune_ctc.py", "tiny.py")
     ).copy_and_resolve_references()
     c.unlock()
     c.total_steps = 500
-    c.model.objective = 'ctc'
+    c.model.objective = "ctc"
     c.model.mask_time_prob = 0.25
     c.model.mask_channel_prob = 0.25
     c.model.mask_channel_length = 16
@@ -53,10 +53,10 @@ def get_config():
     c.data.crop = False
     c.data.labelled_fraction = 1.0
     c.data.labelled_only = True  # with labelled_fraction < 1: the labelled subset only
-    c.optim.schedule = 'tri_stage'
+    c.optim.schedule = "tri_stage"
     c.optim.lr = 3e-4
     c.optim.phase_ratio = (0.1, 0.4, 0.5)
     c.optim.freeze_steps = 100
-    c.optim.freeze_regex = r'^(?!lm_head/)'
+    c.optim.freeze_regex = r"^(?!lm_head/)"
     c.lock()
     return c

@@ -33,11 +33,11 @@ def get_config():
     c.eval_max_batches = 50
 
     d = c.data
-    d.labels = ''  # pre-training reads km, mel and text, no phone transcripts
+    d.labels = ""  # pre-training reads km, mel and text, no phone transcripts
     d.max_label_len = 16
     d.max_samples_per_batch = 2 * 32 * 90 * 16_000
     d.batch_multiple = 64
-    d.km_labels = 'km'
+    d.km_labels = "km"
     d.km_clusters = 500
     d.log_mel = True
     d.text_ratio = 0.5

@@ -36,14 +36,14 @@ def get_config():
 
     d = c.data
     d.corpus.hours = 2.0
-    d.labels = ''  # no phone transcripts: pre-training reads km, mel and text
+    d.labels = ""  # no phone transcripts: pre-training reads km, mel and text
     d.max_label_len = 16
     d.max_sample_len = 64_000
     d.bucket_boundaries = (32_000, 48_000, 64_000)
     d.max_samples_per_batch = 256_000
     d.batch_multiple = 4
     d.num_parallel_calls = 2
-    d.km_labels = 'km'
+    d.km_labels = "km"
     d.km_clusters = 100
     d.log_mel = True
     d.text_ratio = 0.5
@@ -52,7 +52,7 @@ def get_config():
 
     c.model = speecht5.default_config()
     m = c.model
-    m.feature_encoder = 'log_mel'  # as configs/tiny.py: cheaper on CPU, learns sooner
+    m.feature_encoder = "log_mel"  # as configs/tiny.py: cheaper on CPU, learns sooner
     # The log-mel front end reads only conv_dim[-1] (its conv's channels); with the conv
     # front end, narrow first convs: they dominate the cost at high frame rates.
     m.conv_dim = (128,) * 3 + (256,) * 4

@@ -95,7 +95,7 @@ def get_config():
     m = c.model
     # Log-mel frames in place of the waveform conv stack: 2x the steps per minute, and the
     # per-utterance normalisation carries over to unheard voices (see the docstring).
-    m.feature_encoder = 'log_mel'
+    m.feature_encoder = "log_mel"
     # With the conv front end, narrow first three convs: they run at 3200-12800 frames/s of
     # audio (measured 2.40 s vs 1.15 s fwd+bwd per 64 audio-s). The log-mel front end reads
     # only the last entry (its conv's channels) and the kernels/strides (its frame geometry).

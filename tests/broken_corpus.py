@@ -44,8 +44,14 @@ def write_split(root: Path, split: str, lengths, seed: int = 0, wav_dir: str = "
     (root / f"{split}.wrd").write_text("\n".join(wrd) + "\n", encoding="utf-8")
 
 
-def write_corpus(root: Path, n_train: int = 48, n_valid: int = 13, seed: int = 0,
-                 min_len: int = 1000, max_len: int = 12000) -> Path:
+def write_corpus(
+    root: Path,
+    n_train: int = 48,
+    n_valid: int = 13,
+    seed: int = 0,
+    min_len: int = 1000,
+    max_len: int = 12000,
+) -> Path:
     """Writes train/valid splits with lengths uniform in [min_len, max_len] + dict.phn.txt."""
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -56,6 +62,7 @@ def write_corpus(root: Path, n_train: int = 48, n_valid: int = 13, seed: int = 0
 
 
 # ----------------------------------------------------------------------------- breakage
+
 
 def audio_path(root: Path, split: str, u: int) -> Path:
     return Path(root) / "wav" / split / f"{u:04d}.flac"

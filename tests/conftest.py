@@ -7,8 +7,8 @@ import pytest
 # The tests check values, not speed: LLVM's optimisation passes are half of every XLA CPU
 # compilation of the micro models (measured 15.6 s -> 7.2 s for one train step's builds) and
 # buy nothing at these sizes. Set before any test module imports JAX; subprocesses inherit it.
-TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
-os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +75,13 @@ def reference_run(tiny_corpus, shared_dir, compile_cache):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not result.exists():
             workdir = shared_dir / "reference_run"
-            out = subprocess.run(micro.train_command(workdir, *micro.REFERENCE_ARGS),
-                                 env=micro.subprocess_env(compile_cache), capture_output=True,
-                                 text=True, timeout=900)
+            out = subprocess.run(
+                micro.train_command(workdir, *micro.REFERENCE_ARGS),
+                env=micro.subprocess_env(compile_cache),
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             assert out.returncode == 0, out.stderr[-4000:]
             result.write_text(json.dumps(micro.train_losses(workdir)))
     return {int(k): v for k, v in json.loads(result.read_text()).items()}

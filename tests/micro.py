@@ -14,43 +14,43 @@ from unispeech_jax import config as config_lib
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 MICRO = [
-    'total_steps=6',
-    'log_every=1',
-    'eval_every=6',
-    'checkpoint_every=2',
-    'eval_max_batches=2',
-    'data.corpus.hours=0.02',
-    'data.max_sample_len=32000',
-    'data.bucket_boundaries=(16000,32000)',
-    'data.max_samples_per_batch=64000',
-    'data.batch_multiple=2',
-    'model.feature_encoder=conv',  # the paper's front end: the one the HF parity tests check
-    'model.conv_dim=(32,32,32,32,32,32,32)',
-    'model.hidden_size=32',
-    'model.num_layers=2',
-    'model.num_heads=2',
-    'model.intermediate_size=64',
-    'model.num_conv_pos_embeddings=16',
-    'model.num_conv_pos_embedding_groups=4',
-    'model.num_codevectors_per_group=16',
-    'model.codevector_dim=32',
-    'model.proj_codevector_dim=32',
-    'model.num_negatives=10',
-    'optim.warmup_steps=2',
-    'peak_flops_per_device=1e10',
+    "total_steps=6",
+    "log_every=1",
+    "eval_every=6",
+    "checkpoint_every=2",
+    "eval_max_batches=2",
+    "data.corpus.hours=0.02",
+    "data.max_sample_len=32000",
+    "data.bucket_boundaries=(16000,32000)",
+    "data.max_samples_per_batch=64000",
+    "data.batch_multiple=2",
+    "model.feature_encoder=conv",  # the paper's front end: the one the HF parity tests check
+    "model.conv_dim=(32,32,32,32,32,32,32)",
+    "model.hidden_size=32",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.intermediate_size=64",
+    "model.num_conv_pos_embeddings=16",
+    "model.num_conv_pos_embedding_groups=4",
+    "model.num_codevectors_per_group=16",
+    "model.codevector_dim=32",
+    "model.proj_codevector_dim=32",
+    "model.num_negatives=10",
+    "optim.warmup_steps=2",
+    "peak_flops_per_device=1e10",
 ]
 # The runs of the fault and multi-process tests: long enough to be interrupted twice.
 REFERENCE_ARGS = (
-    '--config.total_steps=16',
-    '--config.eval_every=16',
-    '--config.checkpoint_every=2',
+    "--config.total_steps=16",
+    "--config.eval_every=16",
+    "--config.checkpoint_every=2",
 )
 
 
 def micro_config(**overrides):
     """The micro config with `key=value` overrides (dotted keys via `**{'a.b': v}`)."""
-    c = config_lib.load_file(REPO / 'configs' / 'tiny.py')
-    config_lib.apply_overrides(c, MICRO + [f'{k}={v!r}' for k, v in overrides.items()])
+    c = config_lib.load_file(REPO / "configs" / "tiny.py")
+    config_lib.apply_overrides(c, MICRO + [f"{k}={v!r}" for k, v in overrides.items()])
     return c
 
 
@@ -60,16 +60,16 @@ def get_config():
 
 def train_losses(workdir) -> dict[int, float]:
     """{step: loss} of the train records in a workdir's metrics.jsonl."""
-    text = (pathlib.Path(workdir) / 'metrics.jsonl').read_text()
+    text = (pathlib.Path(workdir) / "metrics.jsonl").read_text()
     rows = [json.loads(line) for line in text.splitlines()]
-    return {r['step']: r['loss'] for r in rows if r['split'] == 'train'}
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
 
 
 def last_logged_step(workdir) -> int:
     """The step of the last complete train record in metrics.jsonl (0 if none yet)."""
-    path = pathlib.Path(workdir) / 'metrics.jsonl'
-    lines = path.read_text().split('\n')[:-1] if path.exists() else []  # [-1]: cut, or ''
-    steps = [json.loads(line)['step'] for line in lines if '"split": "train"' in line]
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []  # [-1]: cut, or ''
+    steps = [json.loads(line)["step"] for line in lines if '"split": "train"' in line]
     return steps[-1] if steps else 0
 
 
@@ -82,19 +82,19 @@ def subprocess_env(compile_cache) -> dict[str, str]:
     re-execution itself."""
     return dict(
         os.environ,
-        GLIBC_TUNABLES='glibc.malloc.hugetlb=0',
-        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]),
-        PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ['PATH']]),
-        JAX_PLATFORMS='cpu',
+        GLIBC_TUNABLES="glibc.malloc.hugetlb=0",
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
+        JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=str(compile_cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
 
 
 def train_args(workdir, *args) -> list[str]:
     """Arguments of `python -m unispeech_jax.train` for this config, plus flags / overrides."""
-    return ['--config', str(pathlib.Path(__file__)), '--workdir', str(workdir), *args]
+    return ["--config", str(pathlib.Path(__file__)), "--workdir", str(workdir), *args]
 
 
 def train_command(workdir, *args) -> list[str]:
-    return [sys.executable, '-m', 'unispeech_jax.train', *train_args(workdir, *args)]
+    return [sys.executable, "-m", "unispeech_jax.train", *train_args(workdir, *args)]

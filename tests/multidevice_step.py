@@ -24,7 +24,7 @@ from unispeech_jax import models, optim, sharding, train  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402
 
 # (data, fsdp, tensor) sizes: data parallel, FSDP with data, pure FSDP, all three axes.
-MESHES = {'unispeech': ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2)), 'speecht5': ((4, 2, 1),)}
+MESHES = {"unispeech": ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2)), "speecht5": ((4, 2, 1),)}
 
 
 def run_steps(config, devices, batches):
@@ -37,8 +37,8 @@ def run_steps(config, devices, batches):
     rules = sharding.rules(config.mesh)
     init_fn = train.make_init_fn(family, module, tx, family.dummy_batch(config.data))
     state, shardings = sharding.init_sharded(init_fn, jax.random.key(0), mesh, rules)
-    param_bytes = sharding.bytes_per_device(state['params'])
-    opt_bytes = sharding.bytes_per_device(state['opt_state'])
+    param_bytes = sharding.bytes_per_device(state["params"])
+    opt_bytes = sharding.bytes_per_device(state["opt_state"])
     step = jax.jit(
         train.make_train_step(family, module, tx, lr_fn, config, None),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
@@ -54,13 +54,18 @@ def run_steps(config, devices, batches):
 
 def micro_config(family):
     """The family's micro config with an 8-way splittable batch and no dropout."""
-    if family == 'unispeech':
-        return micro.micro_config(**{'data.batch_multiple': 8, 'model.hidden_dropout': 0.0})
-    dropouts = ('hidden_dropout', 'attention_dropout', 'activation_dropout',
-                'positional_dropout', 'speech_decoder_prenet_dropout',
-                'speech_decoder_postnet_dropout')
+    if family == "unispeech":
+        return micro.micro_config(**{"data.batch_multiple": 8, "model.hidden_dropout": 0.0})
+    dropouts = (
+        "hidden_dropout",
+        "attention_dropout",
+        "activation_dropout",
+        "positional_dropout",
+        "speech_decoder_prenet_dropout",
+        "speech_decoder_postnet_dropout",
+    )
     return test_train_speecht5.micro_config(
-        **{'data.batch_multiple': 8, **{f'model.{k}': 0.0 for k in dropouts}}
+        **{"data.batch_multiple": 8, **{f"model.{k}": 0.0 for k in dropouts}}
     )
 
 
@@ -70,22 +75,22 @@ def main():
     config = micro_config(family)
     it = pipeline.make_train_iter(config.data, seed=0, process_index=0, process_count=1)
     batches = [next(it)]
-    if family == 'speecht5':  # one speech and one text batch, in either order
-        while ('text' in batches[-1]) == ('text' in batches[0]):
+    if family == "speecht5":  # one speech and one text batch, in either order
+        while ("text" in batches[-1]) == ("text" in batches[0]):
             batches.append(next(it))
         batches = [batches[0], batches[-1]]
-    results = {'1': run_steps(config, jax.devices()[:1], batches)}
+    results = {"1": run_steps(config, jax.devices()[:1], batches)}
     for shape in MESHES[family]:
         config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = shape
         # 'auto' is the FFT positional conv on CPU at this width; GPU/TPU users get the
         # convolution, whose gradient XLA once partitioned wrongly on data x tensor meshes:
         # the three-axis mesh runs the convolution, fsdp=8 the tap-matmul kernel gradient
         # (the implementations agree to rounding, test_unispeech_model).
-        if family == 'unispeech':
-            config.model.pos_conv_impl = {(2, 2, 2): 'conv', (1, 8, 1): 'taps'}.get(shape, 'auto')
-        results['x'.join(map(str, shape))] = run_steps(config, jax.devices(), batches)
+        if family == "unispeech":
+            config.model.pos_conv_impl = {(2, 2, 2): "conv", (1, 8, 1): "taps"}.get(shape, "auto")
+        results["x".join(map(str, shape))] = run_steps(config, jax.devices(), batches)
     print(json.dumps(results))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -3,10 +3,10 @@ pipeline applies them to training batches only, reproducibly, within the batch r
 
 import json
 
+import broken_corpus as bc
 import numpy as np
 import pytest
 
-import broken_corpus as bc
 from unispeech_jax.data import augment as A
 from unispeech_jax.data import pipeline as P
 
@@ -20,6 +20,7 @@ def peak_hz(x):
 
 class FixedRng:
     """Stands in for a generator: every uniform draw returns its upper bound times `at`."""
+
     def __init__(self, at):
         self.at = at
 
@@ -69,7 +70,7 @@ def test_equaliser_gain_matches_its_curve():
     measured = 20 * np.log10(np.abs(np.fft.rfft(y)) / np.abs(np.fft.rfft(x)))
     expected = A.eq_gain_db(freqs, tilt, bumps)
     np.testing.assert_allclose(measured[1:-1], expected[1:-1], atol=1e-3)
-    assert np.ptp(expected) > 3.0   # the draw changed something audible
+    assert np.ptp(expected) > 3.0  # the draw changed something audible
     # The curve itself: 0 dB tilt contribution at 1 kHz, `tilt` dB one octave up.
     assert A.eq_gain_db(np.array([2000.0]), 2.0, np.zeros(6))[0] == pytest.approx(2.0)
     assert A.eq_gain_db(np.array([1000.0]), 2.0, np.zeros(6))[0] == pytest.approx(0.0)
@@ -84,9 +85,17 @@ def test_config_checks():
         P._resolve({**SMALL, "augment_speed": 0.1, "km_labels": "km"})
 
 
-SMALL = dict(source="manifest", min_sample_len=1000, max_sample_len=8000,
-             bucket_boundaries=(2000, 4000, 8000), max_samples_per_batch=16000,
-             batch_multiple=2, max_label_len=32, prefetch=2, num_parallel_calls=2)
+SMALL = dict(
+    source="manifest",
+    min_sample_len=1000,
+    max_sample_len=8000,
+    bucket_boundaries=(2000, 4000, 8000),
+    max_samples_per_batch=16000,
+    batch_multiple=2,
+    max_label_len=32,
+    prefetch=2,
+    num_parallel_calls=2,
+)
 AUG = dict(augment_speed=0.15, augment_tilt_db=2.0, augment_bumps_db=4.0)
 
 

@@ -20,7 +20,9 @@ import timing  # noqa: E402
 
 
 def test_time_steps_keeps_clean_steps_and_flags_loaded_runs():
-    clean = timing.time_steps(lambda: time.sleep(0.01), warmup=1, repeats=3, max_steps=5, max_foreign=1e9)
+    clean = timing.time_steps(
+        lambda: time.sleep(0.01), warmup=1, repeats=3, max_steps=5, max_foreign=1e9
+    )
     assert len(clean["times"]) == 3 and clean["dropped"] == 0 and not clean["loaded"]
     assert 0.01 <= clean["min"] <= clean["median"] <= clean["max"] and clean["page_faults"] >= 0
     # Every step counts as loaded: all max_steps are kept, flagged, and counted as dropped.
@@ -31,12 +33,21 @@ def test_time_steps_keeps_clean_steps_and_flags_loaded_runs():
 def test_rounds_pool_their_clean_steps():
     import step_vs_hf
 
-    rows = [dict(times=[3.0, 3.2], median=3.1, min=3.0, max=3.2, dropped=1, loaded=False, compile_s=c)
-            for c in (10.0, 11.0)]
-    rows.append(dict(times=[5.0], median=5.0, min=5.0, max=5.0, dropped=2, loaded=True, compile_s=12.0))
+    rows = [
+        dict(times=[3.0, 3.2], median=3.1, min=3.0, max=3.2, dropped=1, loaded=False, compile_s=c)
+        for c in (10.0, 11.0)
+    ]
+    rows.append(
+        dict(times=[5.0], median=5.0, min=5.0, max=5.0, dropped=2, loaded=True, compile_s=12.0)
+    )
     pooled = step_vs_hf.pool_rounds(rows)
     assert pooled["times"] == [3.0, 3.2, 3.0, 3.2, 5.0] and pooled["median"] == 3.2
-    assert (pooled["min"], pooled["max"], pooled["dropped"], pooled["loaded"]) == (3.0, 5.0, 4, True)
+    assert (pooled["min"], pooled["max"], pooled["dropped"], pooled["loaded"]) == (
+        3.0,
+        5.0,
+        4,
+        True,
+    )
     assert pooled["rounds"] == [3.1, 3.1, 5.0] and pooled["compile_s"] == 11.0  # the middle round's
     assert step_vs_hf.pool_rounds(rows[:1]) is rows[0]
 
@@ -47,27 +58,51 @@ def test_step_vs_hf_prints_one_table(tmp_path):
     out = tmp_path / "results.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "step_vs_hf.py"), "--sizes", "tiny", "--cases", "infer",
-         "--seconds", "1", "--warmup", "0", "--repeats", "1", "--max-steps", "1", "--json", str(out)],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "step_vs_hf.py"),
+            "--sizes",
+            "tiny",
+            "--cases",
+            "infer",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--max-steps",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("| size | case | side |") for line in lines)
     assert any("ours with GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in line for line in lines)
-    assert [line.split("|")[3].strip() for line in lines if line.startswith("| tiny | infer |")] == ["ours", "hf"]
+    assert [
+        line.split("|")[3].strip() for line in lines if line.startswith("| tiny | infer |")
+    ] == ["ours", "hf"]
     results = json.loads(out.read_text())
     assert all(v > 0 for v in results["ceilings"].values())
     by_side = {r["side"]: r for r in results["results"]}
     for r in by_side.values():
-        assert math.isfinite(r["median"]) and r["median"] > 0 and r["flops"] > 0 and r["peak_rss_mb"] > 0
+        assert (
+            math.isfinite(r["median"])
+            and r["median"] > 0
+            and r["flops"] > 0
+            and r["peak_rss_mb"] > 0
+        )
         assert r["page_faults"] >= 0
     ours = by_side["ours"]
     assert ours["compile_s"] > 0 and ours["recompiles"] == 0
     # Analytic FLOPs count matmuls and convs only; XLA's count must be in the same range.
     assert 0.5 < ours["xla_flops"] / ours["flops"] < 1.5
-
-
 
 
 def test_speecht5_cases_at_micro_size():
@@ -86,8 +121,14 @@ def test_speecht5_cases_at_micro_size():
         case = cases.CASES[name]
         hf_model = hf_steps.build(case, "micro")
         config = hf_model.config
-        batch = cases.make_batch(case, 2, 1.0, config.vocab_size, mel_bins=config.num_mel_bins,
-                                 speaker_dim=config.speaker_embedding_dim)
+        batch = cases.make_batch(
+            case,
+            2,
+            1.0,
+            config.vocab_size,
+            mel_bins=config.num_mel_bins,
+            speaker_dim=config.speaker_embedding_dim,
+        )
         model_cfg, module, variables = our_steps.build(case, hf_model, {})
         assert our_steps.analytic_flops(case, model_cfg, batch, config.vocab_size) > 0
         if not case.train:
@@ -107,5 +148,7 @@ def test_conv_vs_torch_prints_every_layer(capsys):
     assert [int(r[0]) for r in rows] == list(range(7))
     for r in rows:  # milliseconds to 0.1: a layer this small may print 0.0
         times = [float(v) for v in r[5:11] if v.strip() != "–"]
-        assert len(times) == (4 if r[0].strip() == "0" else 6) and all(math.isfinite(t) and t >= 0 for t in times)
+        assert len(times) == (4 if r[0].strip() == "0" else 6) and all(
+            math.isfinite(t) and t >= 0 for t in times
+        )
     assert "all layers, forward + both gradients: XLA" in out

@@ -53,8 +53,9 @@ def test_layout_labels_and_audio(tiny_corpus):
         labels = {ext: read_lines(root / f"{split}.{ext}") for ext in ("phn", "wrd", "spk", "lang")}
         assert all(len(v) == len(rows) for v in labels.values()), split
         assert len(rows) == info["splits"][split]["utterances"]
-        assert len(rows) >= (corpus.MIN_TRAIN_UTTERANCES if split == "train"
-                             else corpus.MIN_EVAL_UTTERANCES)
+        assert len(rows) >= (
+            corpus.MIN_TRAIN_UTTERANCES if split == "train" else corpus.MIN_EVAL_UTTERANCES
+        )
         voices = set(info["voices"][split])
         for (rel, n), phn, wrd, spk in zip(rows, labels["phn"], labels["wrd"], labels["spk"]):
             audio, rate = sf.read(root / rel, dtype="int16")
@@ -98,8 +99,10 @@ def test_vocabularies_and_sentencepiece(tiny_corpus):
 def test_same_arguments_give_identical_bytes(pair):
     first, second = pair
     assert_same_tree(first, second)
-    assert set(read_lines(first / "train.lang")) | set(read_lines(first / "test.lang")) == \
-        {"en-us", "es"}
+    assert set(read_lines(first / "train.lang")) | set(read_lines(first / "test.lang")) == {
+        "en-us",
+        "es",
+    }
 
 
 def test_other_seed_gives_other_corpus(pair, tmp_path):
@@ -128,12 +131,15 @@ def test_noise_and_reverb_write_clean_counterparts(tmp_path):
 
 def test_text_file(tmp_path):
     text = tmp_path / "sentences.txt"
-    text.write_text("The cat sat on the mat of the house.\n"
-                    "I paid 5 dollars for it.\n"  # digits: dropped
-                    "Well-known authors don't always write good books!\n"
-                    "es\tEl perro come en la casa de mi madre.\n"
-                    "It is one of the best things in the world.\n"
-                    "He went to the store and bought some bread.\n", encoding="utf-8")
+    text.write_text(
+        "The cat sat on the mat of the house.\n"
+        "I paid 5 dollars for it.\n"  # digits: dropped
+        "Well-known authors don't always write good books!\n"
+        "es\tEl perro come en la casa de mi madre.\n"
+        "It is one of the best things in the world.\n"
+        "He went to the store and bought some bread.\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "c"
     corpus.generate(out, hours=0.002, languages=("en-us", "es"), text_file=text, quiet=True)
     wrd = {s: set(read_lines(out / f"{s}.wrd")) for s in SPLITS}
@@ -148,9 +154,19 @@ def test_text_file(tmp_path):
 def test_unknown_language_is_named(tmp_path):
     with pytest.raises(ValueError, match="xx-nope"):
         corpus.generate(tmp_path / "c", hours=0.01, languages=("en-us", "xx-nope"))
-    cli = subprocess.run([sys.executable, "-m", "unispeech_jax.data.corpus", "--out",
-                          str(tmp_path / "d"), "--languages", "klingon"],
-                         capture_output=True, text=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unispeech_jax.data.corpus",
+            "--out",
+            str(tmp_path / "d"),
+            "--languages",
+            "klingon",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 2 and "klingon" in cli.stderr
 
 
@@ -164,8 +180,12 @@ def test_normalise_text():
 
 def test_ipa_words_and_alignment():
     raw = "h_ə_l_ˈoʊ_ w_ˈɜː_l_d (en)_ð_ə_(de) ʌ_v_ð_ə"
-    assert corpus.ipa_words(raw) == [["h", "ə", "l", "oʊ"], ["w", "ɜː", "l", "d"], ["ð", "ə"],
-                                     ["ʌ", "v", "ð", "ə"]]
+    assert corpus.ipa_words(raw) == [
+        ["h", "ə", "l", "oʊ"],
+        ["w", "ɜː", "l", "d"],
+        ["ð", "ə"],
+        ["ʌ", "v", "ð", "ə"],
+    ]
     alone = {"of": ["ʌ", "v"], "the": ["ð", "iː"], "cat": ["k", "æ", "t"]}
     tokens = [["ʌ", "v", "ð", "ə"], ["k", "æ", "t"]]
     got = corpus.align_to_words(tokens, ["of", "the", "cat"], alone.get)

@@ -15,7 +15,7 @@ def _within(value, expected, p_var, n, sigmas=5.0):
     return abs(value - expected) < sigmas * np.sqrt(p_var / n)
 
 
-@pytest.mark.parametrize('keep', [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
 def test_keep_rate_and_independence(keep):
     a = np.asarray(dropout.keep_mask(jax.random.key(0), N, keep))
     b = np.asarray(dropout.keep_mask(jax.random.key(1), N, keep))
@@ -34,14 +34,14 @@ def test_mask_depends_on_the_index_only():
     again = jax.jit(lambda k: dropout.keep_mask(k, (64, 50), 0.7))(jax.random.key(3))
     np.testing.assert_array_equal(whole, again)
     assert not np.array_equal(whole, dropout.keep_mask(jax.random.key(4), (64, 50), 0.7))
-    with pytest.raises(ValueError, match='2\\*\\*32'):
+    with pytest.raises(ValueError, match="2\\*\\*32"):
         dropout.keep_mask(jax.random.key(0), (2**16, 2**16), 0.5)
 
 
 def test_module_follows_the_flax_dropout_contract():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((256, 512)), jnp.float32)
     layer = dropout.Dropout(0.25)
-    rngs = {'dropout': jax.random.key(5)}
+    rngs = {"dropout": jax.random.key(5)}
     np.testing.assert_array_equal(layer.apply({}, x, deterministic=True, rngs=rngs), x)
     np.testing.assert_array_equal(dropout.Dropout(0.0).apply({}, x, deterministic=False), x)
     np.testing.assert_array_equal(
@@ -52,7 +52,7 @@ def test_module_follows_the_flax_dropout_contract():
     np.testing.assert_allclose(y[kept], np.asarray(x)[kept] / 0.75, rtol=1e-6)
     assert _within(kept.mean(), 0.75, 0.75 * 0.25, kept.size)
     np.testing.assert_array_equal(y, layer.apply({}, x, deterministic=False, rngs=rngs))
-    other = layer.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(6)})
+    other = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(6)})
     assert not np.array_equal(y, other)
     bf16 = layer.apply({}, x.astype(jnp.bfloat16), deterministic=False, rngs=rngs)
     assert bf16.dtype == jnp.bfloat16

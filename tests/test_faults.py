@@ -13,10 +13,10 @@ import time
 
 import jax
 import jax.numpy as jnp
+import micro
 import numpy as np
 import pytest
 
-import micro
 from unispeech_jax import checkpoint, train
 from unispeech_jax.models import unispeech
 
@@ -24,16 +24,16 @@ TIMEOUT = 600  # seconds for one subprocess event; generous, the CI host is shar
 
 
 def complete_checkpoints(workdir) -> list[int]:
-    return sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 class Run:
     """One train subprocess on `workdir`, its output in `log` (appended over restarts)."""
 
     def __init__(self, workdir, env, *args):
-        self.workdir, self.log = workdir, workdir.parent / f'{workdir.name}.log'
+        self.workdir, self.log = workdir, workdir.parent / f"{workdir.name}.log"
         self.offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, 'a') as out:
+        with open(self.log, "a") as out:
             self.proc = subprocess.Popen(
                 micro.train_command(workdir, *micro.REFERENCE_ARGS, *args),
                 env=env,
@@ -48,14 +48,14 @@ class Run:
         """Polls `done()` until it is truthy (returned), failing if the run exits first."""
         deadline = time.monotonic() + TIMEOUT
         while not (result := done()):
-            assert self.proc.poll() is None, f'exited early:\n{self.output()[-4000:]}'
-            assert time.monotonic() < deadline, f'timed out:\n{self.output()[-4000:]}'
+            assert self.proc.poll() is None, f"exited early:\n{self.output()[-4000:]}"
+            assert time.monotonic() < deadline, f"timed out:\n{self.output()[-4000:]}"
             time.sleep(0.05)
         return result
 
     def start_step(self) -> int:
         """Blocks until the loop starts (metrics.jsonl is trimmed by then); its first step - 1."""
-        found = self.wait_until(lambda: re.search(r'training steps (\d+)\.\.', self.output()))
+        found = self.wait_until(lambda: re.search(r"training steps (\d+)\.\.", self.output()))
         return int(found.group(1)) - 1
 
     def wait_for_step(self, step: int) -> int:
@@ -74,7 +74,7 @@ def test_kill9_sigterm_and_partial_checkpoint_resume_bit_exact(
     """kill -9 twice at arbitrary steps, a half-written checkpoint planted in between, then
     SIGTERM: the pieced-together run logs the uninterrupted run's losses bit for bit."""
     env = micro.subprocess_env(compile_cache)
-    work = tmp_path / 'w'
+    work = tmp_path / "w"
 
     run = Run(work, env)
     assert run.start_step() == 0
@@ -84,9 +84,9 @@ def test_kill9_sigterm_and_partial_checkpoint_resume_bit_exact(
     run.finish()
     good = complete_checkpoints(work)[-1]
     # What a save killed before its rename leaves: a later step, incomplete. Never restored.
-    partial = work / 'checkpoints' / f'{good + 40}.orbax-checkpoint-tmp-1'
-    shutil.copytree(work / 'checkpoints' / str(good), partial)
-    (partial / 'state' / 'manifest.ocdbt').write_bytes(b'')
+    partial = work / "checkpoints" / f"{good + 40}.orbax-checkpoint-tmp-1"
+    shutil.copytree(work / "checkpoints" / str(good), partial)
+    (partial / "state" / "manifest.ocdbt").write_bytes(b"")
 
     run = Run(work, env)
     assert run.start_step() == good
@@ -99,7 +99,7 @@ def test_kill9_sigterm_and_partial_checkpoint_resume_bit_exact(
     run.proc.send_signal(signal.SIGTERM)
     assert run.finish() == 0, run.output()[-4000:]
     saved = complete_checkpoints(work)[-1]
-    assert saved >= stopped_after and f'SIGTERM: saved step {saved}, exiting' in run.output()
+    assert saved >= stopped_after and f"SIGTERM: saved step {saved}, exiting" in run.output()
     assert micro.last_logged_step(work) == saved < 16  # the step in flight was finished, not lost
 
     run = Run(work, env)
@@ -116,7 +116,7 @@ def poison_step(monkeypatch, bad_step: int):
         loss, metrics = clean(module, params, batch, rng, step, train)
         return loss * jnp.where(step == bad_step, jnp.nan, 1.0), metrics
 
-    monkeypatch.setattr(unispeech, 'loss_fn', poisoned)
+    monkeypatch.setattr(unispeech, "loss_fn", poisoned)
 
 
 def test_nan_stops_before_saving_then_wrong_shape_restore(tiny_corpus_env, tmp_path, monkeypatch):
@@ -124,25 +124,25 @@ def test_nan_stops_before_saving_then_wrong_shape_restore(tiny_corpus_env, tmp_p
     the run; checkpoint 4 stays the newest, finite. Then a model of another width refuses that
     checkpoint with one CheckpointError, and the workdir's config.json is left alone."""
     poison_step(monkeypatch, 4)
-    work = tmp_path / 'w'
+    work = tmp_path / "w"
     config = micro.micro_config(total_steps=8, log_every=100)
-    with pytest.raises(FloatingPointError, match=r'non-finite .* last good checkpoint is step 4'):
+    with pytest.raises(FloatingPointError, match=r"non-finite .* last good checkpoint is step 4"):
         train.train(config, work)
     assert complete_checkpoints(work) == [2, 4]
     params = checkpoint.Checkpoints(work).restore_params()
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
-    saved_config = (work / 'config.json').read_text()
-    with pytest.raises(checkpoint.CheckpointError, match='does not fit this model'):
-        train.train(micro.micro_config(**{'model.hidden_size': 48}), work)
-    assert (work / 'config.json').read_text() == saved_config
+    saved_config = (work / "config.json").read_text()
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit this model"):
+        train.train(micro.micro_config(**{"model.hidden_size": 48}), work)
+    assert (work / "config.json").read_text() == saved_config
 
 
 def test_nan_skip_mode_counts_and_continues(tiny_corpus_env, tmp_path, monkeypatch):
     poison_step(monkeypatch, 4)
-    work = tmp_path / 'w'
+    work = tmp_path / "w"
     result = train.train(micro.micro_config(total_steps=8, skip_nonfinite=True), work, stop_at=6)
-    assert result['step'] == 6 and result['train']['nonfinite_steps'] == 1
+    assert result["step"] == 6 and result["train"]["nonfinite_steps"] == 1
     losses = micro.train_losses(work)
     assert np.isnan(losses[5]) and np.isfinite(losses[6])
     params = checkpoint.Checkpoints(work).restore_params()
@@ -150,22 +150,22 @@ def test_nan_skip_mode_counts_and_continues(tiny_corpus_env, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(
-    'override, message',
+    "override, message",
     [
-        ('--config.model.hiden_size=3', "'model.hiden_size'.*did you mean 'hidden_size'"),
-        ('--config.model.num_layers=four', "'model.num_layers' is of type int; got 'four'"),
-        ('--config.mesh.shape.data=3', 'needs 3 devices, but 1 are available'),
+        ("--config.model.hiden_size=3", "'model.hiden_size'.*did you mean 'hidden_size'"),
+        ("--config.model.num_layers=four", "'model.num_layers' is of type int; got 'four'"),
+        ("--config.mesh.shape.data=3", "needs 3 devices, but 1 are available"),
     ],
 )
 def test_command_line_config_errors_are_one_line(override, message, compile_cache, tmp_path):
     """Exit status 2 and one ConfigError line, before anything is compiled."""
     out = subprocess.run(
-        micro.train_command(tmp_path / 'w', override),
+        micro.train_command(tmp_path / "w", override),
         env=micro.subprocess_env(compile_cache),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
     assert out.returncode == 2, out.stderr[-4000:]
-    assert re.search(f'ConfigError: .*{message}', out.stderr), out.stderr[-4000:]
-    assert 'Traceback' not in out.stderr
+    assert re.search(f"ConfigError: .*{message}", out.stderr), out.stderr[-4000:]
+    assert "Traceback" not in out.stderr

@@ -13,9 +13,7 @@ def speech(tiny_corpus):
     """Three eSpeak utterances (float32 [S] each) and a click-and-silence edge case."""
     rows = (tiny_corpus / "train.tsv").read_text().split("\n")
     root = rows[0]
-    out = [
-        sf.read(f"{root}/{r.split(chr(9))[0]}", dtype="float32")[0] for r in rows[1:4]
-    ]
+    out = [sf.read(f"{root}/{r.split(chr(9))[0]}", dtype="float32")[0] for r in rows[1:4]]
     edge = np.zeros(5000, np.float32)
     edge[2500] = 1.0
     return out + [edge]
@@ -95,8 +93,6 @@ def test_frame_counts_match_the_conv_encoder():
     n = np.arange(400, 40000, 7)
     expected = conv_output_lengths(n, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
     np.testing.assert_array_equal(F.conv_frames(n), expected)
-    assert (
-        F.conv_frames(399) == 0 and F.conv_frames(720) == 2 and F.conv_frames(719) == 1
-    )
+    assert F.conv_frames(399) == 0 and F.conv_frames(720) == 2 and F.conv_frames(719) == 1
     assert F.mfcc(np.zeros(399, np.float32)).shape == (0, 13)
     assert F.mel_frames(16000) == 63 and isinstance(F.mel_frames(16000), int)

@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from unispeech_jax.losses import (
-    contrastive_loss, ctc_feasible, ctc_loss, diversity_loss, mix_ctc_inputs)
+    contrastive_loss,
+    ctc_feasible,
+    ctc_loss,
+    diversity_loss,
+    mix_ctc_inputs,
+)
 
 
 def _cos(a, b):
@@ -46,8 +51,7 @@ def _contrastive_case():
 
 def test_contrastive_matches_reference():
     context, targets, negatives, mask = _contrastive_case()
-    got = jax.jit(contrastive_loss, static_argnums=4)(
-        context, targets, negatives, mask, 0.1)
+    got = jax.jit(contrastive_loss, static_argnums=4)(context, targets, negatives, mask, 0.1)
     want = _contrastive_reference(context, targets, negatives, mask, 0.1)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
     assert float(got[1]) == want[1]
@@ -57,12 +61,14 @@ def test_contrastive_matches_reference():
 def test_contrastive_gradients_finite_and_bf16_inputs():
     context, targets, negatives, mask = _contrastive_case()
     context[0, 0] = 0.0  # zero vector: cosine eps keeps it finite
-    grads = jax.jit(jax.grad(lambda c, q: contrastive_loss(c, q, negatives, mask, 0.1)[0],
-                             argnums=(0, 1)))(jnp.asarray(context), jnp.asarray(targets))
+    grads = jax.jit(
+        jax.grad(lambda c, q: contrastive_loss(c, q, negatives, mask, 0.1)[0], argnums=(0, 1))
+    )(jnp.asarray(context), jnp.asarray(targets))
     assert all(np.all(np.isfinite(g)) for g in grads)
     loss_fn = jax.jit(contrastive_loss, static_argnums=4)
-    loss_bf16 = loss_fn(jnp.asarray(context, jnp.bfloat16),
-                        jnp.asarray(targets, jnp.bfloat16), negatives, mask, 0.1)
+    loss_bf16 = loss_fn(
+        jnp.asarray(context, jnp.bfloat16), jnp.asarray(targets, jnp.bfloat16), negatives, mask, 0.1
+    )
     loss_f32 = loss_fn(context, targets, negatives, mask, 0.1)
     assert loss_bf16[0].dtype == jnp.float32
     np.testing.assert_allclose(loss_bf16[0], loss_f32[0], rtol=0.05)
@@ -99,8 +105,9 @@ def test_ctc_matches_brute_force_with_padding():
     got = jax.jit(ctc_loss)(logits, logit_valid, labels, label_valid)
     for b, (n, m) in enumerate([(6, 3), (5, 2), (4, 1)]):
         log_probs = jax.nn.log_softmax(logits[b, :n].astype(np.float64), -1)
-        np.testing.assert_allclose(got[b], _ctc_reference(np.asarray(log_probs), labels[b, :m]),
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            got[b], _ctc_reference(np.asarray(log_probs), labels[b, :m]), rtol=1e-4
+        )
 
 
 def test_ctc_unlabelled_and_infeasible_examples():
@@ -120,8 +127,7 @@ def test_ctc_unlabelled_and_infeasible_examples():
     assert float(loss[0]) > 0 and float(loss[1]) == 0.0 and float(loss[2]) == 0.0
     raw = loss_fn(logits, logit_valid, labels, label_valid, zero_infeasible=False)
     assert np.isfinite(raw[2]) and raw[2] > 1e3
-    grads = jax.jit(jax.grad(lambda x: ctc_loss(x, logit_valid, labels, label_valid).sum()))(
-        logits)
+    grads = jax.jit(jax.grad(lambda x: ctc_loss(x, logit_valid, labels, label_valid).sum()))(logits)
     assert np.all(np.isfinite(grads))
     np.testing.assert_array_equal(grads[1:], 0.0)
 

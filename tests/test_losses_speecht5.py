@@ -19,9 +19,7 @@ def test_spectrogram_loss_matches_hf_speecht5_loss():
 
     rng = _rng(1)
     b, n, m = 3, 10, 4
-    before, after, target = (
-        rng.standard_normal((b, n, m)).astype(np.float32) for _ in range(3)
-    )
+    before, after, target = (rng.standard_normal((b, n, m)).astype(np.float32) for _ in range(3))
     stop = rng.standard_normal((b, n)).astype(np.float32)
     lengths = np.array([10, 7, 3])
     valid = np.arange(n)[None, :] < lengths[:, None]
@@ -79,18 +77,13 @@ def test_masked_prediction_loss_counts_only_masked_frames():
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
     np.testing.assert_allclose(float(loss), -picked[mask].mean(), rtol=1e-5)
-    np.testing.assert_allclose(
-        float(accuracy), (logits.argmax(-1) == targets)[mask].mean()
-    )
+    np.testing.assert_allclose(float(accuracy), (logits.argmax(-1) == targets)[mask].mean())
     # changing an unmasked frame changes nothing; no masked frame gives 0, not NaN
     logits[1, 0] += 3.0
-    assert float(
-        losses.masked_prediction_loss(logits, targets, mask)[0]
-    ) == pytest.approx(float(loss))
-    assert (
-        float(losses.masked_prediction_loss(logits, targets, jnp.zeros_like(mask))[0])
-        == 0.0
+    assert float(losses.masked_prediction_loss(logits, targets, mask)[0]) == pytest.approx(
+        float(loss)
     )
+    assert float(losses.masked_prediction_loss(logits, targets, jnp.zeros_like(mask))[0]) == 0.0
 
 
 def test_guided_attention_loss_matches_hf():
@@ -102,7 +95,9 @@ def test_guided_attention_loss_matches_hf():
     probs = rng.random((b, h, o, i)).astype(np.float32)
     in_valid = np.arange(i)[None, :] < np.array([[5], [3], [4]])
     out_valid = np.arange(o)[None, :] < np.array([[7], [6], [2]])
-    config = transformers.SpeechT5Config(guided_attention_loss_sigma=0.4, guided_attention_loss_scale=1.0)
+    config = transformers.SpeechT5Config(
+        guided_attention_loss_sigma=0.4, guided_attention_loss_scale=1.0
+    )
     want = SpeechT5GuidedMultiheadAttentionLoss(config)(
         torch.from_numpy(probs), torch.from_numpy(in_valid), torch.from_numpy(out_valid)
     )

@@ -41,7 +41,8 @@ def test_fraction_matches_exact_expectation():
     prob, length, min_masks, size = 0.5, 10, 2, 120
     lengths = np.tile([120, 75, 33], 400)
     mask = jax.jit(span_mask, static_argnums=(2, 3, 4))(
-        jax.random.key(0), jnp.asarray(_valid(lengths, size)), prob, length, min_masks)
+        jax.random.key(0), jnp.asarray(_valid(lengths, size)), prob, length, min_masks
+    )
     counts = np.asarray(mask).sum(1)
     for n in (120, 75, 33):
         got = counts[lengths == n]
@@ -88,8 +89,9 @@ def test_starts_cover_the_whole_valid_range():
 
 
 def test_channel_mask_shape_and_min_masks():
-    mask = np.asarray(jax.jit(channel_mask, static_argnums=(1, 2, 3, 4, 5))(
-        jax.random.key(0), 4, 64, 0.1, 8, 1))
+    mask = np.asarray(
+        jax.jit(channel_mask, static_argnums=(1, 2, 3, 4, 5))(jax.random.key(0), 4, 64, 0.1, 8, 1)
+    )
     assert mask.shape == (4, 64)
     assert np.all(mask.sum(1) >= 8)
     assert not np.asarray(channel_mask(jax.random.key(0), 2, 16, 0.0, 40)).any()  # 40 > dim

@@ -20,9 +20,9 @@ FSDP2 = 0.65  # fsdp=2 (4x2x1, and 2x2x2 where tensor splits some of the rest ag
 def run_on_8_devices(family):
     """multidevice_step.py's JSON: {mesh: [metrics per step, param bytes, opt bytes]}."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
-    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu')
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run(
-        [sys.executable, str(HERE / 'multidevice_step.py'), str(HERE), family],
+        [sys.executable, str(HERE / "multidevice_step.py"), str(HERE), family],
         env=env,
         capture_output=True,
         text=True,
@@ -32,36 +32,35 @@ def run_on_8_devices(family):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def unispeech_meshes(tiny_corpus_env):
-    return run_on_8_devices('unispeech')
+    return run_on_8_devices("unispeech")
 
 
 def test_meshes_match_single_device_and_fsdp_shrinks_state(unispeech_meshes):
     results = dict(unispeech_meshes)
-    (single,), param_bytes, opt_bytes = results.pop('1')
+    (single,), param_bytes, opt_bytes = results.pop("1")
     for mesh, ((metrics,), *_) in results.items():
-        for key in ('loss', 'grad_norm', 'contrastive', 'ctc'):
+        for key in ("loss", "grad_norm", "contrastive", "ctc"):
             np.testing.assert_allclose(metrics[key], single[key], rtol=2e-5, err_msg=(mesh, key))
     # Fullest device's bytes of params and of optimizer state, relative to a whole replica.
     ratios = {m: (r[1] / param_bytes, r[2] / opt_bytes) for m, r in results.items()}
-    assert ratios['8x1x1'] == (1.0, 1.0), ratios  # data parallel replicates
+    assert ratios["8x1x1"] == (1.0, 1.0), ratios  # data parallel replicates
     # fsdp=8 splits the model dimension of every large array 8 ways; biases, norms and the
     # codebook stay whole, hence not exactly 1/8.
-    assert max(ratios['1x8x1']) < FSDP8, ratios
-    assert max(ratios['4x2x1']) < FSDP2, ratios
-    assert max(ratios['2x2x2']) < FSDP2, ratios  # tensor splits further what fsdp=2 left
+    assert max(ratios["1x8x1"]) < FSDP8, ratios
+    assert max(ratios["4x2x1"]) < FSDP2, ratios
+    assert max(ratios["2x2x2"]) < FSDP2, ratios  # tensor splits further what fsdp=2 left
 
 
 def test_speecht5_joint_steps_on_fsdp_data_mesh_match_single_device(tiny_corpus_env):
     """A speech step and a text step, the second from the state the first left."""
-    results = run_on_8_devices('speecht5')
-    single, param_bytes, _ = results['1']
-    multi, multi_bytes, _ = results['4x2x1']
+    results = run_on_8_devices("speecht5")
+    single, param_bytes, _ = results["1"]
+    multi, multi_bytes, _ = results["4x2x1"]
     for one, eight in zip(single, multi):
-        kind = 'text' if 'text/mle' in one else 'speech'
-        parts = ('mle', 'diversity') if kind == 'text' else ('mlm', 'l1', 'bce', 'diversity')
-        for key in ('loss', 'grad_norm', *(f'{kind}/{p}' for p in parts)):
+        kind = "text" if "text/mle" in one else "speech"
+        parts = ("mle", "diversity") if kind == "text" else ("mlm", "l1", "bce", "diversity")
+        for key in ("loss", "grad_norm", *(f"{kind}/{p}" for p in parts)):
             np.testing.assert_allclose(eight[key], one[key], rtol=2e-5, err_msg=key)
     assert multi_bytes < 0.6 * param_bytes, results
-

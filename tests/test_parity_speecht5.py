@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 from unispeech_jax import decoding
 from unispeech_jax.convert import hf_speecht5 as conv
 from unispeech_jax.models import speecht5, vocoder
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
 
 ATOL = 1e-4
 VOCAB = 13
@@ -99,9 +100,7 @@ def _base():
 def _apply(args, method, variables, *inputs, **kwargs):
     """Jitted `SpeechT5.<method>` (compiled once per method and input shapes, for all tests)."""
     module = speecht5.SpeechT5(args, VOCAB)
-    return module.apply(
-        variables, *inputs, method=getattr(speecht5.SpeechT5, method), **kwargs
-    )
+    return module.apply(variables, *inputs, method=getattr(speecht5.SpeechT5, method), **kwargs)
 
 
 def _audio():
@@ -116,9 +115,7 @@ def _audio():
 
 def _tokens(length, pad_from, seed):
     """int32 [2, length] ids in [3, VOCAB); row 1 padded from `pad_from` on."""
-    tokens = (
-        np.random.default_rng(seed).integers(3, VOCAB, (2, length)).astype(np.int32)
-    )
+    tokens = np.random.default_rng(seed).integers(3, VOCAB, (2, length)).astype(np.int32)
     tokens[1, pad_from:] = PAD
     return tokens
 
@@ -129,9 +126,7 @@ def _t(x):
 
 def _close(ours, theirs, what, valid=None):
     ours = np.asarray(ours)
-    theirs = (
-        theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
-    )
+    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
     assert ours.shape == theirs.shape, (what, ours.shape, theirs.shape)
     if valid is not None:
         ours, theirs = ours[valid], theirs[valid]
@@ -163,15 +158,11 @@ def test_speech_to_text_parity():
             decoder_attention_mask=_t(tokens != PAD).long(),
         )
     enc = _apply(args, "encode_speech", variables, audio, mask)
-    logits, _ = _apply(
-        args, "decode_text", variables, tokens, enc["hidden"], enc["valid"]
-    )
+    logits, _ = _apply(args, "decode_text", variables, tokens, enc["hidden"], enc["valid"])
     valid = np.asarray(enc["valid"])
     assert (
         valid.sum(1).tolist()
-        == model.speecht5.encoder.prenet._get_feat_extract_output_lengths(
-            _t(SAMPLES)
-        ).tolist()
+        == model.speecht5.encoder.prenet._get_feat_extract_output_lengths(_t(SAMPLES)).tolist()
     )
     _close(enc["hidden"], ref.encoder_last_hidden_state, "S2T encoder output", valid)
     _close(logits, ref.logits, "S2T text logits", tokens != PAD)
@@ -198,9 +189,7 @@ def _speech_inputs(seed):
 
 
 def _run_speech_decoder(args, variables, enc, mel_in, speaker):
-    out, _ = _apply(
-        args, "decode_speech", variables, mel_in, speaker, enc["hidden"], enc["valid"]
-    )
+    out, _ = _apply(args, "decode_speech", variables, mel_in, speaker, enc["hidden"], enc["valid"])
     after = _apply(args, "postnet", variables, out["mel_before"])
     return out["mel_before"], after, out["stop_logits"]
 
@@ -272,9 +261,7 @@ def test_round_trip_exact(hf_class):
     variables = _base()[1]
     variables = {
         **variables,
-        "batch_stats": jax.tree.map(
-            lambda x: x + np.float32(0.25), variables["batch_stats"]
-        ),
+        "batch_stats": jax.tree.map(lambda x: x + np.float32(0.25), variables["batch_stats"]),
     }
     hf_model = getattr(transformers, hf_class)(_config())
     state = conv.to_hf(variables, hf_class)
@@ -303,14 +290,10 @@ def test_relative_position_bias_matches_definition():
     """logits[i, j] gain (q_i/sqrt(d)) · E[clip(i − j, −M, M−1) + M], for every pair."""
     t, m, hd = 11, 3, 4
     table = np.random.default_rng(7).standard_normal((2 * m, hd)).astype(np.float32)
-    gathered = speecht5.RelativePositionalEncoding(hd, m).apply(
-        {"params": {"pe_k": table}}, t
-    )
+    gathered = speecht5.RelativePositionalEncoding(hd, m).apply({"params": {"pe_k": table}}, t)
     for i in range(t):
         for j in range(t):
-            np.testing.assert_array_equal(
-                gathered[i, j], table[min(max(i - j, -m), m - 1) + m]
-            )
+            np.testing.assert_array_equal(gathered[i, j], table[min(max(i - j, -m), m - 1) + m])
     # inside the attention: with zero keys the logits are exactly the relative term
     attn = speecht5.Attention(8, 2)
     x = jnp.asarray(np.random.default_rng(8).standard_normal((1, t, 8)), jnp.float32)
@@ -330,22 +313,18 @@ def test_relative_position_bias_matches_definition():
         gathered,
         capture_intermediates=lambda mdl, name: name == "__call__",
     )
-    q = (
-        np.asarray(x[0]) @ params["q_proj"]["kernel"] + params["q_proj"]["bias"]
-    ).reshape(t, 2, hd) / np.sqrt(hd)
+    q = (np.asarray(x[0]) @ params["q_proj"]["kernel"] + params["q_proj"]["bias"]).reshape(
+        t, 2, hd
+    ) / np.sqrt(hd)
     want = np.einsum("qhd,qkd->hqk", q, np.asarray(gathered))
     probs = np.exp(want - want.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    v = (
-        np.asarray(x[0]) @ params["v_proj"]["kernel"] + params["v_proj"]["bias"]
-    ).reshape(t, 2, hd)
+    v = (np.asarray(x[0]) @ params["v_proj"]["kernel"] + params["v_proj"]["bias"]).reshape(t, 2, hd)
     out = (
         np.einsum("hqk,khd->qhd", probs, v).reshape(t, 8) @ params["out_proj"]["kernel"]
         + params["out_proj"]["bias"]
     )
-    np.testing.assert_allclose(
-        state["intermediates"]["__call__"][0][0][0], out, atol=1e-5
-    )
+    np.testing.assert_allclose(state["intermediates"]["__call__"][0][0][0], out, atol=1e-5)
 
 
 def test_incremental_decoding_equals_full_sequence():
@@ -360,12 +339,8 @@ def test_incremental_decoding_equals_full_sequence():
     tokens = _tokens(7, 7, seed=9)
     mel_in, speaker = _speech_inputs(10)
     enc = _apply(args, "encode_speech", variables, audio, mask)
-    logits, _ = _apply(
-        args, "decode_text", variables, tokens, enc["hidden"], enc["valid"]
-    )
-    full, _ = _apply(
-        args, "decode_speech", variables, mel_in, speaker, enc["hidden"], enc["valid"]
-    )
+    logits, _ = _apply(args, "decode_text", variables, tokens, enc["hidden"], enc["valid"])
+    full, _ = _apply(args, "decode_speech", variables, mel_in, speaker, enc["hidden"], enc["valid"])
 
     cache = speecht5.init_cache(args, 2, 8)
     steps = []
@@ -438,15 +413,9 @@ def test_prenet_dropout_is_explicit_and_shared_by_the_batch():
     off_a = prenet.apply(params, mel)
     off_b = prenet.apply(params, mel)
     np.testing.assert_array_equal(off_a, off_b)
-    on = prenet.apply(
-        params, mel, prenet_dropout=True, rngs={"prenet": jax.random.key(1)}
-    )
-    again = prenet.apply(
-        params, mel, prenet_dropout=True, rngs={"prenet": jax.random.key(1)}
-    )
-    other = prenet.apply(
-        params, mel, prenet_dropout=True, rngs={"prenet": jax.random.key(2)}
-    )
+    on = prenet.apply(params, mel, prenet_dropout=True, rngs={"prenet": jax.random.key(1)})
+    again = prenet.apply(params, mel, prenet_dropout=True, rngs={"prenet": jax.random.key(1)})
+    other = prenet.apply(params, mel, prenet_dropout=True, rngs={"prenet": jax.random.key(2)})
     np.testing.assert_array_equal(on, again)
     assert not np.allclose(on, off_a) and not np.allclose(on, other)
     np.testing.assert_array_equal(on[0], on[1])  # one mask for the whole batch
@@ -455,9 +424,7 @@ def test_prenet_dropout_is_explicit_and_shared_by_the_batch():
 def test_cross_modal_quantizer_replaces_a_fraction_of_valid_positions():
     args, variables = _base()
     module = speecht5.SpeechT5(args, VOCAB)
-    hidden = jnp.asarray(
-        np.random.default_rng(2).standard_normal((4, 200, 32)), jnp.float32
-    )
+    hidden = jnp.asarray(np.random.default_rng(2).standard_normal((4, 200, 32)), jnp.float32)
     valid = jnp.arange(200)[None, :] < jnp.array([[200], [150], [100], [50]])
     out = module.apply(
         variables,
@@ -515,8 +482,9 @@ def test_asr_loss_matches_speech_to_text_loss():
             attention_mask=_t(mask).long(),
             labels=_t(np.where(valid, labels, -100)).long(),
         ).loss
-    batch = dict(audio=audio, audio_mask=mask, text=labels, text_mask=valid,
-                 weight=np.ones(2, np.float32))
+    batch = dict(
+        audio=audio, audio_mask=mask, text=labels, text_mask=valid, weight=np.ones(2, np.float32)
+    )
     loss, metrics = _task_loss(dataclasses.replace(args, task="asr"), variables, batch)
     _close_loss(loss, want, "ASR loss")
     assert 0.0 <= float(metrics["asr/accuracy"]) <= 1.0
@@ -543,8 +511,9 @@ def test_tts_loss_matches_text_to_speech_loss(speaker):
             decoder_attention_mask=_t(mel_mask).long(),
             speaker_embeddings=_t(embedding) if speaker else None,
         ).loss
-    batch = dict(text=tokens, text_mask=token_mask, mel=mel, mel_mask=mel_mask,
-                 weight=np.ones(2, np.float32))
+    batch = dict(
+        text=tokens, text_mask=token_mask, mel=mel, mel_mask=mel_mask, weight=np.ones(2, np.float32)
+    )
     if speaker:
         batch["speaker_embedding"] = embedding
     loss, metrics = _task_loss(dataclasses.replace(args, task="tts"), variables, batch)
@@ -569,7 +538,10 @@ def test_greedy_asr_matches_hf_generate():
     steps = 8
     with torch.no_grad():
         want = model.generate(
-            _t(audio), attention_mask=_t(mask).long(), max_new_tokens=steps, num_beams=1,
+            _t(audio),
+            attention_mask=_t(mask).long(),
+            max_new_tokens=steps,
+            num_beams=1,
             do_sample=False,
         ).numpy()[:, 1:]  # HF's first column is the start token
     want = np.pad(want, ((0, 0), (0, steps - want.shape[1])), constant_values=PAD)

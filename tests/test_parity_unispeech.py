@@ -32,11 +32,26 @@ SAMPLES = (3200, 2300)  # second example padded
 def _hf_config(family, norm, stable, pos_kernel=16):
     cls = transformers.UniSpeechConfig if family == "unispeech" else transformers.Wav2Vec2Config
     kw = dict(
-        conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), conv_bias=norm == "layer",
-        feat_extract_norm=norm, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        do_stable_layer_norm=stable, num_conv_pos_embeddings=pos_kernel, num_conv_pos_embedding_groups=4,
-        num_codevector_groups=2, num_codevectors_per_group=8, codevector_dim=16, proj_codevector_dim=12,
-        vocab_size=VOCAB, mask_time_prob=0.05, mask_time_length=2, layer_norm_eps=1e-5,
+        conv_dim=(16, 16, 16),
+        conv_kernel=(10, 3, 2),
+        conv_stride=(5, 2, 2),
+        conv_bias=norm == "layer",
+        feat_extract_norm=norm,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        do_stable_layer_norm=stable,
+        num_conv_pos_embeddings=pos_kernel,
+        num_conv_pos_embedding_groups=4,
+        num_codevector_groups=2,
+        num_codevectors_per_group=8,
+        codevector_dim=16,
+        proj_codevector_dim=12,
+        vocab_size=VOCAB,
+        mask_time_prob=0.05,
+        mask_time_length=2,
+        layer_norm_eps=1e-5,
         attn_implementation="eager",
     )
     if family == "unispeech":
@@ -68,12 +83,17 @@ def _hf_model(cls_name, config, seed):
 
 
 def _close(ours, theirs, what, valid=None):
-    ours, theirs = np.asarray(ours), np.asarray(theirs.detach().numpy() if hasattr(theirs, "detach") else theirs)
+    ours, theirs = (
+        np.asarray(ours),
+        np.asarray(theirs.detach().numpy() if hasattr(theirs, "detach") else theirs),
+    )
     assert ours.shape == theirs.shape, (what, ours.shape, theirs.shape)
     if valid is not None:
         ours, theirs = ours[valid], theirs[valid]
     err = float(np.max(np.abs(ours - theirs)))
-    np.testing.assert_allclose(ours, theirs, rtol=RTOL, atol=ATOL, err_msg=f"{what}: max abs err {err:.2e}")
+    np.testing.assert_allclose(
+        ours, theirs, rtol=RTOL, atol=ATOL, err_msg=f"{what}: max abs err {err:.2e}"
+    )
     return err
 
 
@@ -94,20 +114,35 @@ def test_ctc_model_parity(family, norm, stable):
     mask_time = np.zeros((2, frames), bool)
     mask_time[:, 3:6] = True
     with torch.no_grad():
-        base = getattr(model, family)(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask).long(),
-                                      mask_time_indices=torch.from_numpy(mask_time))
+        base = getattr(model, family)(
+            torch.from_numpy(audio),
+            attention_mask=torch.from_numpy(mask).long(),
+            mask_time_indices=torch.from_numpy(mask_time),
+        )
         logits = model(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask).long()).logits
-    out = module.apply({"params": params}, audio, mask, mask_time, method=unispeech.UniSpeech.encode)
+    out = module.apply(
+        {"params": params}, audio, mask, mask_time, method=unispeech.UniSpeech.encode
+    )
     valid = np.asarray(out["frame_valid"])
-    assert valid.sum(1).tolist() == model._get_feat_extract_output_lengths(torch.tensor(SAMPLES)).tolist()
+    assert (
+        valid.sum(1).tolist()
+        == model._get_feat_extract_output_lengths(torch.tensor(SAMPLES)).tolist()
+    )
     _close(out["extract_features"], base.extract_features, "extract_features")
     _close(out["hidden"], base.last_hidden_state, "last_hidden_state", valid)
     ours_logits, _ = unispeech.predict_fn(module, params, {"audio": audio, "audio_mask": mask})
     _close(ours_logits, logits, "ctc logits", valid)
 
 
-@pytest.mark.parametrize("family,norm,stable", [("unispeech", "group", False), ("unispeech", "layer", True),
-                                                ("wav2vec2", "group", False), ("wav2vec2", "layer", True)])
+@pytest.mark.parametrize(
+    "family,norm,stable",
+    [
+        ("unispeech", "group", False),
+        ("unispeech", "layer", True),
+        ("wav2vec2", "group", False),
+        ("wav2vec2", "layer", True),
+    ],
+)
 def test_pretraining_model_parity(family, norm, stable):
     prefix = "UniSpeech" if family == "unispeech" else "Wav2Vec2"
     config = _hf_config(family, norm, stable)
@@ -118,15 +153,30 @@ def test_pretraining_model_parity(family, norm, stable):
     module = unispeech.build(model_cfg, hf.vocab_size_from_params(params))
     with torch.no_grad():
         ref = model(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask).long())
-    out = module.apply({"params": params}, audio, mask, None, 2.0, False, False,
-                       method=unispeech.UniSpeech.pretrain)
+    out = module.apply(
+        {"params": params},
+        audio,
+        mask,
+        None,
+        2.0,
+        False,
+        False,
+        method=unispeech.UniSpeech.pretrain,
+    )
     valid = np.asarray(out["frame_valid"])
     _close(out["pred"], ref.projected_states, "projected_states", valid)
     _close(out["targets"], ref.projected_quantized_states, "projected_quantized_states", valid)
 
 
-@pytest.mark.parametrize("family,objective", [("unispeech", "pretrain"), ("unispeech", "ctc"),
-                                              ("wav2vec2", "pretrain"), ("wav2vec2", "ctc")])
+@pytest.mark.parametrize(
+    "family,objective",
+    [
+        ("unispeech", "pretrain"),
+        ("unispeech", "ctc"),
+        ("wav2vec2", "pretrain"),
+        ("wav2vec2", "ctc"),
+    ],
+)
 def test_round_trip_exact(family, objective):
     config = _hf_config(family, "layer", True)
     model_cfg = hf.model_config_from_hf(config, objective)
@@ -135,7 +185,9 @@ def test_round_trip_exact(family, objective):
 
     state = hf.to_hf(params, model_cfg, family=family)
     cls = {"pretrain": "ForPreTraining", "ctc": "ForCTC"}[objective]
-    hf_model = getattr(transformers, ("UniSpeech" if family == "unispeech" else "Wav2Vec2") + cls)(config)
+    hf_model = getattr(transformers, ("UniSpeech" if family == "unispeech" else "Wav2Vec2") + cls)(
+        config
+    )
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     assert not missing, missing
@@ -167,7 +219,9 @@ def test_bare_model_state_dict_imports():
     with torch.no_grad():
         ref = model(torch.from_numpy(audio), attention_mask=torch.from_numpy(mask).long())
     out = module.apply({"params": params}, audio, mask, method=unispeech.UniSpeech.encode)
-    _close(out["hidden"], ref.last_hidden_state, "last_hidden_state", np.asarray(out["frame_valid"]))
+    _close(
+        out["hidden"], ref.last_hidden_state, "last_hidden_state", np.asarray(out["frame_valid"])
+    )
     # HF pipelines feed 'group' checkpoints zero-padded audio without a mask: an all-True
     # audio_mask reproduces that call exactly.
     with torch.no_grad():

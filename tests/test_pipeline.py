@@ -7,17 +7,25 @@ from, so rows can be traced back without extra batch keys.
 import json
 import shutil
 
+import broken_corpus as bc
 import numpy as np
 import pytest
 
-import broken_corpus as bc
 from unispeech_jax.data import features as F
 from unispeech_jax.data import pipeline as P
 from unispeech_jax.data import text as text_lib
 
-SMALL = dict(source="manifest", min_sample_len=1000, max_sample_len=8000,
-             bucket_boundaries=(2000, 4000, 8000), max_samples_per_batch=16000,
-             batch_multiple=2, max_label_len=32, prefetch=2, num_parallel_calls=2)
+SMALL = dict(
+    source="manifest",
+    min_sample_len=1000,
+    max_sample_len=8000,
+    bucket_boundaries=(2000, 4000, 8000),
+    max_samples_per_batch=16000,
+    batch_multiple=2,
+    max_label_len=32,
+    prefetch=2,
+    num_parallel_calls=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +73,21 @@ def assert_same(a, b):
 
 # ----------------------------------------------------------------------------- manifests
 
+
 def test_batch_size_rule():
-    cfg = dict(max_samples_per_batch=384000, batch_multiple=8, max_sample_len=96000,
-               bucket_boundaries=(32000, 48000, 64000, 96000))
+    cfg = dict(
+        max_samples_per_batch=384000,
+        batch_multiple=8,
+        max_sample_len=96000,
+        bucket_boundaries=(32000, 48000, 64000, 96000),
+    )
     assert [P.batch_size_for(cfg, b) for b in (32000, 48000, 64000, 96000)] == [8, 8, 8, 8]
     cfg.update(max_samples_per_batch=1_600_000)
     assert [P.batch_size_for(cfg, b) for b in (32000, 48000, 64000, 96000)] == [48, 32, 24, 16]
 
 
 def test_manifest_root_relative_paths_and_counts(corpus, tmp_path):
-    cfg = P._resolve(cfg_for(corpus, crop=False, max_sample_len=12000,
-                             bucket_boundaries=(12000,)))
+    cfg = P._resolve(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)))
     vocab = P.vocab(cfg)
     split = P.load_split(corpus, "train", cfg, vocabulary=vocab, with_labels=True)
     assert len(split) == 48
@@ -94,8 +106,9 @@ def test_manifest_root_relative_paths_and_counts(corpus, tmp_path):
     with pytest.raises(P.DataError, match="manifest not found"):
         P.load_split(corpus, "nope", cfg, vocabulary=vocab, with_labels=True)
     with pytest.raises(P.DataError, match="label file not found"):
-        P.load_split(other, "train", dict(cfg_for(other), labels="ltr"), vocabulary=vocab,
-                     with_labels=True)
+        P.load_split(
+            other, "train", dict(cfg_for(other), labels="ltr"), vocabulary=vocab, with_labels=True
+        )
 
 
 def test_bucket_lengths_and_letters():
@@ -116,8 +129,10 @@ def test_config_checks():
 
 # ----------------------------------------------------------------------------- bad input
 
+
 def _plan_time_cases():
     """name -> (break(root), reason, file suffix, line) for problems found at load time."""
+
     def manifest(u, text):
         return lambda r: bc.edit_line(r / "valid.tsv", u + 2, text)
 
@@ -126,8 +141,12 @@ def _plan_time_cases():
 
     return {
         "bad_manifest_line": (manifest(2, b"no-tab-here"), "bad_manifest_line", "valid.tsv", 4),
-        "missing_audio": (lambda r: bc.audio_path(r, "valid", 1).unlink(), "missing_audio",
-                          "valid.tsv", 3),
+        "missing_audio": (
+            lambda r: bc.audio_path(r, "valid", 1).unlink(),
+            "missing_audio",
+            "valid.tsv",
+            3,
+        ),
         "zero_samples": (manifest(3, b"wav/valid/0003.flac\t0"), "empty_audio", "valid.tsv", 5),
         "empty_transcript": (label(4, b"  "), "empty_transcript", "valid.phn", 5),
         "non_utf8": (label(0, b"a \xff\xfe b |"), "non_utf8_transcript", "valid.phn", 1),
@@ -141,42 +160,73 @@ def test_bad_input_found_at_load_time(fresh, case):
     brk(fresh)
     cfg = cfg_for(fresh)
     stats = P.PipelineStats()
-    split = P.load_split(fresh, "valid", cfg, vocabulary=P.vocab(cfg), with_labels=True,
-                         crop=False, filter_short=False, stats=stats)
+    split = P.load_split(
+        fresh,
+        "valid",
+        cfg,
+        vocabulary=P.vocab(cfg),
+        with_labels=True,
+        crop=False,
+        filter_short=False,
+        stats=stats,
+    )
     assert stats.skipped == {reason: 1} and len(split) == 5
     with pytest.raises(P.DataError, match=rf"{fname}:{line}: {reason}"):
-        P.load_split(fresh, "valid", dict(cfg, strict=True), vocabulary=P.vocab(cfg),
-                     with_labels=True, crop=False, filter_short=False)
+        P.load_split(
+            fresh,
+            "valid",
+            dict(cfg, strict=True),
+            vocabulary=P.vocab(cfg),
+            with_labels=True,
+            crop=False,
+            filter_short=False,
+        )
 
 
 def test_label_count_mismatch_skips_whole_split(fresh):
     bc.edit_line(fresh / "valid.phn", 3, None)
     stats = P.PipelineStats()
     cfg = cfg_for(fresh)
-    split = P.load_split(fresh, "valid", cfg, vocabulary=P.vocab(cfg), with_labels=True,
-                         stats=stats)
+    split = P.load_split(
+        fresh, "valid", cfg, vocabulary=P.vocab(cfg), with_labels=True, stats=stats
+    )
     assert len(split) == 0 and stats.skipped == {"label_count_mismatch": 6}
     with pytest.raises(P.DataError, match="valid.phn: label_count_mismatch"):
         P.make_eval_iter(dict(cfg, strict=True), "valid")
-    with pytest.raises(P.DataError, match="no usable examples"):   # nothing left to read
+    with pytest.raises(P.DataError, match="no usable examples"):  # nothing left to read
         P.make_eval_iter(cfg, "valid")
 
 
 def _decode_time_cases():
     n = lambda r, u: bc.manifest_length(r, "valid", u)
     return {
-        "unreadable": (lambda r: bc.audio_path(r, "valid", 0).write_bytes(b"not audio" * 50),
-                       "unreadable", 0),
+        "unreadable": (
+            lambda r: bc.audio_path(r, "valid", 0).write_bytes(b"not audio" * 50),
+            "unreadable",
+            0,
+        ),
         "truncated": (lambda r: bc.truncate_audio(r, "valid", 1), None, 1),
-        "wrong_sample_rate": (lambda r: bc.rewrite_audio(r, "valid", 2, bc.signal(2, n(r, 2)),
-                                                         sr=8000), "wrong_sample_rate", 2),
-        "multi_channel": (lambda r: bc.rewrite_audio(
-            r, "valid", 3, np.stack([bc.signal(3, n(r, 3))] * 2, 1)), "multi_channel", 3),
-        "length_mismatch": (lambda r: bc.rewrite_audio(r, "valid", 4, bc.signal(4, 900)),
-                            "length_mismatch", 4),
+        "wrong_sample_rate": (
+            lambda r: bc.rewrite_audio(r, "valid", 2, bc.signal(2, n(r, 2)), sr=8000),
+            "wrong_sample_rate",
+            2,
+        ),
+        "multi_channel": (
+            lambda r: bc.rewrite_audio(r, "valid", 3, np.stack([bc.signal(3, n(r, 3))] * 2, 1)),
+            "multi_channel",
+            3,
+        ),
+        "length_mismatch": (
+            lambda r: bc.rewrite_audio(r, "valid", 4, bc.signal(4, 900)),
+            "length_mismatch",
+            4,
+        ),
         # libsndfile cannot open a FLAC stream without frames at all
-        "empty_file": (lambda r: bc.rewrite_audio(r, "valid", 5, np.zeros(0, np.int16)),
-                       ("empty_audio", "unreadable"), 5),
+        "empty_file": (
+            lambda r: bc.rewrite_audio(r, "valid", 5, np.zeros(0, np.int16)),
+            ("empty_audio", "unreadable"),
+            5,
+        ),
     }
 
 
@@ -190,11 +240,11 @@ def test_bad_audio_found_at_decode_time(fresh, case, caplog):
     seen = sorted(u for b in batches for u in rows_of(b))
     assert seen == sorted(set(range(6)) - {u})
     skipped = dict(it.stats.skipped)
-    if reason is None:   # a cut FLAC stream is either unreadable or reads short
+    if reason is None:  # a cut FLAC stream is either unreadable or reads short
         reason = ("unreadable", "truncated", "length_mismatch")
     assert len(skipped) == 1 and list(skipped)[0] in reason and sum(skipped.values()) == 1
-    assert f"valid.tsv:{u + 2}" in caplog.text      # logged once, with the file
-    for b in batches:                                 # weight-0 rows carry nothing to learn
+    assert f"valid.tsv:{u + 2}" in caplog.text  # logged once, with the file
+    for b in batches:  # weight-0 rows carry nothing to learn
         zero = b["weight"] == 0
         assert not b["phones_mask"][zero].any() and not b["labelled"][zero].any()
         assert np.isfinite(b["audio"]).all()
@@ -213,13 +263,17 @@ def test_skip_reason_logged_once(fresh, caplog):
 
 def test_length_filters_and_crop(fresh):
     lengths = [bc.manifest_length(fresh, "train", u) for u in range(10)]
-    cfg = cfg_for(fresh, min_sample_len=2500, max_sample_len=4000,
-                  bucket_boundaries=(4000,), crop=False)
+    cfg = cfg_for(
+        fresh, min_sample_len=2500, max_sample_len=4000, bucket_boundaries=(4000,), crop=False
+    )
     stats = P.PipelineStats()
-    split = P.load_split(fresh, "train", cfg, vocabulary=P.vocab(cfg), with_labels=True,
-                         stats=stats)
-    assert stats.filtered == {"too_short": sum(n < 2500 for n in lengths),
-                              "too_long": sum(n > 4000 for n in lengths)}
+    split = P.load_split(
+        fresh, "train", cfg, vocabulary=P.vocab(cfg), with_labels=True, stats=stats
+    )
+    assert stats.filtered == {
+        "too_short": sum(n < 2500 for n in lengths),
+        "too_long": sum(n > 4000 for n in lengths),
+    }
     assert len(split) == sum(2500 <= n <= 4000 for n in lengths)
     # crop=True: long utterances are kept, cropped, and trained without their transcript.
     cfg = dict(cfg, crop=True, min_sample_len=0)
@@ -234,6 +288,7 @@ def test_length_filters_and_crop(fresh):
 
 # ----------------------------------------------------------------------------- bucketing
 
+
 def test_bucketing_shapes_sizes_and_padding(corpus):
     cfg = cfg_for(corpus)
     batches = epoch_batches(cfg)
@@ -245,7 +300,7 @@ def test_bucketing_shapes_sizes_and_padding(corpus):
         assert b["phones"].shape == (b["audio"].shape[0], 32)
         for row, mask in zip(b["audio"], b["audio_mask"]):
             assert mask.sum() == lengths[bc.utterance_of(row)] <= bucket
-            assert mask[:mask.sum()].all()
+            assert mask[: mask.sum()].all()
     seen = [u for b in batches for u in rows_of(b)]
     assert len(seen) == len(set(seen)) and len(seen) > 48 - P.batch_size_for(cfg, 8000)
     it = P.make_train_iter(cfg, seed=0)
@@ -270,13 +325,15 @@ def test_normalize(corpus):
     raw = next(P.make_train_iter(cfg_for(corpus), seed=0))
     b = next(P.make_train_iter(cfg_for(corpus, normalize=True), seed=0))
     for x, row, mask in zip(raw["audio"], b["audio"], b["audio_mask"]):
-        x = x[mask]   # per utterance, the layer-norm formula of fairseq (eps 1e-5)
-        np.testing.assert_allclose(row[mask], (x - x.mean()) / np.sqrt(x.var() + 1e-5),
-                                   rtol=1e-4, atol=1e-5)
+        x = x[mask]  # per utterance, the layer-norm formula of fairseq (eps 1e-5)
+        np.testing.assert_allclose(
+            row[mask], (x - x.mean()) / np.sqrt(x.var() + 1e-5), rtol=1e-4, atol=1e-5
+        )
         assert (row[~mask] == 0).all()
 
 
 # ----------------------------------------------------------------------------- sharding, resume
+
 
 def test_two_hosts_read_disjoint_data_covering_the_epoch(corpus):
     cfg = cfg_for(corpus)
@@ -314,13 +371,14 @@ def test_epochs_reshuffle_and_crops_change(corpus):
 def test_resume_gives_identical_batches(corpus):
     cfg = cfg_for(corpus)
     n_epoch = len(epoch_batches(cfg))
-    for stop in (3, n_epoch - 2):   # mid-epoch, and across an epoch boundary
+    for stop in (3, n_epoch - 2):  # mid-epoch, and across an epoch boundary
         it = P.make_train_iter(cfg, seed=1, process_index=1, process_count=2)
         take(it, stop)
         saved = json.loads(json.dumps(it.position))
         expected = take(it, 5)
-        resumed = P.make_train_iter(cfg, seed=1, process_index=1, process_count=2,
-                                    start_position=saved)
+        resumed = P.make_train_iter(
+            cfg, seed=1, process_index=1, process_count=2, start_position=saved
+        )
         for x, y in zip(expected, take(resumed, 5)):
             assert_same(x, y)
 
@@ -335,22 +393,27 @@ def test_resume_on_changed_data_warns(corpus, fresh, caplog):
 
 
 def test_labelled_fraction(corpus):
-    cfg = P._resolve(cfg_for(corpus, crop=False, max_sample_len=12000,
-                             bucket_boundaries=(12000,)))
+    cfg = P._resolve(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)))
     vocab = P.vocab(cfg)
     subsets = {}
     for frac in (0.25, 0.5):
-        s = P.load_split(corpus, "train", cfg, vocabulary=vocab, with_labels=True,
-                         labelled_fraction=frac, seed=7)
+        s = P.load_split(
+            corpus, "train", cfg, vocabulary=vocab, with_labels=True, labelled_fraction=frac, seed=7
+        )
         subsets[frac] = set(np.flatnonzero(s.labelled))
         assert len(subsets[frac]) == 48 * frac
     assert subsets[0.25] < subsets[0.5]
-    again = P.load_split(corpus, "train", cfg, vocabulary=vocab, with_labels=True,
-                         labelled_fraction=0.5, seed=7)
+    again = P.load_split(
+        corpus, "train", cfg, vocabulary=vocab, with_labels=True, labelled_fraction=0.5, seed=7
+    )
     assert set(np.flatnonzero(again.labelled)) == subsets[0.5]
-    it = P.make_train_iter(dict(cfg_for(corpus, crop=False, max_sample_len=12000,
-                                        bucket_boundaries=(12000,)),
-                                labelled_fraction=0.5), seed=7)
+    it = P.make_train_iter(
+        dict(
+            cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
+            labelled_fraction=0.5,
+        ),
+        seed=7,
+    )
     for b in take(it, 10):
         for row, lab, mask in zip(b["audio"], b["labelled"], b["phones_mask"]):
             assert (bc.utterance_of(row) in subsets[0.5]) == bool(lab) == mask.any()
@@ -358,13 +421,16 @@ def test_labelled_fraction(corpus):
     b = next(P.make_train_iter(cfg_for(corpus, labels=""), seed=0))
     assert not b["labelled"].any() and not b["phones_mask"].any()
     # labelled_only: an epoch is exactly the labelled subset, every row with its transcript.
-    only = dict(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
-                labelled_fraction=0.5, labelled_only=True)
+    only = dict(
+        cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
+        labelled_fraction=0.5,
+        labelled_only=True,
+    )
     batches = epoch_batches(only, seed=7)
     seen = [u for b in batches for u in rows_of(b)]
     assert all(b["labelled"].all() and b["phones_mask"].any(1).all() for b in batches)
     assert len(seen) == len(set(seen)) and set(seen) <= subsets[0.5]
-    assert len(seen) >= 24 - P.batch_size_for(P._resolve(only), 12000)   # minus the remainder
+    assert len(seen) >= 24 - P.batch_size_for(P._resolve(only), 12000)  # minus the remainder
     for bad in (dict(only, crop=True), dict(only, labels=""), dict(only, labelled_fraction=0.0)):
         with pytest.raises(ValueError, match="labelled_only needs"):
             P.make_train_iter(bad, seed=0)
@@ -377,9 +443,11 @@ def test_unlabelled_manifests_join_the_training_split(corpus, tmp_path, caplog):
     lines = (tmp_path / "more.tsv").read_text().splitlines()
     (tmp_path / "more.tsv").write_text("\n".join(lines[:1] + lines[49:]) + "\n")  # ids 48..59
     (tmp_path / "more.phn").unlink()
-    bc.truncate_audio(tmp_path, "more", 50)       # manifest line 4 of more.tsv
-    cfg = dict(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
-               unlabelled_manifests=(str(tmp_path / "more.tsv"),))
+    bc.truncate_audio(tmp_path, "more", 50)  # manifest line 4 of more.tsv
+    cfg = dict(
+        cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)),
+        unlabelled_manifests=(str(tmp_path / "more.tsv"),),
+    )
     batches = epoch_batches(cfg, seed=1)
     seen = set()
     for b in batches:
@@ -389,7 +457,7 @@ def test_unlabelled_manifests_join_the_training_split(corpus, tmp_path, caplog):
                 seen.add(u)
                 assert bool(lab) == mask.any() == (u < 48), u
     assert 50 not in seen and len(seen & set(range(48, 60))) >= 9
-    assert len(seen) >= 59 - P.batch_size_for(P._resolve(cfg), 12000)   # minus the remainder
+    assert len(seen) >= 59 - P.batch_size_for(P._resolve(cfg), 12000)  # minus the remainder
     assert "more.tsv:4: " in caplog.text
     for bad in (dict(cfg, labelled_only=True), dict(cfg, source="tfds"), dict(cfg, speakers=True)):
         with pytest.raises(ValueError, match="unlabelled_manifests needs"):
@@ -400,17 +468,17 @@ def test_unlabelled_manifests_join_the_training_split(corpus, tmp_path, caplog):
 
 # ----------------------------------------------------------------------------- eval
 
+
 def test_eval_covers_every_example_once_across_hosts(corpus):
-    cfg = cfg_for(corpus, batch_multiple=4)   # 13 utterances: a padded final batch
-    host = [list(P.make_eval_iter(cfg, "valid", process_index=i, process_count=2))
-            for i in (0, 1)]
+    cfg = cfg_for(corpus, batch_multiple=4)  # 13 utterances: a padded final batch
+    host = [list(P.make_eval_iter(cfg, "valid", process_index=i, process_count=2)) for i in (0, 1)]
     assert len(host[0]) == len(host[1]) > 0
     seen = [u for h in host for b in h for u in rows_of(b)]
     assert sorted(seen) == list(range(13))
     for a, b in zip(*host):
         assert a["audio"].shape == b["audio"].shape
     lengths = [bc.manifest_length(corpus, "valid", u) for u in range(13)]
-    for h in host:   # no crop: whole utterances, extra buckets past max_sample_len
+    for h in host:  # no crop: whole utterances, extra buckets past max_sample_len
         for b in h:
             for row, mask, w in zip(b["audio"], b["audio_mask"], b["weight"]):
                 if w:
@@ -421,15 +489,17 @@ def test_eval_covers_every_example_once_across_hosts(corpus):
 
 # ----------------------------------------------------------------------------- tfds
 
+
 def _tfds_examples(corpus, split):
     import soundfile as sf
+
     tsv = (corpus / f"{split}.tsv").read_text().split("\n")[1:]
     phn = (corpus / f"{split}.phn").read_text().split("\n")
     out = []
-    for u, line in enumerate(l for l in tsv if l):
+    for u, line in enumerate(row for row in tsv if row):
         x, _ = sf.read(corpus / line.split("\t")[0], dtype="int16")
         out.append((x, phn[u]))
-    out.append((np.zeros(3000, np.int16) + 64 * 200, "a qq |"))   # unknown phone: skipped
+    out.append((np.zeros(3000, np.int16) + 64 * 200, "a qq |"))  # unknown phone: skipped
     return out
 
 
@@ -442,14 +512,23 @@ def mock_tfds(corpus):
         ex = _tfds_examples(corpus, {"train_clean100": "train", "dev_clean": "valid"}[split])
         return tf.data.Dataset.from_generator(
             lambda: ({"speech": x, "text": t, "id": str(i)} for i, (x, t) in enumerate(ex)),
-            output_signature={"speech": tf.TensorSpec([None], tf.int16),
-                              "text": tf.TensorSpec([], tf.string),
-                              "id": tf.TensorSpec([], tf.string)})
+            output_signature={
+                "speech": tf.TensorSpec([None], tf.int16),
+                "text": tf.TensorSpec([], tf.string),
+                "id": tf.TensorSpec([], tf.string),
+            },
+        )
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-        yield cfg_for(corpus, source="tfds", tfds_name="librispeech",
-                      tfds_data_dir=str(corpus / "tfds"), train_split="train_clean100",
-                      vocab_path=str(corpus / "dict.phn.txt"), shuffle_buffer=16)
+        yield cfg_for(
+            corpus,
+            source="tfds",
+            tfds_name="librispeech",
+            tfds_data_dir=str(corpus / "tfds"),
+            train_split="train_clean100",
+            vocab_path=str(corpus / "dict.phn.txt"),
+            shuffle_buffer=16,
+        )
 
 
 def _tfds_epoch0(cfg):
@@ -501,8 +580,8 @@ def test_tfds_streaming_train_and_resume(mock_tfds):
     for x, y in zip(expected, take(resumed, 3)):
         assert_same(x, y)
     assert resumed.stats.skipped == it.stats.skipped == {"unknown_phone": 1}
-    expected = take(it, len(batches) - first - 2)   # the rest of epoch 0 ...
-    expected += take(it, 2)                         # ... and the start of epoch 1
+    expected = take(it, len(batches) - first - 2)  # the rest of epoch 0 ...
+    expected += take(it, 2)  # ... and the start of epoch 1
     assert it.position["epoch"] == 1
     for x, y in zip(expected, take(resumed, len(expected))):
         assert_same(x, y)
@@ -513,8 +592,9 @@ def test_tfds_streaming_train_and_resume(mock_tfds):
         assert_same(x, y)
     assert resumed.stats.skipped == {}
     # Two hosts: same shapes, disjoint rows.
-    h0, h1 = (take(P.make_train_iter(cfg, seed=0, process_index=i, process_count=2), 6)
-              for i in (0, 1))
+    h0, h1 = (
+        take(P.make_train_iter(cfg, seed=0, process_index=i, process_count=2), 6) for i in (0, 1)
+    )
     for a, b, g in zip(h0, h1, batches):
         assert a["audio"].shape == b["audio"].shape
         assert rows_of(a) + rows_of(b) == rows_of(g)
@@ -526,7 +606,7 @@ def test_tfds_labelled_only_streams_the_labelled_subset(mock_tfds):
     assert all(b["labelled"].all() and b["phones_mask"].any(1).all() for b in batches)
     rows = [u for b in batches for u in rows_of(b)]
     assert len(rows) == len(set(rows)) and 12 <= len(rows) + it.stats.dropped_remainder <= 36
-    assert counts[-1] == {"unknown_phone": 1}   # rejected examples are still counted
+    assert counts[-1] == {"unknown_phone": 1}  # rejected examples are still counted
 
 
 def test_tfds_eval_covers_split(mock_tfds):
@@ -534,13 +614,13 @@ def test_tfds_eval_covers_split(mock_tfds):
     batches = list(P.make_eval_iter(cfg, "dev_clean"))
     seen = [u for b in batches for u in rows_of(b)]
     assert sorted(seen) == list(range(13))
-    assert all(b["audio"].shape[0] == P.batch_size_for(cfg, b["audio"].shape[1])
-               for b in batches)
+    assert all(b["audio"].shape[0] == P.batch_size_for(cfg, b["audio"].shape[1]) for b in batches)
     with pytest.raises(P.DataError, match=r"dev_clean\[13\]: unknown_phone"):
         list(P.make_eval_iter(dict(cfg, strict=True), "dev_clean"))
 
 
 # ----------------------------------------------------------------------------- mixing, text
+
 
 class _Counter:
     def __init__(self, name, start=0):
@@ -555,12 +635,16 @@ def test_mix_ratio_and_resume():
     mixed = P.mix([_Counter("a"), _Counter("b")], [3, 1], seed=0)
     out = [next(mixed) for _ in range(100)]
     assert sum(name == "a" for name, _ in out) == 75
-    for k in range(0, 100, 4):   # exact within every window of 4
-        assert sum(name == "a" for name, _ in out[k:k + 4]) == 3
+    for k in range(0, 100, 4):  # exact within every window of 4
+        assert sum(name == "a" for name, _ in out[k : k + 4]) == 3
     pos = json.loads(json.dumps(mixed.position))
     expected = [next(mixed) for _ in range(10)]
-    resumed = P.mix([_Counter("a", pos["children"][0]), _Counter("b", pos["children"][1])],
-                    [3, 1], seed=0, start_position=pos)
+    resumed = P.mix(
+        [_Counter("a", pos["children"][0]), _Counter("b", pos["children"][1])],
+        [3, 1],
+        seed=0,
+        start_position=pos,
+    )
     assert [next(resumed) for _ in range(10)] == expected
 
 
@@ -571,8 +655,9 @@ def test_mixed_train_iter_resumes(corpus):
     assert [b["labelled"].any() for b in first].count(False) == 2
     pos = json.loads(json.dumps(it.position))
     expected = take(it, 3)
-    for x, y in zip(expected, take(P.make_mixed_train_iter(cfgs, [1, 1], seed=0,
-                                                           start_position=pos), 3)):
+    for x, y in zip(
+        expected, take(P.make_mixed_train_iter(cfgs, [1, 1], seed=0, start_position=pos), 3)
+    ):
         assert_same(x, y)
 
 
@@ -580,8 +665,14 @@ def test_text_iter(corpus, tmp_path):
     wrd = (corpus / "train.wrd").read_text().split("\n")[:-1]
     model = text_lib.train_char_model(wrd, tmp_path / "spm")
     sp = text_lib.load_sp(model)
-    it = P.make_text_iter(corpus / "train.wrd", model, seed=0, bucket_boundaries=(8, 16, 32),
-                          max_tokens_per_batch=64, batch_multiple=2)
+    it = P.make_text_iter(
+        corpus / "train.wrd",
+        model,
+        seed=0,
+        bucket_boundaries=(8, 16, 32),
+        max_tokens_per_batch=64,
+        batch_multiple=2,
+    )
     for b in take(it, 10):
         assert set(b) == {"text", "text_mask", "weight"}
         assert b["text"].shape[1] in (8, 16, 32)
@@ -591,17 +682,32 @@ def test_text_iter(corpus, tmp_path):
             assert (ids[~mask] == 0).all()
     pos = it.position
     expected = take(it, 3)
-    resumed = P.make_text_iter(corpus / "train.wrd", sp, seed=0, bucket_boundaries=(8, 16, 32),
-                               max_tokens_per_batch=64, batch_multiple=2, start_position=pos)
+    resumed = P.make_text_iter(
+        corpus / "train.wrd",
+        sp,
+        seed=0,
+        bucket_boundaries=(8, 16, 32),
+        max_tokens_per_batch=64,
+        batch_multiple=2,
+        start_position=pos,
+    )
     for x, y in zip(expected, take(resumed, 3)):
         assert_same(x, y)
 
 
 # ----------------------------------------------------------------------------- the eSpeak corpus
 
+
 def test_espeak_corpus_batches(tiny_corpus):
-    cfg = dict(SMALL, source="espeak", corpus=dict(hours=0.02, seed=0), max_sample_len=32000,
-               bucket_boundaries=(16000, 32000), max_samples_per_batch=64000, max_label_len=256)
+    cfg = dict(
+        SMALL,
+        source="espeak",
+        corpus=dict(hours=0.02, seed=0),
+        max_sample_len=32000,
+        bucket_boundaries=(16000, 32000),
+        max_samples_per_batch=64000,
+        max_label_len=256,
+    )
     assert P.resolve_data_dir(cfg) == tiny_corpus
     vocab = P.vocab(cfg)
     phn = (tiny_corpus / "train.phn").read_text(encoding="utf-8").split("\n")
@@ -618,6 +724,7 @@ def test_espeak_corpus_batches(tiny_corpus):
 
 # ----------------------------------------------------------------------------- SpeechT5 speech
 
+
 def frame_signal(u, n):
     """Sample k of utterance u = 64 u + (k // 320): a row tells its utterance and first frame."""
     return (64 * u + np.arange(n) // 320).astype(np.int16)
@@ -629,13 +736,17 @@ def st5_corpus(tmp_path_factory):
     u = 1000 u + t) and <split>.spk (valid has one speaker unseen in train)."""
     root = bc.write_corpus(tmp_path_factory.mktemp("st5"), n_train=16, n_valid=5)
     for split in ("train", "valid"):
-        lengths = [int(r.split("\t")[1]) for r in
-                   (root / f"{split}.tsv").read_text().split("\n")[1:-1]]
+        lengths = [
+            int(r.split("\t")[1]) for r in (root / f"{split}.tsv").read_text().split("\n")[1:-1]
+        ]
         for u, n in enumerate(lengths):
             bc.rewrite_audio(root, split, u, frame_signal(u, n))
-        (root / f"{split}.km").write_text("".join(
-            " ".join(str(1000 * u + t) for t in range(F.conv_frames(n))) + "\n"
-            for u, n in enumerate(lengths)))
+        (root / f"{split}.km").write_text(
+            "".join(
+                " ".join(str(1000 * u + t) for t in range(F.conv_frames(n))) + "\n"
+                for u, n in enumerate(lengths)
+            )
+        )
         names = [f"s{u % 3}" if split == "train" or u else "new" for u in range(len(lengths))]
         (root / f"{split}.spk").write_text("".join(f"{s}\n" for s in names))
     return root
@@ -652,15 +763,14 @@ def check_st5_batch(batch, train=True):
     for r in np.flatnonzero(batch["weight"] > 0):
         n = int(batch["audio_mask"][r].sum())
         samples = np.round(batch["audio"][r, :n] * 32768).astype(int)
-        u, first = samples[0] // 64, samples[0] % 64     # utterance, first frame of the crop
-        assert samples[319] % 64 == first                # the crop starts on a frame boundary
+        u, first = samples[0] // 64, samples[0] % 64  # utterance, first frame of the crop
+        assert samples[319] % 64 == first  # the crop starts on a frame boundary
         frames = F.conv_frames(n)
         assert batch["km_mask"][r].sum() == frames
-        np.testing.assert_array_equal(batch["km"][r, :frames],
-                                      1000 * u + first + np.arange(frames))
+        np.testing.assert_array_equal(batch["km"][r, :frames], 1000 * u + first + np.arange(frames))
         mel = F.log_mel(batch["audio"][r, :n])
         assert batch["mel_mask"][r].sum() == len(mel)
-        np.testing.assert_allclose(batch["mel"][r, :len(mel)], mel, atol=1e-6)
+        np.testing.assert_allclose(batch["mel"][r, : len(mel)], mel, atol=1e-6)
         assert batch["speaker"][r] == (u % 3 if train else (u % 3 if u else -1))
 
 
@@ -670,7 +780,7 @@ def test_speecht5_speech_batches_and_resume(st5_corpus):
     batches = take(it, 6)
     for b in batches:
         check_st5_batch(b)
-    assert it.stats.cropped > 0                          # crops were frame aligned
+    assert it.stats.cropped > 0  # crops were frame aligned
     pos = json.loads(json.dumps(it.position))
     expected = take(it, 2)
     for x, y in zip(expected, take(P.make_train_iter(cfg, seed=0, start_position=pos), 2)):
@@ -694,7 +804,7 @@ def test_speecht5_bad_labels(st5_corpus, tmp_path):
     for b in take(it, 8):
         check_st5_batch(b)
         good = np.flatnonzero(b["weight"] > 0)[0]
-        for r in np.flatnonzero(b["weight"] == 0):   # the unreadable row: a copy of a good one
+        for r in np.flatnonzero(b["weight"] == 0):  # the unreadable row: a copy of a good one
             assert not b["phones_mask"][r].any()
             for key in ("audio", "km", "km_mask", "mel", "mel_mask", "speaker"):
                 np.testing.assert_array_equal(b[key][r], b[key][good], err_msg=key)
@@ -706,8 +816,9 @@ def test_speecht5_bad_labels(st5_corpus, tmp_path):
         P.make_train_iter(dict(cfg, strict=True), seed=0)
     bc.edit_line(root / "train.km", 1, None)
     stats = P.PipelineStats()
-    assert not len(P.load_split(root, "train", cfg, vocabulary=None, with_labels=False,
-                                stats=stats))
+    assert not len(
+        P.load_split(root, "train", cfg, vocabulary=None, with_labels=False, stats=stats)
+    )
     assert stats.skipped["label_count_mismatch"] == 16
     with pytest.raises(P.DataError, match=r"label file not found: .*valid\.frames"):
         P.make_eval_iter(cfg_for(root, km_labels="frames"), "valid")
@@ -717,18 +828,25 @@ def test_speecht5_bad_labels(st5_corpus, tmp_path):
 
 # ----------------------------------------------------------------------------- SpeechT5 text
 
+
 def test_text_iter_infilling(corpus, tmp_path):
     wrd = (corpus / "train.wrd").read_text().split("\n")[:-1]
     sp = text_lib.load_sp(text_lib.train_char_model(wrd, tmp_path / "spm"))
-    kw = {"seed": 0, "bucket_boundaries": (8, 16, 32), "max_tokens_per_batch": 64,
-          "batch_multiple": 2, "infill": True}
+    kw = {
+        "seed": 0,
+        "bucket_boundaries": (8, 16, 32),
+        "max_tokens_per_batch": 64,
+        "batch_multiple": 2,
+        "infill": True,
+    }
     it = P.make_text_iter(corpus / "train.wrd", sp, **kw)
     mask_id, masks, total = text_lib.mask_token_id(sp), 0, 0
     for b in take(it, 10):
         assert set(b) == {"text", "text_mask", "text_source", "text_source_mask", "weight"}
         assert b["text_source"].shape == b["text"].shape
-        for src, smask, tgt, tmask in zip(b["text_source"], b["text_source_mask"], b["text"],
-                                          b["text_mask"]):
+        for src, smask, tgt, tmask in zip(
+            b["text_source"], b["text_source_mask"], b["text"], b["text_mask"]
+        ):
             assert smask.sum() <= tmask.sum() and (src[~smask] == 0).all()
             assert src[smask][-1] == tgt[tmask][-1] == sp.eos_id()
             masks += (src == mask_id).sum()

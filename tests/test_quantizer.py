@@ -66,8 +66,9 @@ def test_eval_is_argmax_lookup_and_perplexity_matches_hand_computation():
 def test_train_perplexity_is_soft_and_sampling_is_one_hot():
     module, variables, x = _init()
     apply = jax.jit(module.apply, static_argnames="train")
-    out, perplexity, ids = apply(variables, x, None, 1.0, train=True,
-                                 rngs={"gumbel": jax.random.key(3)})
+    out, perplexity, ids = apply(
+        variables, x, None, 1.0, train=True, rngs={"gumbel": jax.random.key(3)}
+    )
     logits = _logits(variables, x).reshape(3, 5, G, V)
     soft = np.exp(logits - logits.max(-1, keepdims=True))
     soft /= soft.sum(-1, keepdims=True)
@@ -86,8 +87,9 @@ def test_straight_through_gradient_reaches_projection():
     params = variables["params"]
 
     def loss(p):
-        out, _, _ = module.apply({"params": p}, x, None, 2.0, train=True,
-                                 rngs={"gumbel": jax.random.key(4)})
+        out, _, _ = module.apply(
+            {"params": p}, x, None, 2.0, train=True, rngs={"gumbel": jax.random.key(4)}
+        )
         return jnp.sum(out * jnp.arange(DIM))
 
     grads = jax.jit(jax.grad(loss))(params)
@@ -107,7 +109,9 @@ def test_parity_with_hugging_face_in_eval_mode():
     torch = pytest.importorskip("torch")
     wav2vec2 = pytest.importorskip("transformers.models.wav2vec2.modeling_wav2vec2")
     config = wav2vec2.Wav2Vec2Config(
-        conv_dim=(C,) * 7, num_codevector_groups=G, num_codevectors_per_group=V,
+        conv_dim=(C,) * 7,
+        num_codevector_groups=G,
+        num_codevectors_per_group=V,
         codevector_dim=DIM,
     )
     torch.manual_seed(0)
@@ -121,17 +125,19 @@ def test_parity_with_hugging_face_in_eval_mode():
     variables = jax.jit(module.init)(jax.random.key(0), jnp.asarray(x))
     params = jax.tree.map(lambda p: p, variables["params"])
     params["weight_proj"]["kernel"] = params["weight_proj"]["kernel"].replace_boxed(
-        jnp.asarray(hf.weight_proj.weight.detach().numpy().T))  # torch Linear is [out, in]
+        jnp.asarray(hf.weight_proj.weight.detach().numpy().T)
+    )  # torch Linear is [out, in]
     params["weight_proj"]["bias"] = params["weight_proj"]["bias"].replace_boxed(
-        jnp.asarray(hf.weight_proj.bias.detach().numpy()))
+        jnp.asarray(hf.weight_proj.bias.detach().numpy())
+    )
     params["codevectors"] = params["codevectors"].replace_boxed(
-        jnp.asarray(hf.codevectors.detach().numpy()[0]))
+        jnp.asarray(hf.codevectors.detach().numpy()[0])
+    )
 
     valid = np.ones((2, 7), bool)
     valid[1, 4:] = False
     with torch.no_grad():
         want_out, want_ppl = hf(torch.from_numpy(x), torch.from_numpy(valid))
-    out, ppl, _ = jax.jit(module.apply)(
-        {"params": params}, jnp.asarray(x), jnp.asarray(valid), 2.0)
+    out, ppl, _ = jax.jit(module.apply)({"params": params}, jnp.asarray(x), jnp.asarray(valid), 2.0)
     np.testing.assert_allclose(out, want_out.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ppl, want_ppl.item(), rtol=1e-5)

@@ -72,10 +72,7 @@ def test_speech_pretraining_step_has_finite_gradients_everywhere_used():
         return mlm + l1 + bce + 0.1 * losses.diversity_loss(vq["perplexity"], 10)
 
     def loss(params):
-        rngs = {
-            k: jax.random.key(i)
-            for i, k in enumerate(("dropout", "gumbel", "vq", "prenet"))
-        }
+        rngs = {k: jax.random.key(i) for i, k in enumerate(("dropout", "gumbel", "vq", "prenet"))}
         value, state = module.apply(
             {"params": params, "batch_stats": variables["batch_stats"]},
             audio,
@@ -88,9 +85,7 @@ def test_speech_pretraining_step_has_finite_gradients_everywhere_used():
         )
         return value, state
 
-    (value, state), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(
-        variables["params"]
-    )
+    (value, state), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
     assert np.isfinite(float(value))
     flat = jax.tree_util.tree_flatten_with_path(grads)[0]
     assert all(np.all(np.isfinite(g)) for _, g in flat)
@@ -112,6 +107,4 @@ def test_speech_pretraining_step_has_finite_gradients_everywhere_used():
         state["batch_stats"],
         variables["batch_stats"],
     )
-    assert (
-        max(jax.tree.leaves(moved)) > 0
-    )  # training-mode BatchNorm updated its statistics
+    assert max(jax.tree.leaves(moved)) > 0  # training-mode BatchNorm updated its statistics

@@ -8,14 +8,12 @@ from unispeech_jax.data import text
 
 def _write_dict(tmp_path, lines):
     path = tmp_path / "dict.phn.txt"
-    path.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
 def test_phone_vocab_ids_follow_file_order(tmp_path):
-    vocab = text.PhoneVocab.load(
-        _write_dict(tmp_path, ["ə 120", "| 100", "h 40", "", "oʊ 3"])
-    )
+    vocab = text.PhoneVocab.load(_write_dict(tmp_path, ["ə 120", "| 100", "h 40", "", "oʊ 3"]))
     assert vocab.symbols == ["<blank>", "<unk>", "ə", "|", "h", "oʊ"]
     assert len(vocab) == 6
     assert (vocab.blank_id, vocab.unk_id) == (0, 1)
@@ -40,18 +38,14 @@ def test_phone_vocab_rejects_bad_files(tmp_path):
 
 
 def test_phone_vocab_roundtrip_and_reserved(tmp_path):
-    vocab = text.PhoneVocab(
-        ["<unk>", "x", "y"]
-    )  # a reserved name in the list is skipped
+    vocab = text.PhoneVocab(["<unk>", "x", "y"])  # a reserved name in the list is skipped
     assert vocab.symbols == ["<blank>", "<unk>", "x", "y"]
     vocab.save(tmp_path / "d.txt")
     assert text.PhoneVocab.load(tmp_path / "d.txt").symbols == vocab.symbols
 
 
 def test_char_sentencepiece_roundtrip(tmp_path):
-    model = text.train_char_model(
-        ["hello world", "the quick brown fox"], tmp_path / "spm"
-    )
+    model = text.train_char_model(["hello world", "the quick brown fox"], tmp_path / "spm")
     sp = text.load_sp(model)
     assert [sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()] == [0, 1, 2, 3]
     ids = text.sp_encode(sp, "hello fox", add_eos=True)
@@ -84,8 +78,8 @@ def test_infill_spans_statistics():
     hits = np.zeros(n)
     for _ in range(300):
         starts, lens = text.infill_spans(rng, n)
-        for s, l in zip(starts, lens):
-            hits[s : s + l] += 1
+        for s, span in zip(starts, lens):
+            hits[s : s + span] += 1
     assert abs(hits[:100].mean() / 300 - 0.3) < 0.05
     assert abs(hits[-100:].mean() / 300 - 0.3) < 0.05
 

@@ -4,70 +4,68 @@ import json
 
 import numpy as np
 import pytest
-
-from unispeech_jax import config as config_lib
-from unispeech_jax import evaluate
-from unispeech_jax import train
-
 from micro import micro_config
 from micro import train_losses as losses
 
+from unispeech_jax import config as config_lib
+from unispeech_jax import evaluate, train
+
 
 def test_train_resume_is_exact_and_eval_reports_per(tiny_corpus_env, tmp_path):
-    straight = tmp_path / 'straight'
+    straight = tmp_path / "straight"
     result = train.train(micro_config(), straight)
-    assert result['step'] == 6
-    assert np.isfinite(result['train']['loss'])
+    assert result["step"] == 6
+    assert np.isfinite(result["train"]["loss"])
     for key in (
-        'ctc',
-        'contrastive',
-        'diversity',
-        'code_perplexity',
-        'lr',
-        'grad_norm',
-        'mfu',
-        'audio_s_per_s',
+        "ctc",
+        "contrastive",
+        "diversity",
+        "code_perplexity",
+        "lr",
+        "grad_norm",
+        "mfu",
+        "audio_s_per_s",
     ):
-        assert key in result['train'], key
-    assert np.isfinite(result['eval']['per']) and result['eval']['per'] >= 0.0
+        assert key in result["train"], key
+    assert np.isfinite(result["eval"]["per"]) and result["eval"]["per"] >= 0.0
 
     # Stop after 4 steps (a checkpoint at 4), then resume to 6: the same losses, bit for bit.
-    split = tmp_path / 'split'
+    split = tmp_path / "split"
     train.train(micro_config(), split, stop_at=4)
     train.train(micro_config(), split)
     assert losses(split) == losses(straight)
 
-    out = evaluate.evaluate_workdir(straight, 'test', max_batches=2)
-    assert 'per' in out and out['step'] == 6
-    assert json.loads((straight / 'eval_test.json').read_text())['per'] == out['per']
+    out = evaluate.evaluate_workdir(straight, "test", max_batches=2)
+    assert "per" in out and out["step"] == 6
+    assert json.loads((straight / "eval_test.json").read_text())["per"] == out["per"]
 
 
 def test_loss_falls(tiny_corpus_env, tmp_path):
     """Forty updates of the micro model lower the training loss (it learns)."""
     c = micro_config(total_steps=40, log_every=10, eval_every=1000, checkpoint_every=1000)
-    train.train(c, tmp_path / 'w')
-    curve = losses(tmp_path / 'w')
+    train.train(c, tmp_path / "w")
+    curve = losses(tmp_path / "w")
     assert curve[40] < curve[10], curve
 
 
 def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
-    with pytest.raises(config_lib.ConfigError, match='unknown config key'):
-        config_lib.apply_overrides(micro_config(), ['model.hiden_size=3'])
-    with pytest.raises(config_lib.ConfigError, match='model.num_layers'):
+    with pytest.raises(config_lib.ConfigError, match="unknown config key"):
+        config_lib.apply_overrides(micro_config(), ["model.hiden_size=3"])
+    with pytest.raises(config_lib.ConfigError, match="model.num_layers"):
         config_lib.apply_overrides(micro_config(), ['model.num_layers="four"'])
-    with pytest.raises(config_lib.ConfigError, match='needs 3 devices'):
-        train.train(micro_config(**{'mesh.shape.data': 3}), tmp_path / 'a')
-    with pytest.raises(config_lib.ConfigError, match='batch_multiple=3 must be a multiple'):
-        config_lib.validate(micro_config(**{'data.batch_multiple': 3}), num_devices=2)
-    wasteful = micro_config(**{'model.objective': 'ctc', 'data.labelled_fraction': 0.5})
-    with pytest.raises(config_lib.ConfigError, match='set data.labelled_only=True'):
+    with pytest.raises(config_lib.ConfigError, match="needs 3 devices"):
+        train.train(micro_config(**{"mesh.shape.data": 3}), tmp_path / "a")
+    with pytest.raises(config_lib.ConfigError, match="batch_multiple=3 must be a multiple"):
+        config_lib.validate(micro_config(**{"data.batch_multiple": 3}), num_devices=2)
+    wasteful = micro_config(**{"model.objective": "ctc", "data.labelled_fraction": 0.5})
+    with pytest.raises(config_lib.ConfigError, match="set data.labelled_only=True"):
         config_lib.validate(wasteful, num_devices=2)
-    listed = config_lib.apply_overrides(micro_config(), ['data.unlabelled_manifests=a.tsv,b.tsv'])
-    assert listed.data.unlabelled_manifests == ('a.tsv', 'b.tsv')
-    with pytest.raises(config_lib.ConfigError, match='bucket_boundaries'):   # ints stay ints
-        config_lib.apply_overrides(micro_config(), ['data.bucket_boundaries=a'])
-    wasteful = micro_config(**{'model.objective': 'ctc', 'data.unlabelled_manifests': ('x.tsv',)})
-    with pytest.raises(config_lib.ConfigError, match='they are for pre-training'):
+    listed = config_lib.apply_overrides(micro_config(), ["data.unlabelled_manifests=a.tsv,b.tsv"])
+    assert listed.data.unlabelled_manifests == ("a.tsv", "b.tsv")
+    with pytest.raises(config_lib.ConfigError, match="bucket_boundaries"):  # ints stay ints
+        config_lib.apply_overrides(micro_config(), ["data.bucket_boundaries=a"])
+    wasteful = micro_config(**{"model.objective": "ctc", "data.unlabelled_manifests": ("x.tsv",)})
+    with pytest.raises(config_lib.ConfigError, match="they are for pre-training"):
         config_lib.validate(wasteful, num_devices=2)
 
 
@@ -77,24 +75,24 @@ def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplo
     import logging
 
     new = {
-        'encoder': {'w': np.zeros((2, 3), np.float32), 'b': np.zeros(4, np.float32)},
-        'lm_head': {'kernel': np.zeros((3, 5), np.float32), 'bias': np.zeros(6, np.float32)},
+        "encoder": {"w": np.zeros((2, 3), np.float32), "b": np.zeros(4, np.float32)},
+        "lm_head": {"kernel": np.zeros((3, 5), np.float32), "bias": np.zeros(6, np.float32)},
     }
     old = {
-        'encoder': {'w': np.ones((2, 3)), 'b': np.ones(5)},
-        'ctc_proj': {'kernel': np.full((3, 5), 2.0), 'bias': np.ones(7)},
+        "encoder": {"w": np.ones((2, 3)), "b": np.ones(5)},
+        "ctc_proj": {"kernel": np.full((3, 5), 2.0), "bias": np.ones(7)},
     }
-    log = logging.getLogger('merge_test')
-    with caplog.at_level(logging.INFO, logger='merge_test'):
-        merged = train.merge_pretrained(new, old, log, (('lm_head/', 'ctc_proj/'),))
-    np.testing.assert_array_equal(merged['encoder']['w'], np.ones((2, 3)))
-    np.testing.assert_array_equal(merged['lm_head']['kernel'], np.full((3, 5), 2.0))
-    np.testing.assert_array_equal(merged['encoder']['b'], np.zeros(4))
-    np.testing.assert_array_equal(merged['lm_head']['bias'], np.zeros(6))
+    log = logging.getLogger("merge_test")
+    with caplog.at_level(logging.INFO, logger="merge_test"):
+        merged = train.merge_pretrained(new, old, log, (("lm_head/", "ctc_proj/"),))
+    np.testing.assert_array_equal(merged["encoder"]["w"], np.ones((2, 3)))
+    np.testing.assert_array_equal(merged["lm_head"]["kernel"], np.full((3, 5), 2.0))
+    np.testing.assert_array_equal(merged["encoder"]["b"], np.zeros(4))
+    np.testing.assert_array_equal(merged["lm_head"]["bias"], np.zeros(6))
     assert "'lm_head/kernel': 'ctc_proj/kernel'" in caplog.text
     assert "fresh: ['encoder/b', 'lm_head/bias']" in caplog.text
     without = train.merge_pretrained(new, old, log)
-    np.testing.assert_array_equal(without['lm_head']['kernel'], np.zeros((3, 5)))
+    np.testing.assert_array_equal(without["lm_head"]["kernel"], np.zeros((3, 5)))
 
 
 def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):
@@ -103,31 +101,31 @@ def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_p
     during optim.freeze_steps."""
     from unispeech_jax import checkpoint
 
-    pre = tmp_path / 'pre'
-    train.train(micro_config(total_steps=4, eval_every=100), pre)   # checkpoints at 2 and 4
+    pre = tmp_path / "pre"
+    train.train(micro_config(total_steps=4, eval_every=100), pre)  # checkpoints at 2 and 4
     overrides = {
-        'total_steps': 2,
-        'eval_every': 100,
-        'init_from': str(pre),
-        'model.objective': 'ctc',
-        'optim.freeze_steps': 5,
-        'optim.freeze_regex': r'^(?!lm_head/)',
+        "total_steps": 2,
+        "eval_every": 100,
+        "init_from": str(pre),
+        "model.objective": "ctc",
+        "optim.freeze_steps": 5,
+        "optim.freeze_regex": r"^(?!lm_head/)",
     }
-    with pytest.raises(checkpoint.CheckpointError, match=r'init_from_step=3: .* steps \[2, 4\]'):
-        train.train(micro_config(init_from_step=3, **overrides), tmp_path / 'bad')
-    with pytest.raises(checkpoint.CheckpointError, match='init_from: no checkpoint in'):
-        train.train(micro_config(**{**overrides, 'init_from': str(tmp_path / 'x')}), tmp_path / 'y')
-    result = train.train(micro_config(init_from_step=2, **overrides), tmp_path / 'ft')
-    assert np.isfinite(result['train']['loss'])
+    with pytest.raises(checkpoint.CheckpointError, match=r"init_from_step=3: .* steps \[2, 4\]"):
+        train.train(micro_config(init_from_step=3, **overrides), tmp_path / "bad")
+    with pytest.raises(checkpoint.CheckpointError, match="init_from: no checkpoint in"):
+        train.train(micro_config(**{**overrides, "init_from": str(tmp_path / "x")}), tmp_path / "y")
+    result = train.train(micro_config(init_from_step=2, **overrides), tmp_path / "ft")
+    assert np.isfinite(result["train"]["loss"])
 
     before = checkpoint.Checkpoints(pre).restore_params(2)
-    after = checkpoint.Checkpoints(tmp_path / 'ft').restore_params()
-    q = lambda p: p['encoder']['layers']['attention']['q_proj']['kernel']
+    after = checkpoint.Checkpoints(tmp_path / "ft").restore_params()
+    q = lambda p: p["encoder"]["layers"]["attention"]["q_proj"]["kernel"]
     np.testing.assert_array_equal(q(after), q(before))
     assert not np.array_equal(q(after), q(checkpoint.Checkpoints(pre).restore_params(4)))
-    assert 'lm_head' in after and 'ctc_proj' not in after
+    assert "lm_head" in after and "ctc_proj" not in after
     # Two AdamW updates (lr <= 2e-3) away from the pre-trained head; a fresh one is ~0.2 off.
-    moved = np.abs(after['lm_head']['kernel'] - before['ctc_proj']['kernel']).max()
+    moved = np.abs(after["lm_head"]["kernel"] - before["ctc_proj"]["kernel"]).max()
     assert 0 < moved < 0.01, moved
 
 
@@ -135,8 +133,13 @@ def test_train_step_is_built_once_per_bucket(tiny_corpus_env, tmp_path):
     """Every length bucket compiles the step once; steps after that reuse the executables
     (a state whose dtype or sharding drifted after step 1 would rebuild it and count here)."""
     # Boundaries that split the micro corpus's utterances (19k-32k samples after cropping).
-    c = micro_config(total_steps=16, log_every=16, eval_every=1000, checkpoint_every=1000,
-                     **{'data.bucket_boundaries': (29000, 32000)})
-    result = train.train(c, tmp_path / 'w')
-    assert result['train']['step_compiles'] == 2, result['train']
-    assert result['train']['step_recompiles'] == 0
+    c = micro_config(
+        total_steps=16,
+        log_every=16,
+        eval_every=1000,
+        checkpoint_every=1000,
+        **{"data.bucket_boundaries": (29000, 32000)},
+    )
+    result = train.train(c, tmp_path / "w")
+    assert result["train"]["step_compiles"] == 2, result["train"]
+    assert result["train"]["step_recompiles"] == 0

@@ -6,9 +6,8 @@ import pathlib
 import jax
 import numpy as np
 
-from unispeech_jax import checkpoint
+from unispeech_jax import checkpoint, train
 from unispeech_jax import config as config_lib
-from unispeech_jax import train
 from unispeech_jax.data import pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -17,88 +16,96 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def micro_config(**overrides):
     """configs/speecht5_tiny.py shrunk to a model that compiles and steps in seconds on CPU:
     one speech bucket, one text bucket, k-means with 8 clusters on the tiny corpus."""
-    c = config_lib.load_file(REPO / 'configs' / 'speecht5_tiny.py')
+    c = config_lib.load_file(REPO / "configs" / "speecht5_tiny.py")
     config_lib.apply_overrides(
         c,
         [
-            'total_steps=5',
-            'log_every=1',
-            'eval_every=5',
-            'checkpoint_every=100',
-            'eval_max_batches=1',
-            'data.corpus.hours=0.02',
-            'data.max_sample_len=32000',
-            'data.bucket_boundaries=(32000,)',
-            'data.max_samples_per_batch=64000',
-            'data.batch_multiple=2',
-            'data.km_clusters=8',
-            'data.text_bucket_boundaries=(128,)',
-            'data.max_tokens_per_batch=512',
+            "total_steps=5",
+            "log_every=1",
+            "eval_every=5",
+            "checkpoint_every=100",
+            "eval_max_batches=1",
+            "data.corpus.hours=0.02",
+            "data.max_sample_len=32000",
+            "data.bucket_boundaries=(32000,)",
+            "data.max_samples_per_batch=64000",
+            "data.batch_multiple=2",
+            "data.km_clusters=8",
+            "data.text_bucket_boundaries=(128,)",
+            "data.max_tokens_per_batch=512",
             # One 400-sample window, 320 hop: the frames of the k-means labels, with one conv.
-            'model.feature_encoder=conv',
-            'model.conv_dim=(32,)',
-            'model.conv_kernel=(400,)',
-            'model.conv_stride=(320,)',
-            'model.hidden_size=32',
-            'model.encoder_layers=1',
-            'model.decoder_layers=1',
-            'model.encoder_attention_heads=2',
-            'model.decoder_attention_heads=2',
-            'model.encoder_ffn_dim=64',
-            'model.decoder_ffn_dim=64',
-            'model.num_conv_pos_embeddings=16',
-            'model.num_conv_pos_embedding_groups=4',
-            'model.encoder_max_relative_position=16',
-            'model.speech_decoder_prenet_units=32',
-            'model.speech_decoder_postnet_units=16',
-            'model.speech_decoder_postnet_layers=2',
-            'model.speaker_embedding_dim=8',
-            'model.num_codevectors_per_group=8',
-            'model.num_clusters=8',
-            'model.final_dim=16',
-            'peak_flops_per_device=1e10',
+            "model.feature_encoder=conv",
+            "model.conv_dim=(32,)",
+            "model.conv_kernel=(400,)",
+            "model.conv_stride=(320,)",
+            "model.hidden_size=32",
+            "model.encoder_layers=1",
+            "model.decoder_layers=1",
+            "model.encoder_attention_heads=2",
+            "model.decoder_attention_heads=2",
+            "model.encoder_ffn_dim=64",
+            "model.decoder_ffn_dim=64",
+            "model.num_conv_pos_embeddings=16",
+            "model.num_conv_pos_embedding_groups=4",
+            "model.encoder_max_relative_position=16",
+            "model.speech_decoder_prenet_units=32",
+            "model.speech_decoder_postnet_units=16",
+            "model.speech_decoder_postnet_layers=2",
+            "model.speaker_embedding_dim=8",
+            "model.num_codevectors_per_group=8",
+            "model.num_clusters=8",
+            "model.final_dim=16",
+            "peak_flops_per_device=1e10",
         ]
-        + [f'{k}={v!r}' for k, v in overrides.items()],
+        + [f"{k}={v!r}" for k, v in overrides.items()],
     )
     return c
 
 
 def train_rows(workdir):
-    rows = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-    return [r for r in rows if r['split'] == 'train']
+    rows = [json.loads(row) for row in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == "train"]
 
 
 def test_joint_pretraining_resumes_mixed_source_and_batch_stats(tiny_corpus_env, tmp_path):
     """Stop at step 3, resume to 5: every loss part finite, both modalities trained, the speech /
     text order of the uninterrupted source, BatchNorm statistics checkpointed."""
-    work = tmp_path / 'w'
-    assert train.train(micro_config(), work, stop_at=3)['step'] == 3
+    work = tmp_path / "w"
+    assert train.train(micro_config(), work, stop_at=3)["step"] == 3
     result = train.train(micro_config(), work)
-    assert result['step'] == 5
+    assert result["step"] == 5
 
     rows = train_rows(work)
-    assert [r['step'] for r in rows] == [1, 2, 3, 4, 5]  # the second call went on from 3
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # the second call went on from 3
     last = rows[-1]
-    for key in ('speech/mlm', 'speech/l1', 'speech/bce', 'speech/diversity',
-                'speech/code_perplexity', 'text/mle', 'text/diversity', 'text/code_perplexity'):
+    for key in (
+        "speech/mlm",
+        "speech/l1",
+        "speech/bce",
+        "speech/diversity",
+        "speech/code_perplexity",
+        "text/mle",
+        "text/diversity",
+        "text/code_perplexity",
+    ):
         assert np.isfinite(last[key]), key
-    assert 0 < last['speech/code_perplexity'] <= 16 and np.isfinite(result['eval']['speech/mlm'])
+    assert 0 < last["speech/code_perplexity"] <= 16 and np.isfinite(result["eval"]["speech/mlm"])
 
     # Each row's `loss` is its own step's: text steps are those where it equals text/loss.
-    kinds = ['text' if r['loss'] == r.get('text/loss') else 'speech' for r in rows]
+    kinds = ["text" if r["loss"] == r.get("text/loss") else "speech" for r in rows]
     config = micro_config()
     source = pipeline.make_train_iter(config.data, seed=config.seed)
-    assert kinds == ['text' if 'text' in next(source) else 'speech' for _ in range(5)]
-    assert set(kinds) == {'speech', 'text'}
+    assert kinds == ["text" if "text" in next(source) else "speech" for _ in range(5)]
+    assert set(kinds) == {"speech", "text"}
 
     params, model_state = checkpoint.Checkpoints(work).restore_variables()
     means = [
         np.abs(v).max()
-        for path, v in jax.tree_util.tree_flatten_with_path(model_state['batch_stats'])[0]
-        if path[-1].key == 'mean'
+        for path, v in jax.tree_util.tree_flatten_with_path(model_state["batch_stats"])[0]
+        if path[-1].key == "mean"
     ]
     assert means and max(means) > 0  # training-mode BatchNorm moved its running means
-    assert 'label_embeddings' in params
+    assert "label_embeddings" in params
 
 
 def test_masked_prediction_is_learnable_on_one_speech_batch(tiny_corpus_env):
@@ -106,18 +113,26 @@ def test_masked_prediction_is_learnable_on_one_speech_batch(tiny_corpus_env):
     no dropout) take it well below its start and chance (ln 8)."""
     from unispeech_jax import models, optim
 
-    config = micro_config(**{'optim.lr': 2e-3, 'optim.warmup_steps': 10, 'total_steps': 100,
-                             'model.feature_encoder': 'log_mel', 'model.hidden_dropout': 0.0,
-                             'model.attention_dropout': 0.0, 'model.activation_dropout': 0.0})
+    config = micro_config(
+        **{
+            "optim.lr": 2e-3,
+            "optim.warmup_steps": 10,
+            "total_steps": 100,
+            "model.feature_encoder": "log_mel",
+            "model.hidden_dropout": 0.0,
+            "model.attention_dropout": 0.0,
+            "model.activation_dropout": 0.0,
+        }
+    )
     family = models.get(config.model.name)
     module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     source = pipeline.make_train_iter(config.data, seed=0)
-    batch = next(b for b in source if 'km' in b)
+    batch = next(b for b in source if "km" in b)
     state = jax.jit(train.make_init_fn(family, module, tx, batch))(jax.random.key(0))
     step = jax.jit(train.make_train_step(family, module, tx, lr_fn, config, None))
     losses = []
     for _ in range(60):
         state, metrics = step(state, batch)
-        losses.append(float(metrics['speech/mlm']))
+        losses.append(float(metrics["speech/mlm"]))
     assert np.mean(losses[-5:]) < 0.6 * losses[0] and np.mean(losses[-5:]) < 0.7 * np.log(8), losses

@@ -15,16 +15,29 @@ B, S, L = 3, 8000, 6
 
 def tiny_cfg(**overrides):
     cfg = unispeech.default_config()
-    cfg.update(dict(
-        conv_dim=(32,) * 7, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, num_codevectors_per_group=16,
-        codevector_dim=32, proj_codevector_dim=24, num_negatives=8, mask_time_length=3,
-    ))
+    cfg.update(
+        dict(
+            conv_dim=(32,) * 7,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=4,
+            intermediate_size=64,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            num_codevectors_per_group=16,
+            codevector_dim=32,
+            proj_codevector_dim=24,
+            num_negatives=8,
+            mask_time_length=3,
+        )
+    )
     cfg.update(overrides)
     return cfg
 
 
-def make_batch(lengths=(8000, 6000, 4000), labelled=(1.0, 0.0, 1.0), weight=(1.0, 1.0, 1.0), seed=0, samples=S):
+def make_batch(
+    lengths=(8000, 6000, 4000), labelled=(1.0, 0.0, 1.0), weight=(1.0, 1.0, 1.0), seed=0, samples=S
+):
     rng = np.random.default_rng(seed)
     n = len(lengths)
     audio = np.zeros((n, samples), np.float32)
@@ -38,8 +51,14 @@ def make_batch(lengths=(8000, 6000, 4000), labelled=(1.0, 0.0, 1.0), weight=(1.0
     lab = np.asarray(labelled, np.float32)
     phones = np.where(lab[:, None] > 0, phones, 0)
     phones_mask &= lab[:, None] > 0
-    return {"audio": audio, "audio_mask": mask, "phones": phones, "phones_mask": phones_mask,
-            "labelled": lab, "weight": np.asarray(weight, np.float32)}
+    return {
+        "audio": audio,
+        "audio_mask": mask,
+        "phones": phones,
+        "phones_mask": phones_mask,
+        "labelled": lab,
+        "weight": np.asarray(weight, np.float32),
+    }
 
 
 def build(**overrides):
@@ -65,8 +84,18 @@ def test_pretrain_output_shapes(projection):
     mask_time = np.zeros((B, t), bool)
     mask_time[:, 2:5] = True
     rngs = {"dropout": jax.random.key(1), "gumbel": jax.random.key(2), "mixed": jax.random.key(3)}
-    forward = jax.jit(lambda p, b, m: module.apply({"params": p}, b["audio"], b["audio_mask"], m, 1.5, True,
-                                                   method=unispeech.UniSpeech.pretrain, rngs=rngs))
+    forward = jax.jit(
+        lambda p, b, m: module.apply(
+            {"params": p},
+            b["audio"],
+            b["audio_mask"],
+            m,
+            1.5,
+            True,
+            method=unispeech.UniSpeech.pretrain,
+            rngs=rngs,
+        )
+    )
     out = forward(params, batch, mask_time)
     space = 32 if projection == "transpose" else 24
     assert out["pred"].shape == (B, t, space)
@@ -75,7 +104,9 @@ def test_pretrain_output_shapes(projection):
     assert out["code_ids"].shape == (B, t, 2)
     assert out["ctc_logits"].shape == (B, t, VOCAB)
     assert out["perplexity"].shape == ()
-    np.testing.assert_array_equal(out["frame_valid"].sum(1), [frames(n) for n in (8000, 6000, 4000)])
+    np.testing.assert_array_equal(
+        out["frame_valid"].sum(1), [frames(n) for n in (8000, 6000, 4000)]
+    )
     logits, valid = predict(module, params, batch)
     assert logits.shape == (B, t, VOCAB) and valid.shape == (B, t)
 
@@ -105,15 +136,28 @@ def test_scan_and_unrolled_layers_agree(objective):
     np.testing.assert_allclose(la, lb, rtol=1e-5)
 
 
-@pytest.mark.parametrize("objective,projection,remat", [("pretrain", "transpose", "none"),
-                                                        ("pretrain", "standard", "dots_saveable"),
-                                                        ("ctc", "transpose", "full")])
+@pytest.mark.parametrize(
+    "objective,projection,remat",
+    [
+        ("pretrain", "transpose", "none"),
+        ("pretrain", "standard", "dots_saveable"),
+        ("ctc", "transpose", "full"),
+    ],
+)
 def test_loss_and_grads_finite_under_jit(objective, projection, remat):
-    cfg, module, params = build(objective=objective, mixed_ctc_projection=projection, remat_policy=remat,
-                                mask_channel_prob=0.2 if objective == "ctc" else 0.0)
+    cfg, module, params = build(
+        objective=objective,
+        mixed_ctc_projection=projection,
+        remat_policy=remat,
+        mask_channel_prob=0.2 if objective == "ctc" else 0.0,
+    )
     # the last example is batch padding: empty audio, weight 0
     batch = make_batch(lengths=(8000, 6000, 0), weight=(1.0, 1.0, 0.0))
-    step = jax.jit(jax.value_and_grad(lambda p, b, r: unispeech.loss_fn(module, p, b, r, 100, True), has_aux=True))
+    step = jax.jit(
+        jax.value_and_grad(
+            lambda p, b, r: unispeech.loss_fn(module, p, b, r, 100, True), has_aux=True
+        )
+    )
     (loss, metrics), grads = step(params, batch, jax.random.key(7))
     assert np.isfinite(loss) and loss > 0
     for name, value in metrics.items():
@@ -122,11 +166,19 @@ def test_loss_and_grads_finite_under_jit(objective, projection, remat):
     assert all(np.all(np.isfinite(g)) for g in leaves)
     assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
     if objective == "pretrain":
-        for key in ("loss", "contrastive", "diversity", "ctc", "code_perplexity", "temperature", "accuracy",
-                    "masked_fraction"):
+        for key in (
+            "loss",
+            "contrastive",
+            "diversity",
+            "ctc",
+            "code_perplexity",
+            "temperature",
+            "accuracy",
+            "masked_fraction",
+        ):
             assert key in metrics
         assert 0.0 < metrics["masked_fraction"] < 1.0
-        np.testing.assert_allclose(metrics["temperature"], 2.0 * 0.999995 ** 100, rtol=1e-5)
+        np.testing.assert_allclose(metrics["temperature"], 2.0 * 0.999995**100, rtol=1e-5)
 
 
 def test_unlabelled_examples_contribute_no_ctc():
@@ -144,7 +196,9 @@ def test_unlabelled_examples_contribute_no_ctc():
 
     # a fully unlabelled batch is the pure contrastive + diversity objective: no gradient to the CTC head
     unlabelled = make_batch(labelled=(0.0, 0.0, 0.0))
-    grads = jax.jit(jax.grad(lambda p: unispeech.loss_fn(module, p, unlabelled, jax.random.key(3), 0, True)[0]))(params)
+    grads = jax.jit(
+        jax.grad(lambda p: unispeech.loss_fn(module, p, unlabelled, jax.random.key(3), 0, True)[0])
+    )(params)
     assert float(jnp.max(jnp.abs(grads["ctc_proj"]["kernel"]))) == 0.0
     total, metrics = loss(module, params, unlabelled, jax.random.key(3), 0, True)
     expected = metrics["contrastive"] + cfg.diversity_loss_weight * metrics["diversity"]
@@ -177,21 +231,39 @@ def test_padding_does_not_change_valid_frames():
 
 def test_layerdrop_skips_blocks_only_in_training():
     # layerdrop 1 with every dropout off: in training no block runs, so blocks get no gradient
-    cfg, module, params = build(objective="ctc", layerdrop=1.0, hidden_dropout=0.0, attention_dropout=0.0,
-                                feat_proj_dropout=0.0, final_dropout=0.0, mask_time_prob=0.0)
+    cfg, module, params = build(
+        objective="ctc",
+        layerdrop=1.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        feat_proj_dropout=0.0,
+        final_dropout=0.0,
+        mask_time_prob=0.0,
+    )
     batch = make_batch(labelled=(1.0, 1.0, 1.0))
-    grad = jax.jit(jax.grad(lambda p, train: unispeech.loss_fn(module, p, batch, jax.random.key(0), 0, train)[0]),
-                   static_argnums=1)
+    grad = jax.jit(
+        jax.grad(
+            lambda p, train: unispeech.loss_fn(module, p, batch, jax.random.key(0), 0, train)[0]
+        ),
+        static_argnums=1,
+    )
     g_train, g_eval = grad(params, True), grad(params, False)
-    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_train["encoder"]["layers"])) == 0.0
-    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_eval["encoder"]["layers"])) > 0.0
+    assert (
+        max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_train["encoder"]["layers"]))
+        == 0.0
+    )
+    assert (
+        max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_eval["encoder"]["layers"])) > 0.0
+    )
     assert float(jnp.max(jnp.abs(g_train["encoder"]["pos_conv_embed"]["weight_v"]))) > 0.0
 
 
 def test_freeze_feature_encoder_stops_conv_gradient():
     cfg, module, params = build(objective="ctc", freeze_feature_encoder=True)
     batch = make_batch(labelled=(1.0, 1.0, 1.0))
-    grad = jax.jit(jax.grad(lambda p, s: unispeech.loss_fn(module, p, batch, jax.random.key(0), s, True)[0]))
+    grad = jax.jit(
+        jax.grad(lambda p, s: unispeech.loss_fn(module, p, batch, jax.random.key(0), s, True)[0])
+    )
     g = grad(params, 0)
     assert float(jnp.max(jnp.abs(g["feature_extractor"]["conv_layers_0"]["conv"]["kernel"]))) == 0.0
     assert float(jnp.max(jnp.abs(g["encoder"]["layers"]["attention"]["q_proj"]["kernel"]))) > 0.0
@@ -199,9 +271,15 @@ def test_freeze_feature_encoder_stops_conv_gradient():
 
 
 def test_dummy_batch_has_the_largest_bucket_shape():
-    data = ml_collections.ConfigDict(dict(bucket_boundaries=(16000, 32000, 48000), max_sample_len=48000,
-                                          max_samples_per_batch=200000,
-                                          batch_multiple=2, max_label_len=40))
+    data = ml_collections.ConfigDict(
+        dict(
+            bucket_boundaries=(16000, 32000, 48000),
+            max_sample_len=48000,
+            max_samples_per_batch=200000,
+            batch_multiple=2,
+            max_label_len=40,
+        )
+    )
     batch = unispeech.dummy_batch(data)
     assert batch["audio"].shape == (4, 48000) and batch["audio_mask"].dtype == bool
     assert batch["phones"].shape == (4, 40) and batch["phones"].dtype == np.int32
@@ -219,8 +297,16 @@ def test_unknown_config_key_is_rejected():
 @pytest.mark.parametrize("objective", ["pretrain", "ctc"])
 def test_flops_match_xla_cost_analysis(objective):
     # unrolled layers: XLA's cost analysis counts a while-loop body once
-    cfg = tiny_cfg(objective=objective, conv_dim=(64,) * 7, hidden_size=128, intermediate_size=512,
-                   codevector_dim=64, proj_codevector_dim=64, scan_layers=False, layerdrop=0.0)
+    cfg = tiny_cfg(
+        objective=objective,
+        conv_dim=(64,) * 7,
+        hidden_size=128,
+        intermediate_size=512,
+        codevector_dim=64,
+        proj_codevector_dim=64,
+        scan_layers=False,
+        layerdrop=0.0,
+    )
     module = unispeech.build(cfg, VOCAB)
     params = unispeech.init_params(module, jax.random.key(0), unbox=True)
     batch = make_batch(lengths=(16000, 16000, 16000), labelled=(1.0, 1.0, 1.0), samples=16000)
@@ -239,7 +325,10 @@ def test_mixed_ctc_warmup_ramps_the_replacement_probability():
     batch = make_batch(labelled=(1.0, 1.0, 1.0))
     batch["phones_mask"][:, :4] = True
     rng = jax.random.key(5)
-    ramps = {step: float(loss(module, params, batch, rng, step, True)[1]["replace_prob"]) for step in (0, 50, 400)}
+    ramps = {
+        step: float(loss(module, params, batch, rng, step, True)[1]["replace_prob"])
+        for step in (0, 50, 400)
+    }
     assert ramps == {0: 0.0, 50: 0.25, 400: 0.5}
     at_start = loss(module, params, batch, rng, 0, True)[1]["ctc"]
     without = loss(unmixed, params, batch, rng, 0, True)[1]["ctc"]
@@ -250,6 +339,7 @@ def test_mixed_ctc_warmup_ramps_the_replacement_probability():
 
 # ----------------------------------------------------------------------------- log-mel front end
 
+
 def test_log_mel_frames_match_the_conv_frames_and_librosa():
     import librosa
 
@@ -258,13 +348,14 @@ def test_log_mel_frames_match_the_conv_frames_and_librosa():
     x = np.random.default_rng(0).standard_normal((2, 7000)).astype(np.float32)
     framed = np.asarray(layers.frame_signal(jnp.asarray(x), window, hop))
     assert framed.shape[1] == frames(7000)
-    for t in range(framed.shape[1]):   # frame t = the conv stack's receptive field t
-        np.testing.assert_array_equal(framed[:, t], x[:, t * hop: t * hop + window])
+    for t in range(framed.shape[1]):  # frame t = the conv stack's receptive field t
+        np.testing.assert_array_equal(framed[:, t], x[:, t * hop : t * hop + window])
     ours = np.asarray(layers.log_mel_frames(jnp.asarray(x), window, hop, 80, 16000))
     hann = librosa.filters.get_window("hann", window, fftbins=True)
-    power = np.abs(np.fft.rfft(framed[0] * hann, n=512)) ** 2           # [T, 257]
-    mel = librosa.feature.melspectrogram(S=power.T, sr=16000, n_fft=512, n_mels=80,
-                                         fmin=0.0, fmax=8000.0)        # [80, T]
+    power = np.abs(np.fft.rfft(framed[0] * hann, n=512)) ** 2  # [T, 257]
+    mel = librosa.feature.melspectrogram(
+        S=power.T, sr=16000, n_fft=512, n_mels=80, fmin=0.0, fmax=8000.0
+    )  # [80, T]
     np.testing.assert_allclose(ours[0], np.log(mel.T + 1e-10), rtol=1e-4, atol=1e-4)
 
 
@@ -274,7 +365,7 @@ def test_log_mel_front_end_normalises_per_utterance_and_ignores_padding():
     short = make_batch(lengths=(5000,), labelled=(1.0,))
     short = {k: v[:, :5000] if k.startswith("audio") else v for k, v in short.items()}
     padded = make_batch(lengths=(5000,), labelled=(1.0,))
-    louder = dict(short, audio=short["audio"] * 7.0)   # a gain is one offset per mel bin
+    louder = dict(short, audio=short["audio"] * 7.0)  # a gain is one offset per mel bin
     (a, va), (b, vb), (c, _) = (predict(module, params, x) for x in (short, padded, louder))
     n = int(np.sum(va))
     assert n == int(np.sum(vb)) == frames(5000)
@@ -308,19 +399,29 @@ def test_log_mel_front_end_trains_counts_its_flops_and_has_no_hf_counterpart():
 def test_positional_conv_implementations_agree_with_the_grouped_conv():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 37, 32)), jnp.float32)
     w = jnp.asarray(np.random.default_rng(1).standard_normal((16, 8, 32)), jnp.float32)
-    grouped = jax.lax.conv_general_dilated(x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"),
-                                           feature_group_count=4)[:, :37]
+    grouped = jax.lax.conv_general_dilated(
+        x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=4
+    )[:, :37]
     cot = jnp.asarray(np.random.default_rng(2).standard_normal(grouped.shape), jnp.float32)
 
     def grads(conv):
         return jax.grad(lambda x, w: jnp.vdot(conv(x, w), cot), argnums=(0, 1))(x, w)
 
-    reference = grads(lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=4)[:, :37])
+    reference = grads(
+        lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (1,), [(8, 8)], dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=4
+        )[:, :37]
+    )
     # 16 taps: the tap-chunked kernel gradient runs two chunks of 8.
-    for impl in (layers._same_grouped_conv, layers._same_grouped_conv_fft, layers._same_grouped_conv_taps):
-        np.testing.assert_allclose(impl(x, w, 4), grouped, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)
-        for got, want in zip(grads(lambda x, w: impl(x, w, 4)), reference):
+    for impl in (
+        layers._same_grouped_conv,
+        layers._same_grouped_conv_fft,
+        layers._same_grouped_conv_taps,
+    ):
+        np.testing.assert_allclose(
+            impl(x, w, 4), grouped, rtol=1e-4, atol=1e-4, err_msg=impl.__name__
+        )
+        for got, want in zip(grads(lambda x, w, impl=impl: impl(x, w, 4)), reference):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)
     with pytest.raises(ValueError, match="pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps'"):
         unispeech.build(tiny_cfg(pos_conv_impl="fast"), VOCAB)

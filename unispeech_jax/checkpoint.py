@@ -25,7 +25,7 @@ class Checkpoints:
     """Thin wrapper over `ocp.CheckpointManager` with the two items of a training run."""
 
     def __init__(self, workdir: str | pathlib.Path, keep: int = 3, async_save: bool = True):
-        self.directory = pathlib.Path(workdir).absolute() / 'checkpoints'
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save
         )
@@ -46,7 +46,7 @@ class Checkpoints:
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores `step` into the shapes and shardings of `abstract_state`."""
         target = jax.tree.map(
-            lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, 'shape') else x,
+            lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, "shape") else x,
             abstract_state,
         )
         try:
@@ -58,10 +58,10 @@ class Checkpoints:
             )
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(
-                f'checkpoint {self.directory / str(step)} does not fit this model/config '
-                f'(was it written with another model size or vocabulary?): {e}'
+                f"checkpoint {self.directory / str(step)} does not fit this model/config "
+                f"(was it written with another model size or vocabulary?): {e}"
             ) from None
-        return restored['state'], dict(restored['data'] or {})
+        return restored["state"], dict(restored["data"] or {})
 
     def restore_params(self, step: int | None = None) -> Any:
         """Restores only the parameters (host numpy arrays) of a run, e.g. to fine-tune it."""
@@ -72,12 +72,12 @@ class Checkpoints:
         non-trainable variables of families that have them (SpeechT5 'batch_stats'), else {}."""
         step = self.latest_step() if step is None else step
         if step is None:
-            raise CheckpointError(f'no checkpoint in {self.directory}')
+            raise CheckpointError(f"no checkpoint in {self.directory}")
         restored = self.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
         )
-        logging.info('loaded parameters of %s at step %d', self.directory, step)
-        return restored['state']['params'], dict(restored['state'].get('model_state') or {})
+        logging.info("loaded parameters of %s at step %d", self.directory, step)
+        return restored["state"]["params"], dict(restored["state"].get("model_state") or {})
 
     def wait(self):
         self.manager.wait_until_finished()

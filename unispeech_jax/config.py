@@ -15,7 +15,7 @@ import importlib.util
 import json
 import math
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import ml_collections
 
@@ -23,16 +23,16 @@ from unispeech_jax.data import pipeline
 from unispeech_jax.models import unispeech
 
 REQUIRED_KEYS = (
-    'seed',
-    'total_steps',
-    'checkpoint_every',
-    'eval_every',
-    'data',
-    'model',
-    'optim',
-    'mesh',
+    "seed",
+    "total_steps",
+    "checkpoint_every",
+    "eval_every",
+    "data",
+    "model",
+    "optim",
+    "mesh",
 )
-MESH_AXES = ('data', 'fsdp', 'tensor')
+MESH_AXES = ("data", "fsdp", "tensor")
 
 
 class ConfigError(ValueError):
@@ -43,8 +43,8 @@ def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     """Imports a config file and returns its `get_config()`, locked against new keys."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ConfigError(f'config file not found: {path}')
-    spec = importlib.util.spec_from_file_location(f'_config_{path.stem}', path)
+        raise ConfigError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
@@ -60,35 +60,38 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
     Unknown keys and wrong types raise ConfigError.
     """
     for item in overrides:
-        key, sep, raw = item.partition('=')
+        key, sep, raw = item.partition("=")
         if not sep:
-            raise ConfigError(f'override {item!r} is not of the form key=value')
+            raise ConfigError(f"override {item!r} is not of the form key=value")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             value = raw
-        *parents, leaf = key.split('.')
+        *parents, leaf = key.split(".")
         node = config
         for i, name in enumerate(parents + [leaf]):
             if not isinstance(node, ml_collections.ConfigDict) or name not in node:
                 raise ConfigError(
-                    f'unknown config key {".".join(key.split(".")[: i + 1])!r} in override '
-                    f'{item!r}{_suggest(name, node)}'
+                    f"unknown config key {'.'.join(key.split('.')[: i + 1])!r} in override "
+                    f"{item!r}{_suggest(name, node)}"
                 )
             if i < len(parents):
                 node = node[name]
         old = node[leaf]
         if isinstance(old, tuple) and isinstance(value, list):
             value = tuple(value)
-        elif isinstance(value, str) and isinstance(old, tuple) and all(
-                isinstance(v, str) for v in old):   # a tuple of strings: a,b -> ('a', 'b')
-            value = tuple(v for v in value.split(',') if v)
+        elif (
+            isinstance(value, str)
+            and isinstance(old, tuple)
+            and all(isinstance(v, str) for v in old)
+        ):  # a tuple of strings: a,b -> ('a', 'b')
+            value = tuple(v for v in value.split(",") if v)
         try:
             node[leaf] = value
         except TypeError:
             raise ConfigError(
-                f'config key {key!r} is of type {type(old).__name__}; got {value!r} '
-                f'({type(value).__name__}) in override {item!r}'
+                f"config key {key!r} is of type {type(old).__name__}; got {value!r} "
+                f"({type(value).__name__}) in override {item!r}"
             ) from None
     return config
 
@@ -96,9 +99,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 def _suggest(name: str, node: ml_collections.ConfigDict) -> str:
     """'; did you mean ...?' naming the closest keys of `node`, or ''."""
     if not isinstance(node, ml_collections.ConfigDict):
-        return ''
+        return ""
     close = difflib.get_close_matches(name, list(node.keys()), n=2)
-    return f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
@@ -125,21 +128,21 @@ def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> dict[st
     sizes = {axis: int(mesh_cfg.shape[axis]) for axis in MESH_AXES}
     unknown = [a for a, s in sizes.items() if s == -1]
     if len(unknown) > 1:
-        raise ConfigError(f'mesh.shape: only one axis may be -1, got {unknown}')
+        raise ConfigError(f"mesh.shape: only one axis may be -1, got {unknown}")
     if any(s == 0 or s < -1 for s in sizes.values()):
-        raise ConfigError(f'mesh.shape: sizes must be positive or -1, got {sizes}')
+        raise ConfigError(f"mesh.shape: sizes must be positive or -1, got {sizes}")
     known = math.prod(s for s in sizes.values() if s != -1)
     if unknown:
         if num_devices % known:
             raise ConfigError(
-                f'mesh.shape {sizes}: the fixed axes ({known} devices) do not divide '
-                f'the {num_devices} available devices'
+                f"mesh.shape {sizes}: the fixed axes ({known} devices) do not divide "
+                f"the {num_devices} available devices"
             )
         sizes[unknown[0]] = num_devices // known
     if math.prod(sizes.values()) != num_devices:
         raise ConfigError(
-            f'mesh.shape {sizes} needs {math.prod(sizes.values())} devices, '
-            f'but {num_devices} are available'
+            f"mesh.shape {sizes} needs {math.prod(sizes.values())} devices, "
+            f"but {num_devices} are available"
         )
     return sizes
 
@@ -148,68 +151,68 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     """Raises ConfigError for a config that cannot run on this many devices/processes."""
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
-        raise ConfigError(f'config is missing required top-level keys: {missing}')
+        raise ConfigError(f"config is missing required top-level keys: {missing}")
     sizes = mesh_shape(config.mesh, num_devices)
-    batch_shards = sizes['data'] * sizes['fsdp']
+    batch_shards = sizes["data"] * sizes["fsdp"]
     multiple = int(config.data.batch_multiple)
     if multiple % batch_shards:
         raise ConfigError(
-            f'data.batch_multiple={multiple} must be a multiple of the batch-sharded mesh axes '
-            f'(data×fsdp = {batch_shards}) so every batch splits evenly over devices'
+            f"data.batch_multiple={multiple} must be a multiple of the batch-sharded mesh axes "
+            f"(data×fsdp = {batch_shards}) so every batch splits evenly over devices"
         )
     if multiple % process_count:
         raise ConfigError(
-            f'data.batch_multiple={multiple} must be a multiple of the '
-            f'{process_count} processes (each host loads an equal share)'
+            f"data.batch_multiple={multiple} must be a multiple of the "
+            f"{process_count} processes (each host loads an equal share)"
         )
     grad_accum = int(config.optim.grad_accum)
     if grad_accum < 1 or multiple % (grad_accum * batch_shards):
         raise ConfigError(
-            f'optim.grad_accum={grad_accum}: data.batch_multiple={multiple} must be '
-            f'divisible by grad_accum × data × fsdp = {grad_accum * batch_shards}'
+            f"optim.grad_accum={grad_accum}: data.batch_multiple={multiple} must be "
+            f"divisible by grad_accum × data × fsdp = {grad_accum * batch_shards}"
         )
     boundaries = tuple(config.data.bucket_boundaries)
     if list(boundaries) != sorted(boundaries) or not boundaries:
-        raise ConfigError(f'data.bucket_boundaries must be increasing, got {boundaries}')
+        raise ConfigError(f"data.bucket_boundaries must be increasing, got {boundaries}")
     if boundaries[-1] != config.data.max_sample_len:
         raise ConfigError(
-            f'data.bucket_boundaries[-1]={boundaries[-1]} must equal '
-            f'data.max_sample_len={config.data.max_sample_len}'
+            f"data.bucket_boundaries[-1]={boundaries[-1]} must equal "
+            f"data.max_sample_len={config.data.max_sample_len}"
         )
     for axis in (r[1] for r in config.mesh.rules):
         axes = axis if isinstance(axis, (tuple, list)) else (axis,)
         bad = [a for a in axes if a is not None and a not in MESH_AXES]
         if bad:
-            raise ConfigError(f'mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}')
+            raise ConfigError(f"mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}")
     clusters = int(config.data.km_clusters)
-    if config.model.name == 'speecht5' and clusters > int(config.model.num_clusters):
+    if config.model.name == "speecht5" and clusters > int(config.model.num_clusters):
         raise ConfigError(
-            f'data.km_clusters={clusters} k-means ids do not fit model.num_clusters='
-            f'{config.model.num_clusters} masked-prediction classes'
+            f"data.km_clusters={clusters} k-means ids do not fit model.num_clusters="
+            f"{config.model.num_clusters} masked-prediction classes"
         )
     if (
-        config.model.name == 'unispeech'
-        and config.model.objective == 'ctc'
+        config.model.name == "unispeech"
+        and config.model.objective == "ctc"
         and float(config.data.labelled_fraction) < 1
         and not config.data.labelled_only
     ):
         raise ConfigError(
-            f'model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: '
-            'the unlabelled utterances would each cost a step\'s share and carry no loss; set '
-            'data.labelled_only=True (with data.crop=False)'
+            f"model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: "
+            "the unlabelled utterances would each cost a step's share and carry no loss; set "
+            "data.labelled_only=True (with data.crop=False)"
         )
     if (
-        config.model.name == 'unispeech'
-        and config.model.objective == 'ctc'
+        config.model.name == "unispeech"
+        and config.model.objective == "ctc"
         and tuple(config.data.unlabelled_manifests)
     ):
         raise ConfigError(
-            'model.objective=ctc with data.unlabelled_manifests: their utterances carry no '
-            'CTC loss and would only cost steps; they are for pre-training'
+            "model.objective=ctc with data.unlabelled_manifests: their utterances carry no "
+            "CTC loss and would only cost steps; they are for pre-training"
         )
-    for key in ('total_steps', 'checkpoint_every', 'eval_every'):
+    for key in ("total_steps", "checkpoint_every", "eval_every"):
         if int(config[key]) <= 0:
-            raise ConfigError(f'{key} must be positive, got {config[key]}')
+            raise ConfigError(f"{key} must be positive, got {config[key]}")
     return sizes
 
 
@@ -224,20 +227,20 @@ def mesh_config(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collection
         dict(
             shape=dict(data=data, fsdp=fsdp, tensor=tensor),
             rules=(
-                ('act_batch', ('data', 'fsdp')),
-                ('act_length', None),
-                ('act_embed', None),
-                ('act_mlp', 'tensor'),
-                ('act_heads', 'tensor'),
-                ('layers', None),
-                ('embed', 'fsdp'),
-                ('mlp', 'tensor'),
-                ('heads', 'tensor'),
-                ('vocab', None),
-                ('codes', None),
-                ('conv_in', None),
-                ('conv_out', 'fsdp'),
-                ('conv_kernel', None),
+                ("act_batch", ("data", "fsdp")),
+                ("act_length", None),
+                ("act_embed", None),
+                ("act_mlp", "tensor"),
+                ("act_heads", "tensor"),
+                ("layers", None),
+                ("embed", "fsdp"),
+                ("mlp", "tensor"),
+                ("heads", "tensor"),
+                ("vocab", None),
+                ("codes", None),
+                ("conv_in", None),
+                ("conv_out", "fsdp"),
+                ("conv_kernel", None),
             ),
         )
     )
@@ -259,7 +262,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.skip_nonfinite = False  # True: skip a step whose loss/grad is NaN/Inf, not stop
     c.peak_flops_per_device = 0.0  # 0: measure the matmul ceiling at start (for MFU)
-    c.init_from = ''  # a workdir whose params initialise this run (fine-tuning)
+    c.init_from = ""  # a workdir whose params initialise this run (fine-tuning)
     c.init_from_step = -1  # which of its checkpoints; -1 = the newest
 
     # Input: every key of unispeech_jax/data/pipeline.py, at the pre-training recipe's lengths.
@@ -278,7 +281,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict(
         dict(
             lr=5e-4,
-            schedule='polynomial',
+            schedule="polynomial",
             warmup_steps=32_000,
             end_lr=0.0,
             power=1.0,
@@ -292,7 +295,7 @@ def defaults() -> ml_collections.ConfigDict:
             grad_clip=10.0,
             grad_accum=1,
             freeze_steps=0,
-            freeze_regex='',
+            freeze_regex="",
         )
     )
 

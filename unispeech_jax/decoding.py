@@ -50,7 +50,12 @@ def speecht5_greedy(module, variables, audio, audio_mask, max_length: int):
     def step(carry, _):
         token, cache, done = carry
         logits, cache = module.apply(
-            variables, token[:, None], enc["hidden"], enc["valid"], step_valid, cache,
+            variables,
+            token[:, None],
+            enc["hidden"],
+            enc["valid"],
+            step_valid,
+            cache,
             method=speecht5.SpeechT5.decode_text,
         )
         token = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)

@@ -10,7 +10,7 @@ Training calls the same `Evaluator` periodically on the validation split.
 
 from __future__ import annotations
 
-if __name__ == '__main__':  # first, before the heavy imports: hostmem may replace the process
+if __name__ == "__main__":  # first, before the heavy imports: hostmem may replace the process
     from unispeech_jax import hostmem
 
     hostmem.reexec_with_huge_pages()
@@ -20,20 +20,17 @@ import logging
 import pathlib
 import sys
 
-from absl import app, flags
-from absl import logging as absl_logging
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from absl import app, flags
+from absl import logging as absl_logging
 from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import decoding
+from unispeech_jax import decoding, models, sharding
 from unispeech_jax import metrics as metrics_lib
-from unispeech_jax import models
-from unispeech_jax import sharding
 from unispeech_jax.data import pipeline
 
 
@@ -48,13 +45,11 @@ class Evaluator:
             lambda p, s, b: models.loss_fn(family, module, p, s, b, key, jnp.int32(0), False)[1][0]
         )
         self._predict = None
-        if hasattr(family, 'predict_fn'):
+        if hasattr(family, "predict_fn"):
             self.symbols = pipeline.vocab(config.data).symbols
             self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
 
-    def run(
-        self, params, split: str, max_batches: int = 0, model_state=None
-    ) -> dict[str, float]:
+    def run(self, params, split: str, max_batches: int = 0, model_state=None) -> dict[str, float]:
         """Weighted mean of every loss metric over `split` (and PER with a CTC head).
         model_state: the family's non-trainable variables (SpeechT5: 'batch_stats')."""
         model_state = model_state or {}
@@ -73,7 +68,7 @@ class Evaluator:
                 if max_batches and i >= max_batches:
                     break
                 batch = sharding.global_batch(local, self.mesh)
-                weight = float(multihost_utils.process_allgather(batch['weight'], tiled=True).sum())
+                weight = float(multihost_utils.process_allgather(batch["weight"], tiled=True).sum())
                 for k, v in jax.device_get(self._loss(params, model_state, batch)).items():
                     sums[k] = sums.get(k, 0.0) + float(v) * weight
                 total_weight += weight
@@ -82,11 +77,11 @@ class Evaluator:
                 ids, lengths = self._predict(params, batch)
                 got = multihost_utils.process_allgather(
                     {
-                        'ids': ids,
-                        'lengths': lengths,
-                        'phones': batch['phones'],
-                        'phones_mask': batch['phones_mask'],
-                        'weight': batch['weight'],
+                        "ids": ids,
+                        "lengths": lengths,
+                        "phones": batch["phones"],
+                        "phones_mask": batch["phones_mask"],
+                        "weight": batch["weight"],
                     },
                     tiled=True,
                 )
@@ -95,18 +90,18 @@ class Evaluator:
                 hyps += h
         out = {k: v / max(total_weight, 1.0) for k, v in sums.items()}
         if refs:
-            out['per'] = metrics_lib.error_rate(refs, hyps)
-            out['examples'] = float(len(refs))
+            out["per"] = metrics_lib.error_rate(refs, hyps)
+            out["examples"] = float(len(refs))
         return out
 
     def _transcripts(self, got) -> tuple[list[str], list[str]]:
         """Phone strings (word boundaries `|` dropped) of the real examples of a batch."""
         refs, hyps = [], []
-        for b in range(got['ids'].shape[0]):
-            if got['weight'][b] <= 0 or not got['phones_mask'][b].any():
+        for b in range(got["ids"].shape[0]):
+            if got["weight"][b] <= 0 or not got["phones_mask"][b].any():
                 continue
-            ref = got['phones'][b][got['phones_mask'][b]]
-            hyp = decoding.collapse_ctc(got['ids'][b][: got['lengths'][b]])
+            ref = got["phones"][b][got["phones_mask"][b]]
+            hyp = decoding.collapse_ctc(got["ids"][b][: got["lengths"][b]])
             refs.append(metrics_lib.ids_to_string(ref, self.symbols))
             hyps.append(metrics_lib.ids_to_string(hyp, self.symbols))
         return refs, hyps
@@ -122,10 +117,10 @@ def evaluate_workdir(
 ) -> dict[str, float]:
     """Loads a run's config and newest (or given) checkpoint and evaluates `split`."""
     workdir = pathlib.Path(workdir)
-    config_file = workdir / 'config.json'
+    config_file = workdir / "config.json"
     if not config_file.is_file():
         raise checkpoint_lib.CheckpointError(
-            f'{config_file} not found: is {workdir} a training workdir?'
+            f"{config_file} not found: is {workdir} a training workdir?"
         )
     config = config_lib.from_json(config_file.read_text())
     family = models.get(config.model.name)
@@ -137,40 +132,40 @@ def evaluate_workdir(
     params, model_state = ckpt.restore_variables(step)
     evaluator = Evaluator(config, family, module, mesh, rules)
     result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
-    result['step'] = float(step)
+    result["step"] = float(step)
     if jax.process_index() == 0:
-        (workdir / f'eval_{split}.json').write_text(json.dumps(result, indent=2, sort_keys=True))
+        (workdir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     return result
 
 
 def _define_flags():
     """Command-line flags; defined only when this module is the program (train.py imports it)."""
     return (
-        flags.DEFINE_string('workdir', None, 'A training workdir.'),
-        flags.DEFINE_string('split', 'test', 'Data split to evaluate (train/valid/test).'),
-        flags.DEFINE_integer('max_batches', 0, 'Stop after this many batches (0: all).'),
-        flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).'),
+        flags.DEFINE_string("workdir", None, "A training workdir."),
+        flags.DEFINE_string("split", "test", "Data split to evaluate (train/valid/test)."),
+        flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0: all)."),
+        flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest)."),
     )
 
 
 def main(argv):
     del argv
     _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
     if _WORKDIR.value is None:
-        raise app.UsageError('--workdir is required')
+        raise app.UsageError("--workdir is required")
     try:
         result = evaluate_workdir(_WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value)
     except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError) as e:
-        logging.error('%s: %s', type(e).__name__, e)
+        logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)
     for k, v in sorted(result.items()):
-        print(f'{k:>20s} {v:.4f}')
-    if 'per' in result:
-        print(f'PER on {_SPLIT.value}: {100 * result["per"]:.2f} %')
+        print(f"{k:>20s} {v:.4f}")
+    if "per" in result:
+        print(f"PER on {_SPLIT.value}: {100 * result['per']:.2f} %")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     _FLAGS = _define_flags()
     app.run(main)

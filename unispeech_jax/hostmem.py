@@ -19,9 +19,9 @@ import os
 import platform
 import sys
 
-TUNABLE = 'glibc.malloc.hugetlb'
-_THP_MODE_FILE = '/sys/kernel/mm/transparent_hugepage/enabled'
-_REEXECUTED = 'UNISPEECH_JAX_HUGE_PAGES_REEXEC'
+TUNABLE = "glibc.malloc.hugetlb"
+_THP_MODE_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
+_REEXECUTED = "UNISPEECH_JAX_HUGE_PAGES_REEXEC"
 
 
 def thp_mode(path: str = _THP_MODE_FILE) -> str | None:
@@ -31,7 +31,7 @@ def thp_mode(path: str = _THP_MODE_FILE) -> str | None:
             text = f.read()
     except OSError:
         return None
-    start, end = text.find('['), text.find(']')
+    start, end = text.find("["), text.find("]")
     return text[start + 1 : end] if 0 <= start < end else None
 
 
@@ -40,21 +40,21 @@ def huge_pages_env(environ: dict, libc: tuple[str, str], mode: str | None) -> di
     decided: libc not glibc ≥ 2.35 (libc as `platform.libc_ver()`), THP absent or 'never',
     GLIBC_TUNABLES already naming the tunable, or this process already re-executed."""
     name, version = libc
-    if name != 'glibc' or tuple(int(v) for v in version.split('.')[:2]) < (2, 35):
+    if name != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
         return None
-    if mode not in ('always', 'madvise') or _REEXECUTED in environ:
+    if mode not in ("always", "madvise") or _REEXECUTED in environ:
         return None
-    tunables = environ.get('GLIBC_TUNABLES', '')
+    tunables = environ.get("GLIBC_TUNABLES", "")
     if TUNABLE in tunables:
         return None
-    return dict(environ, GLIBC_TUNABLES=with_huge_pages(tunables, True), **{_REEXECUTED: '1'})
+    return dict(environ, GLIBC_TUNABLES=with_huge_pages(tunables, True), **{_REEXECUTED: "1"})
 
 
 def with_huge_pages(tunables: str, huge: bool) -> str:
     """A GLIBC_TUNABLES value: `tunables` (':'-separated) with the huge-pages tunable set to
     1 or 0 in place of any setting it had; the other tunables are kept."""
-    others = [t for t in tunables.split(':') if t and not t.startswith(TUNABLE)]
-    return ':'.join(others + [f'{TUNABLE}={int(huge)}'])
+    others = [t for t in tunables.split(":") if t and not t.startswith(TUNABLE)]
+    return ":".join(others + [f"{TUNABLE}={int(huge)}"])
 
 
 def reexec_with_huge_pages() -> None:
@@ -70,11 +70,15 @@ def reexec_with_huge_pages() -> None:
 
 def status() -> str:
     """One line for the training log: whether this process's mallocs get huge pages, and why."""
-    tunables = os.environ.get('GLIBC_TUNABLES', '')
-    if f'{TUNABLE}=1' in tunables:
-        return f'host memory: malloc advises transparent huge pages (GLIBC_TUNABLES={tunables})'
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if f"{TUNABLE}=1" in tunables:
+        return f"host memory: malloc advises transparent huge pages (GLIBC_TUNABLES={tunables})"
     mode = thp_mode()
-    if mode == 'always':
-        return 'host memory: transparent huge pages for every large mapping (kernel THP mode always)'
-    return (f'host memory: 4 KiB pages for malloc (THP mode {mode}, '
-            f'libc {" ".join(platform.libc_ver()) or "unknown"}, GLIBC_TUNABLES={tunables or "unset"})')
+    if mode == "always":
+        return (
+            "host memory: transparent huge pages for every large mapping (kernel THP mode always)"
+        )
+    return (
+        f"host memory: 4 KiB pages for malloc (THP mode {mode}, "
+        f"libc {' '.join(platform.libc_ver()) or 'unknown'}, GLIBC_TUNABLES={tunables or 'unset'})"
+    )

@@ -230,7 +230,9 @@ def guided_attention_loss(probs, input_valid, output_valid, sigma: float):
     in_len = jnp.sum(input_valid, -1, dtype=jnp.float32)[:, None, None]
     out_len = jnp.sum(output_valid, -1, dtype=jnp.float32)[:, None, None]
     i = jnp.arange(input_valid.shape[1], dtype=jnp.float32)[None, None, :] / jnp.maximum(in_len, 1)
-    o = jnp.arange(output_valid.shape[1], dtype=jnp.float32)[None, :, None] / jnp.maximum(out_len, 1)
+    o = jnp.arange(output_valid.shape[1], dtype=jnp.float32)[None, :, None] / jnp.maximum(
+        out_len, 1
+    )
     weight = 1.0 - jnp.exp(-((i - o) ** 2) / (2.0 * sigma**2))
     pairs = output_valid[:, :, None] & input_valid[:, None, :]
     pairs = jnp.broadcast_to(pairs[:, None], probs.shape)

@@ -30,16 +30,16 @@ import optax
 def schedule(optim_cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     """Learning rate as a function of the update number."""
     lr = optim_cfg.lr
-    if optim_cfg.schedule == 'polynomial':
+    if optim_cfg.schedule == "polynomial":
         warmup = optax.linear_schedule(0.0, lr, max(1, optim_cfg.warmup_steps))
         decay = optax.polynomial_schedule(
             lr, optim_cfg.end_lr, optim_cfg.power, max(1, total_steps - optim_cfg.warmup_steps)
         )
         return optax.join_schedules([warmup, decay], [optim_cfg.warmup_steps])
-    if optim_cfg.schedule == 'tri_stage':
+    if optim_cfg.schedule == "tri_stage":
         ratios = tuple(optim_cfg.phase_ratio)
         if abs(sum(ratios) - 1.0) > 1e-6:
-            raise ValueError(f'optim.phase_ratio must sum to 1, got {ratios}')
+            raise ValueError(f"optim.phase_ratio must sum to 1, got {ratios}")
         warm, hold = (int(r * total_steps) for r in ratios[:2])
         decay_steps = max(1, total_steps - warm - hold)
         final_scale = optim_cfg.final_lr_scale
@@ -67,7 +67,7 @@ def frozen_mask(params, regex: str):
     pattern = re.compile(regex) if regex else None
 
     def match(path, _):
-        name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
         return bool(pattern and pattern.search(name))
 
     return jax.tree_util.tree_map_with_path(match, params)
@@ -96,5 +96,5 @@ def _decay_mask(params):
     """Weight decay on dense and conv kernels only, not on biases, norm scales, codebooks or
     embeddings. Decided by name, because scanned layers give biases a leading layer axis."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: str(getattr(path[-1], 'key', path[-1])) == 'kernel', params
+        lambda path, _: str(getattr(path[-1], "key", path[-1])) == "kernel", params
     )

@@ -8,13 +8,15 @@ by a jitted init with those `out_shardings`, so no unsharded copy of a large mod
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from unispeech_jax import config as config_lib
 
@@ -42,7 +44,7 @@ def rules(mesh_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over data and fsdp; the rest replicated."""
-    return NamedSharding(mesh, P(('data', 'fsdp')))
+    return NamedSharding(mesh, P(("data", "fsdp")))
 
 
 def state_shardings(abstract_state, mesh: Mesh, logical_rules):

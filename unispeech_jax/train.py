@@ -11,7 +11,7 @@ Re-running the same command resumes from the newest complete checkpoint in `--wo
 
 from __future__ import annotations
 
-if __name__ == '__main__':  # first, before the heavy imports: hostmem may replace the process
+if __name__ == "__main__":  # first, before the heavy imports: hostmem may replace the process
     from unispeech_jax import hostmem
 
     hostmem.reexec_with_huge_pages()
@@ -27,42 +27,37 @@ import sys
 import time
 from typing import Any
 
-from absl import app, flags
-from absl import logging as absl_logging
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
+from absl import app, flags
+from absl import logging as absl_logging
 from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
-from unispeech_jax import hostmem
-from unispeech_jax import models
-from unispeech_jax import optim
-from unispeech_jax import perf
-from unispeech_jax import sharding
+from unispeech_jax import hostmem, models, optim, perf, sharding
 from unispeech_jax.data import pipeline
 
 _CONFIG = flags.DEFINE_string(
-    'config', None, 'Config file (configs/*.py); override keys with --config.KEY=VALUE.'
+    "config", None, "Config file (configs/*.py); override keys with --config.KEY=VALUE."
 )
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and logs go.')
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go.")
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0 for multi-process runs.'
+    "coordinator_address", None, "host:port of process 0 for multi-process runs."
 )
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\' index.')
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process' index.")
 _STOP_AT = flags.DEFINE_integer(
-    'stop_at',
+    "stop_at",
     None,
-    'Save and stop at this step (a later run '
-    'with the same workdir resumes); schedules still follow '
-    'total_steps. For time-sliced jobs.',
+    "Save and stop at this step (a later run "
+    "with the same workdir resumes); schedules still follow "
+    "total_steps. For time-sliced jobs.",
 )
 
 
@@ -81,19 +76,19 @@ def distributed_args(coordinator=None, num_processes=None, process_id=None, envi
     wait for) and on TPU VMs.
     """
     environ = os.environ if environ is None else environ
-    coordinator = coordinator or environ.get('JAX_COORDINATOR_ADDRESS')
+    coordinator = coordinator or environ.get("JAX_COORDINATOR_ADDRESS")
     if coordinator:
-        if num_processes is None and 'JAX_NUM_PROCESSES' in environ:
-            num_processes = int(environ['JAX_NUM_PROCESSES'])
-        if process_id is None and 'JAX_PROCESS_ID' in environ:
-            process_id = int(environ['JAX_PROCESS_ID'])
+        if num_processes is None and "JAX_NUM_PROCESSES" in environ:
+            num_processes = int(environ["JAX_NUM_PROCESSES"])
+        if process_id is None and "JAX_PROCESS_ID" in environ:
+            process_id = int(environ["JAX_PROCESS_ID"])
         return dict(
             coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
         )
-    slurm_tasks = int(environ.get('SLURM_STEP_NUM_TASKS', environ.get('SLURM_NTASKS', '1')))
-    if 'SLURM_STEP_ID' in environ and slurm_tasks > 1:
+    slurm_tasks = int(environ.get("SLURM_STEP_NUM_TASKS", environ.get("SLURM_NTASKS", "1")))
+    if "SLURM_STEP_ID" in environ and slurm_tasks > 1:
         return {}
-    if any(k in environ for k in ('TPU_WORKER_HOSTNAMES', 'CLOUD_TPU_TASK_ID')):
+    if any(k in environ for k in ("TPU_WORKER_HOSTNAMES", "CLOUD_TPU_TASK_ID")):
         return {}
     return None
 
@@ -116,15 +111,15 @@ def make_init_fn(family, module, tx, batch):
 
     def init(rng):
         variables = dict(models.init_variables(family, module, rng, batch))
-        params = variables.pop('params')
+        params = variables.pop("params")
         state = {
-            'step': jnp.zeros((), jnp.int32),
-            'params': params,
-            'opt_state': tx.init(params),
-            'nonfinite': jnp.zeros((), jnp.int32),
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "opt_state": tx.init(params),
+            "nonfinite": jnp.zeros((), jnp.int32),
         }
         if variables:  # only then: checkpoints of stateless families keep their layout
-            state['model_state'] = variables
+            state["model_state"] = variables
         return state
 
     return init
@@ -142,15 +137,13 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
     """Returns step(state, batch) -> (state, metrics), to be jitted with shardings."""
     base_key = jax.random.key(config.seed)
     accum = config.optim.grad_accum
-    grad_fn = jax.value_and_grad(
-        functools.partial(models.loss_fn, family, module), has_aux=True
-    )
+    grad_fn = jax.value_and_grad(functools.partial(models.loss_fn, family, module), has_aux=True)
 
     def step_fn(state, batch):
-        step = state['step']
+        step = state["step"]
         rng = jax.random.fold_in(base_key, step)
-        params = state['params']
-        model_state = state.get('model_state', {})
+        params = state["params"]
+        model_state = state.get("model_state", {})
         if accum == 1:
             (loss, (metrics, model_state)), grads = grad_fn(
                 params, model_state, batch, rng, step, True
@@ -160,8 +153,10 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
             def micro(carry, xs):
                 sums, ms = carry
                 i, mb = xs
-                (l, (m, ms)), g = grad_fn(params, ms, mb, jax.random.fold_in(rng, i), step, True)
-                return (jax.tree.map(jnp.add, sums, (l, m, g)), ms), None
+                (loss_i, (m, ms)), g = grad_fn(
+                    params, ms, mb, jax.random.fold_in(rng, i), step, True
+                )
+                return (jax.tree.map(jnp.add, sums, (loss_i, m, g)), ms), None
 
             zeros = jax.tree.map(
                 jnp.zeros_like,
@@ -185,7 +180,7 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
         if frozen is not None:
             keep = step >= config.optim.freeze_steps
             grads = jax.tree.map(lambda g, f: jnp.where(f & ~keep, 0.0, g), grads, frozen)
-        updates, opt_state = tx.update(grads, state['opt_state'], params)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
         if frozen is not None:
             updates = jax.tree.map(lambda u, f: jnp.where(f & ~keep, 0.0, u), updates, frozen)
         new_params = optax.apply_updates(params, updates)
@@ -197,7 +192,7 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
             new_params, opt_state, model_state = jax.tree.map(
                 lambda n, o: jnp.where(finite, n, o),
                 (new_params, opt_state, model_state),
-                (params, state['opt_state'], state.get('model_state', {})),
+                (params, state["opt_state"], state.get("model_state", {})),
             )
         metrics = dict(
             metrics,
@@ -207,13 +202,13 @@ def make_train_step(family, module, tx, lr_fn, config, frozen):
             param_norm=optax.tree.norm(new_params),
         )
         new_state = {
-            'step': step + 1,
-            'params': new_params,
-            'opt_state': opt_state,
-            'nonfinite': state['nonfinite'] + (~finite).astype(jnp.int32),
+            "step": step + 1,
+            "params": new_params,
+            "opt_state": opt_state,
+            "nonfinite": state["nonfinite"] + (~finite).astype(jnp.int32),
         }
-        if 'model_state' in state:
-            new_state['model_state'] = model_state
+        if "model_state" in state:
+            new_state["model_state"] = model_state
         return new_state, metrics
 
     return step_fn
@@ -227,11 +222,11 @@ def merge_pretrained(params, pretrained, log, aliases=()):
       twin of its own name is loaded from the same path under `old_prefix` when the shapes
       match (UniSpeech's CTC fine-tuning head `lm_head/` from the phonetic `ctc_proj/`).
     """
-    flat_new = {'/'.join(map(str, k)): v for k, v in _flatten(params)}
-    flat_old = {'/'.join(map(str, k)): v for k, v in _flatten(pretrained)}
+    flat_new = {"/".join(map(str, k)): v for k, v in _flatten(params)}
+    flat_old = {"/".join(map(str, k)): v for k, v in _flatten(pretrained)}
 
     def source(key):
-        candidates = [key] + [old + key[len(new):] for new, old in aliases if key.startswith(new)]
+        candidates = [key] + [old + key[len(new) :] for new, old in aliases if key.startswith(new)]
         for c in candidates:
             if c in flat_old and flat_old[c].shape == flat_new[key].shape:
                 return c
@@ -242,20 +237,20 @@ def merge_pretrained(params, pretrained, log, aliases=()):
     fresh = sorted(k for k, src in sources.items() if src is None)
     renamed = {k: src for k, src in loaded.items() if k != src}
     log.info(
-        'init_from: loaded %d of %d parameter arrays%s; fresh: %s',
+        "init_from: loaded %d of %d parameter arrays%s; fresh: %s",
         len(loaded),
         len(flat_new),
-        f' (renamed: {renamed})' if renamed else '',
-        fresh if fresh else 'none',
+        f" (renamed: {renamed})" if renamed else "",
+        fresh if fresh else "none",
     )
     if not loaded:
         raise checkpoint_lib.CheckpointError(
-            'init_from: no parameter of the pre-trained run '
-            'matches this model (different model.name or size?)'
+            "init_from: no parameter of the pre-trained run "
+            "matches this model (different model.name or size?)"
         )
 
     def pick(path, new):
-        key = '/'.join(str(getattr(k, 'key', k)) for k in path)
+        key = "/".join(str(getattr(k, "key", k)) for k in path)
         return jnp.asarray(flat_old[loaded[key]], new.dtype) if key in loaded else new
 
     return jax.tree_util.tree_map_with_path(pick, params)
@@ -263,7 +258,7 @@ def merge_pretrained(params, pretrained, log, aliases=()):
 
 def _flatten(tree):
     return [
-        (tuple(getattr(k, 'key', k) for k in path), v)
+        (tuple(getattr(k, "key", k) for k in path), v)
         for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]
     ]
 
@@ -283,43 +278,54 @@ class MetricLog:
             return
         import tensorflow as tf  # TensorBoard writer; tf is already a dependency for tf.data.
 
-        self.writer = tf.summary.create_file_writer(str(workdir / 'tensorboard'))
+        self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
         self.tf = tf
-        trim_metrics(workdir / 'metrics.jsonl', start_step)
-        self.jsonl = open(workdir / 'metrics.jsonl', 'a')
+        trim_metrics(workdir / "metrics.jsonl", start_step)
+        self.jsonl = open(workdir / "metrics.jsonl", "a")
         self.bar = tqdm.tqdm(
             total=total_steps,
             initial=start_step,
             dynamic_ncols=True,
-            desc='train',
+            desc="train",
             file=sys.stdout,
             mininterval=1.0,
         )
 
-    def write(self, step: int, metrics: dict[str, float], prefix: str = 'train'):
+    def write(self, step: int, metrics: dict[str, float], prefix: str = "train"):
         if not self.active:
             return
         with self.writer.as_default():
             for k, v in metrics.items():
-                self.tf.summary.scalar(f'{prefix}/{k}', v, step=step)
+                self.tf.summary.scalar(f"{prefix}/{k}", v, step=step)
         self.writer.flush()
         # wall_min: minutes since this process entered train(), set-up and compiles included.
         wall_min = (time.perf_counter() - self.start) / 60.0
-        record = {'step': step, 'split': prefix, 'wall_min': round(wall_min, 3), **metrics}
-        self.jsonl.write(json.dumps(record) + '\n')
+        record = {"step": step, "split": prefix, "wall_min": round(wall_min, 3), **metrics}
+        self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
-        if prefix == 'train':
+        if prefix == "train":
             shown = {
                 k: metrics[k]
-                for k in ('loss', 'ctc', 'contrastive', 'code_perplexity', 'speech/mlm',
-                          'speech/l1', 'text/mle', 'asr/ce', 'tts/l1', 'audio_s_per_s', 'mfu')
+                for k in (
+                    "loss",
+                    "ctc",
+                    "contrastive",
+                    "code_perplexity",
+                    "speech/mlm",
+                    "speech/l1",
+                    "text/mle",
+                    "asr/ce",
+                    "tts/l1",
+                    "audio_s_per_s",
+                    "mfu",
+                )
                 if k in metrics
             }
-            self.bar.set_postfix({k: f'{v:.3g}' for k, v in shown.items()}, refresh=False)
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
         else:
             self.bar.write(
-                f'step {step} {prefix}: '
-                + ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
+                f"step {step} {prefix}: "
+                + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
             )
 
     def advance(self, n: int = 1):
@@ -371,10 +377,10 @@ def trim_metrics(path: pathlib.Path, step: int):
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if line.endswith('\n') and record['step'] <= step:
+        if line.endswith("\n") and record["step"] <= step:
             kept.append(line)
-    tmp = path.with_suffix('.tmp')
-    tmp.write_text(''.join(kept))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(kept))
     tmp.replace(path)
 
 
@@ -388,7 +394,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     resumes: schedules still follow total_steps); returns the last train and eval metrics."""
     start_time = time.perf_counter()
     workdir = pathlib.Path(workdir)
-    log = logging.getLogger('unispeech_jax')
+    log = logging.getLogger("unispeech_jax")
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -400,7 +406,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
     log.info(
-        'devices: %d (%s) in %d processes; mesh %s',
+        "devices: %d (%s) in %d processes; mesh %s",
         jax.device_count(),
         jax.devices()[0].platform,
         jax.process_count(),
@@ -413,9 +419,9 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     state, state_shardings = sharding.init_sharded(
         init_fn, jax.random.key(config.seed), mesh, rules
     )
-    log.info('parameters: %.2fM', sharding.param_count(state['params']) / 1e6)
+    log.info("parameters: %.2fM", sharding.param_count(state["params"]) / 1e6)
     frozen = (
-        optim.frozen_mask(state['params'], config.optim.freeze_regex)
+        optim.frozen_mask(state["params"], config.optim.freeze_regex)
         if config.optim.freeze_steps > 0 and config.optim.freeze_regex
         else None
     )
@@ -433,27 +439,27 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 state_shardings,
             ),
         )
-        log.info('resumed from %s at step %d', ckpt.directory, latest)
+        log.info("resumed from %s at step %d", ckpt.directory, latest)
     elif config.init_from:
         source = checkpoint_lib.Checkpoints(config.init_from)
         steps = sorted(source.manager.all_steps())
         if not steps:
-            raise checkpoint_lib.CheckpointError(f'init_from: no checkpoint in {source.directory}')
+            raise checkpoint_lib.CheckpointError(f"init_from: no checkpoint in {source.directory}")
         step = steps[-1] if config.init_from_step < 0 else int(config.init_from_step)
         if step not in steps:
             raise checkpoint_lib.CheckpointError(
-                f'init_from_step={step}: {source.directory} has steps {steps}'
+                f"init_from_step={step}: {source.directory} has steps {steps}"
             )
         pretrained = source.restore_params(step)
-        log.info('init_from: %s at step %d', source.directory, step)
-        state['params'] = jax.jit(lambda p: p, out_shardings=state_shardings['params'])(
+        log.info("init_from: %s at step %d", source.directory, step)
+        state["params"] = jax.jit(lambda p: p, out_shardings=state_shardings["params"])(
             merge_pretrained(
-                state['params'], pretrained, log, getattr(family, 'PRETRAINED_ALIASES', ())
+                state["params"], pretrained, log, getattr(family, "PRETRAINED_ALIASES", ())
             )
         )
-    start_step = int(state['step'])
+    start_step = int(state["step"])
     if jax.process_index() == 0:  # only now: a config that cannot resume must not replace it
-        (workdir / 'config.json').write_text(config_lib.to_json(config))
+        (workdir / "config.json").write_text(config_lib.to_json(config))
 
     # --- Compiled steps ------------------------------------------------------------------
     batch_shard = sharding.batch_sharding(mesh)
@@ -473,7 +479,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         seed=config.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
-        start_position=data_state.get('position', 0),
+        start_position=data_state.get("position", 0),
     )
 
     metric_log = MetricLog(workdir, config.total_steps, start_step, start_time)
@@ -481,21 +487,21 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     evaluator = evaluate_lib.Evaluator(config, family, module, mesh, rules)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
-    window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
+    window = {"time": time.perf_counter(), "audio": 0.0, "flops": 0.0, "steps": 0}
     flops_by_shape: dict[tuple, float] = {}
     step_shapes: dict[tuple, int] = {}  # batch shapes the train step was built for → rebuilds
 
     def save(step):
-        ckpt.save(step, state, {'position': train_iter.position, 'stats': train_iter.stats()})
+        ckpt.save(step, state, {"position": train_iter.position, "stats": train_iter.stats()})
 
     def check_finite(step):
-        if int(state['nonfinite']) and not config.skip_nonfinite:
+        if int(state["nonfinite"]) and not config.skip_nonfinite:
             ckpt.wait()
             raise FloatingPointError(
-                f'non-finite loss or gradient at or before step {step}; stopping without '
-                f'saving. The last good checkpoint is step {ckpt.latest_step()} in '
-                f'{ckpt.directory}. Lower optim.lr, check the data, or set '
-                f'skip_nonfinite=True to skip such steps.'
+                f"non-finite loss or gradient at or before step {step}; stopping without "
+                f"saving. The last good checkpoint is step {ckpt.latest_step()} in "
+                f"{ckpt.directory}. Lower optim.lr, check the data, or set "
+                f"skip_nonfinite=True to skip such steps."
             )
 
     # On leaving, also by an error: the input threads stop first (see BatchIterator.close),
@@ -509,19 +515,19 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     ):
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
-        log.info('training steps %d..%d', start_step + 1, last_step)
+        log.info("training steps %d..%d", start_step + 1, last_step)
         newest: dict[str, jax.Array] = {}  # newest value of every metric (speech and text steps)
         while step < last_step:
             local = next(train_iter)
-            if 'audio_mask' in local:  # text batches (SpeechT5) carry no audio
-                window['audio'] += (
-                    float(local['audio_mask'].sum()) * jax.process_count() / config.data.sample_rate
+            if "audio_mask" in local:  # text batches (SpeechT5) carry no audio
+                window["audio"] += (
+                    float(local["audio_mask"].sum()) * jax.process_count() / config.data.sample_rate
                 )
             shapes = {k: (v.shape[0] * jax.process_count(), *v.shape[1:]) for k, v in local.items()}
             key = tuple(sorted(shapes.items()))
             if key not in flops_by_shape:  # one count per length bucket, not per step
                 flops_by_shape[key] = family.flops_per_batch(config.model, shapes)
-            window['flops'] += flops_by_shape[key]
+            window["flops"] += flops_by_shape[key]
             built = perf.compilations()
             state, metrics = train_step(state, sharding.global_batch(local, mesh))
             if perf.compilations() > built:
@@ -530,53 +536,53 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
                 # change is making XLA rebuild the step, which costs a compile every time.
                 if key in step_shapes:
                     step_shapes[key] += 1
-                    log.warning('train step rebuilt for batch shapes it had compiled: %s', shapes)
+                    log.warning("train step rebuilt for batch shapes it had compiled: %s", shapes)
                 else:
                     step_shapes[key] = 0
-                    log.info('compiled the train step for batch shapes %s', shapes)
+                    log.info("compiled the train step for batch shapes %s", shapes)
             newest.update(metrics)
             step += 1
-            window['steps'] += 1
+            window["steps"] += 1
             metric_log.advance()
 
             if step % config.log_every == 0 or step == config.total_steps:
                 metrics = jax.device_get(newest)
-                elapsed = time.perf_counter() - window['time']
+                elapsed = time.perf_counter() - window["time"]
                 last_train = {k: float(v) for k, v in metrics.items()}
                 last_train.update(
-                    audio_s_per_s=window['audio'] / elapsed,
-                    s_per_step=elapsed / window['steps'],
-                    mfu=perf.mfu(window['flops'], elapsed, peak, jax.device_count()),
-                    nonfinite_steps=int(state['nonfinite']),
+                    audio_s_per_s=window["audio"] / elapsed,
+                    s_per_step=elapsed / window["steps"],
+                    mfu=perf.mfu(window["flops"], elapsed, peak, jax.device_count()),
+                    nonfinite_steps=int(state["nonfinite"]),
                     step_compiles=len(step_shapes),
                     step_recompiles=sum(step_shapes.values()),
                 )
                 metric_log.write(step, last_train)
-                window = {'time': time.perf_counter(), 'audio': 0.0, 'flops': 0.0, 'steps': 0}
+                window = {"time": time.perf_counter(), "audio": 0.0, "flops": 0.0, "steps": 0}
                 check_finite(step)
 
             if step % config.eval_every == 0 or step == config.total_steps:
                 last_eval = evaluator.run(
-                    state['params'],
+                    state["params"],
                     config.data.eval_split,
                     max_batches=config.eval_max_batches,
-                    model_state=state.get('model_state', {}),
+                    model_state=state.get("model_state", {}),
                 )
                 metric_log.write(step, last_eval, prefix=config.data.eval_split)
-                window['time'] = time.perf_counter()  # eval time is not training throughput
+                window["time"] = time.perf_counter()  # eval time is not training throughput
 
             stopping = stop.agreed()
             if stopping or step % config.checkpoint_every == 0 or step == last_step:
                 check_finite(step)  # never save parameters that a non-finite step has spoilt
                 save(step)
             if stopping:
-                log.warning('%s: saved step %d, exiting', stop.received or 'peer stopped', step)
+                log.warning("%s: saved step %d, exiting", stop.received or "peer stopped", step)
                 break
 
     stats = train_iter.stats()
     if any(stats.values()):
-        log.info('input pipeline: %s', stats)
-    return {'train': last_train, 'eval': last_eval, 'step': step}
+        log.info("input pipeline: %s", stats)
+    return {"train": last_train, "eval": last_eval, "step": step}
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -585,22 +591,22 @@ def parse_flags(argv: list[str]) -> list[str]:
     The overrides go through `config.apply_overrides` (not absl), so that an unknown key or a
     wrong type is one ConfigError line naming the key, like every other config mistake.
     """
-    prefix = '--config.'
+    prefix = "--config."
     extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
     if extra:
-        sys.exit(f'unexpected arguments {extra}; overrides are --config.KEY=VALUE')
+        sys.exit(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
     return [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
 
 
 def main(overrides):
     # force: app.run has already put absl's handler on the root logger, which would drop INFO.
     logging.basicConfig(
-        level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
     if _WORKDIR.value is None or _CONFIG.value is None:
-        raise app.UsageError('--config and --workdir are required')
-    logging.info('%s', hostmem.status())
+        raise app.UsageError("--config and --workdir are required")
+    logging.info("%s", hostmem.status())
     try:
         config = config_lib.apply_overrides(config_lib.load_file(_CONFIG.value), overrides)
         maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -613,9 +619,9 @@ def main(overrides):
         pipeline.DataError,
         FloatingPointError,
     ) as e:
-        logging.error('%s: %s', type(e).__name__, e)
+        logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     app.run(main, flags_parser=parse_flags)

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -49,7 +50,9 @@ _FAMILIES = {"unispeech": "unispeech", "wav2vec2": "wav2vec2"}
 def _family(hf_config) -> str:
     model_type = getattr(hf_config, "model_type", None)
     if model_type not in _FAMILIES:
-        raise ValueError(f"unsupported HF model_type {model_type!r}; expected one of {sorted(_FAMILIES)}")
+        raise ValueError(
+            f"unsupported HF model_type {model_type!r}; expected one of {sorted(_FAMILIES)}"
+        )
     return model_type
 
 
@@ -63,53 +66,64 @@ def model_config_from_hf(hf_config, objective: str = "ctc"):
     family = _family(hf_config)
     for attr in ("hidden_act", "feat_extract_activation"):
         if getattr(hf_config, attr, "gelu") != "gelu":
-            raise ValueError(f"only GELU is supported, HF config has {attr}={getattr(hf_config, attr)!r}")
+            raise ValueError(
+                f"only GELU is supported, HF config has {attr}={getattr(hf_config, attr)!r}"
+            )
     if getattr(hf_config, "add_adapter", False) or getattr(hf_config, "adapter_attn_dim", None):
         raise ValueError("HF adapters are not supported")
     cfg = unispeech_model.default_config()
     g = lambda name, default=None: getattr(hf_config, name, default)  # noqa: E731
-    cfg.update(dict(
-        name="unispeech",
-        objective=objective,
-        conv_dim=tuple(int(x) for x in hf_config.conv_dim),
-        conv_kernel=tuple(int(x) for x in hf_config.conv_kernel),
-        conv_stride=tuple(int(x) for x in hf_config.conv_stride),
-        conv_bias=bool(hf_config.conv_bias),
-        feat_extract_norm=str(hf_config.feat_extract_norm),
-        hidden_size=int(hf_config.hidden_size),
-        num_layers=int(hf_config.num_hidden_layers),
-        num_heads=int(hf_config.num_attention_heads),
-        intermediate_size=int(hf_config.intermediate_size),
-        layer_norm_first=bool(hf_config.do_stable_layer_norm),
-        layer_norm_eps=float(hf_config.layer_norm_eps),
-        num_conv_pos_embeddings=int(hf_config.num_conv_pos_embeddings),
-        num_conv_pos_embedding_groups=int(hf_config.num_conv_pos_embedding_groups),
-        hidden_dropout=float(g("hidden_dropout", 0.1)),
-        attention_dropout=float(g("attention_dropout", 0.1)),
-        activation_dropout=float(g("activation_dropout", 0.0)),
-        feat_proj_dropout=float(g("feat_proj_dropout", 0.0)),
-        feat_quantizer_dropout=float(g("feat_quantizer_dropout", 0.0)),
-        final_dropout=float(g("final_dropout", 0.1)),
-        layerdrop=float(g("layerdrop", 0.0)),
-        mask_time_prob=float(g("mask_time_prob", 0.05)),
-        mask_time_length=int(g("mask_time_length", 10)),
-        mask_time_min_masks=int(g("mask_time_min_masks", 2)),
-        mask_channel_prob=float(g("mask_feature_prob", 0.0)),
-        mask_channel_length=int(g("mask_feature_length", 10)),
-        mask_channel_min_masks=int(g("mask_feature_min_masks", 0)),
-        num_codevector_groups=int(g("num_codevector_groups", 2)),
-        num_codevectors_per_group=int(g("num_codevectors_per_group", 320)),
-        codevector_dim=int(g("codevector_dim", 256)),
-        proj_codevector_dim=int(g("proj_codevector_dim", 256)),
-        num_negatives=int(g("num_negatives", 100)),
-        contrastive_temperature=float(g("contrastive_logits_temperature", 0.1)),
-        diversity_loss_weight=float(g("diversity_loss_weight", 0.1)),
-    ))
+    cfg.update(
+        dict(
+            name="unispeech",
+            objective=objective,
+            conv_dim=tuple(int(x) for x in hf_config.conv_dim),
+            conv_kernel=tuple(int(x) for x in hf_config.conv_kernel),
+            conv_stride=tuple(int(x) for x in hf_config.conv_stride),
+            conv_bias=bool(hf_config.conv_bias),
+            feat_extract_norm=str(hf_config.feat_extract_norm),
+            hidden_size=int(hf_config.hidden_size),
+            num_layers=int(hf_config.num_hidden_layers),
+            num_heads=int(hf_config.num_attention_heads),
+            intermediate_size=int(hf_config.intermediate_size),
+            layer_norm_first=bool(hf_config.do_stable_layer_norm),
+            layer_norm_eps=float(hf_config.layer_norm_eps),
+            num_conv_pos_embeddings=int(hf_config.num_conv_pos_embeddings),
+            num_conv_pos_embedding_groups=int(hf_config.num_conv_pos_embedding_groups),
+            hidden_dropout=float(g("hidden_dropout", 0.1)),
+            attention_dropout=float(g("attention_dropout", 0.1)),
+            activation_dropout=float(g("activation_dropout", 0.0)),
+            feat_proj_dropout=float(g("feat_proj_dropout", 0.0)),
+            feat_quantizer_dropout=float(g("feat_quantizer_dropout", 0.0)),
+            final_dropout=float(g("final_dropout", 0.1)),
+            layerdrop=float(g("layerdrop", 0.0)),
+            mask_time_prob=float(g("mask_time_prob", 0.05)),
+            mask_time_length=int(g("mask_time_length", 10)),
+            mask_time_min_masks=int(g("mask_time_min_masks", 2)),
+            mask_channel_prob=float(g("mask_feature_prob", 0.0)),
+            mask_channel_length=int(g("mask_feature_length", 10)),
+            mask_channel_min_masks=int(g("mask_feature_min_masks", 0)),
+            num_codevector_groups=int(g("num_codevector_groups", 2)),
+            num_codevectors_per_group=int(g("num_codevectors_per_group", 320)),
+            codevector_dim=int(g("codevector_dim", 256)),
+            proj_codevector_dim=int(g("proj_codevector_dim", 256)),
+            num_negatives=int(g("num_negatives", 100)),
+            contrastive_temperature=float(g("contrastive_logits_temperature", 0.1)),
+            diversity_loss_weight=float(g("diversity_loss_weight", 0.1)),
+        )
+    )
     if family == "unispeech":
-        cfg.update(dict(mixed_ctc_projection="transpose", replace_prob=float(g("replace_prob", 0.5)),
-                        negatives_from_everywhere=True))
+        cfg.update(
+            dict(
+                mixed_ctc_projection="transpose",
+                replace_prob=float(g("replace_prob", 0.5)),
+                negatives_from_everywhere=True,
+            )
+        )
     else:
-        cfg.update(dict(mixed_ctc_projection="standard", ctc_weight=0.0, negatives_from_everywhere=False))
+        cfg.update(
+            dict(mixed_ctc_projection="standard", ctc_weight=0.0, negatives_from_everywhere=False)
+        )
     unispeech_model.ModelArgs.from_config(cfg)  # validate
     return cfg
 
@@ -146,7 +160,11 @@ def _hf_name(path: str):
     if m:
         base = f"feature_extractor.conv_layers.{m.group(1)}.{m.group(2)}"
         if m.group(2) == "conv":
-            return (f"{base}.weight", False, "conv") if leaf == "kernel" else (f"{base}.bias", False, "vec")
+            return (
+                (f"{base}.weight", False, "conv")
+                if leaf == "kernel"
+                else (f"{base}.bias", False, "vec")
+            )
         return norm(base)[0], False, "vec"
     if mod == "feature_projection/layer_norm":
         return norm("feature_projection.layer_norm")[0], False, "vec"
@@ -156,9 +174,11 @@ def _hf_name(path: str):
     if path == "masked_spec_embed":
         return "masked_spec_embed", False, "vec"
     if mod == "encoder/pos_conv_embed":
-        return {"weight_g": ("encoder.pos_conv_embed.conv.WN_G", False, "wn_g"),
-                "weight_v": ("encoder.pos_conv_embed.conv.WN_V", False, "wn_v"),
-                "bias": ("encoder.pos_conv_embed.conv.bias", False, "vec")}[leaf]
+        return {
+            "weight_g": ("encoder.pos_conv_embed.conv.WN_G", False, "wn_g"),
+            "weight_v": ("encoder.pos_conv_embed.conv.WN_V", False, "wn_v"),
+            "bias": ("encoder.pos_conv_embed.conv.bias", False, "vec"),
+        }[leaf]
     if mod == "encoder/layer_norm":
         return norm("encoder.layer_norm")[0], False, "vec"
     m = re.fullmatch(r"encoder/layers_(\d+)/(.+)", mod)
@@ -173,7 +193,12 @@ def _hf_name(path: str):
         return key, True, kind
     if path == "quantizer/codevectors":
         return "quantizer.codevectors", True, "codevectors"
-    heads = {"project_q": "project_q", "final_proj": "project_hid", "ctc_proj": "ctc_proj", "lm_head": "lm_head"}
+    heads = {
+        "project_q": "project_q",
+        "final_proj": "project_hid",
+        "ctc_proj": "ctc_proj",
+        "lm_head": "lm_head",
+    }
     if mod in heads:
         key, kind = dense(heads[mod])
         return key, True, kind
@@ -193,10 +218,12 @@ def unstack_layers(params) -> dict:
     out = {}
     for path, value in flat.items():
         if path.startswith("encoder/layers/"):
-            rest = path[len("encoder/layers/"):]
+            rest = path[len("encoder/layers/") :]
             for i in range(value.shape[0]):
                 if isinstance(value, jax.ShapeDtypeStruct):
-                    out[f"encoder/layers_{i}/{rest}"] = jax.ShapeDtypeStruct(value.shape[1:], value.dtype)
+                    out[f"encoder/layers_{i}/{rest}"] = jax.ShapeDtypeStruct(
+                        value.shape[1:], value.dtype
+                    )
                 else:
                     out[f"encoder/layers_{i}/{rest}"] = value[i]
         else:
@@ -216,7 +243,9 @@ def stack_layers(flat: Mapping[str, Any], scan_layers: bool) -> dict:
             else:
                 rest[path] = value
         for sub, by_layer in per_layer.items():
-            rest[f"encoder/layers/{sub}"] = np.stack([np.asarray(by_layer[i]) for i in range(len(by_layer))])
+            rest[f"encoder/layers/{sub}"] = np.stack(
+                [np.asarray(by_layer[i]) for i in range(len(by_layer))]
+            )
         flat = rest
     return traverse_util.unflatten_dict(dict(flat), sep="/")
 
@@ -251,7 +280,7 @@ def _strip_prefix(state_dict: Mapping[str, Any], family: str):
     base, head = {}, {}
     for k, v in state_dict.items():
         if has_prefix and k.startswith(prefix):
-            base[k[len(prefix):]] = v
+            base[k[len(prefix) :]] = v
         elif has_prefix:
             head[k] = v
         else:
@@ -263,8 +292,10 @@ def _strip_prefix(state_dict: Mapping[str, Any], family: str):
 def _weight_norm_parts(base: Mapping[str, Any]):
     """(g [K], v [out, in/groups, K]) of the positional conv from any torch naming."""
     stem = "encoder.pos_conv_embed.conv."
-    for g_key, v_key in ((stem + "parametrizations.weight.original0", stem + "parametrizations.weight.original1"),
-                         (stem + "weight_g", stem + "weight_v")):
+    for g_key, v_key in (
+        (stem + "parametrizations.weight.original0", stem + "parametrizations.weight.original1"),
+        (stem + "weight_g", stem + "weight_v"),
+    ):
         if g_key in base:
             return _to_numpy(base[g_key]).reshape(-1), _to_numpy(base[v_key])
     v = _to_numpy(base[stem + "weight"])
@@ -286,8 +317,14 @@ def vocab_size_from_params(params) -> int:
     return int(head["kernel"].shape[-1])
 
 
-def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, scan_layers: bool = True,
-            vocab_size: int | None = None, seed: int = 0):
+def from_hf(
+    model_or_state_dict,
+    hf_config=None,
+    objective: str | None = None,
+    scan_layers: bool = True,
+    vocab_size: int | None = None,
+    seed: int = 0,
+):
     """Import HF weights → (model_cfg ConfigDict, params nested dict of float32 numpy arrays).
 
     model_or_state_dict: a HF torch model (its `config` is used when hf_config is None) or a
@@ -324,7 +361,9 @@ def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, s
 
     module = unispeech_model.build(model_cfg, vocab)
     init = lambda: unispeech_model.init_params(module, jax.random.key(seed), unbox=True)  # noqa: E731
-    flat = unstack_layers(jax.eval_shape(init))  # shapes only; real init only if something is missing
+    flat = unstack_layers(
+        jax.eval_shape(init)
+    )  # shapes only; real init only if something is missing
     fresh_values = None
     g, v = _weight_norm_parts(base)
     fresh, used = [], set()
@@ -345,15 +384,22 @@ def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, s
         else:
             used.add(key)
             t = _to_numpy(source[key])
-            value = {"linear": lambda a: a.T, "conv": lambda a: np.transpose(a, (2, 1, 0)),
-                     "vec": lambda a: a, "codevectors": lambda a: a.reshape(a.shape[-2], a.shape[-1])}[kind](t)
+            value = {
+                "linear": lambda a: a.T,
+                "conv": lambda a: np.transpose(a, (2, 1, 0)),
+                "vec": lambda a: a,
+                "codevectors": lambda a: a.reshape(a.shape[-2], a.shape[-1]),
+            }[kind](t)
         if tuple(value.shape) != tuple(init_value.shape):
             raise ValueError(f"{path}: HF shape {value.shape} != expected {init_value.shape}")
         out[path] = np.ascontiguousarray(value, np.float32)
     if fresh:
         log.info("from_hf: freshly initialised (no HF counterpart): %s", fresh)
-    ignored = [k for k in list(base) + list(head)
-               if k not in used and "pos_conv_embed.conv" not in k and not k.startswith("dropout")]
+    ignored = [
+        k
+        for k in list(base) + list(head)
+        if k not in used and "pos_conv_embed.conv" not in k and not k.startswith("dropout")
+    ]
     if ignored:
         log.warning("from_hf: HF weights not used: %s", ignored)
     return model_cfg, stack_layers(out, scan_layers)
@@ -364,8 +410,14 @@ def from_hf(model_or_state_dict, hf_config=None, objective: str | None = None, s
 # --------------------------------------------------------------------------------------------
 
 
-def to_hf(params, model_cfg, family: str = "unispeech", base_model_only: bool = False,
-          weight_norm: str = "parametrizations", as_torch: bool = True) -> dict:
+def to_hf(
+    params,
+    model_cfg,
+    family: str = "unispeech",
+    base_model_only: bool = False,
+    weight_norm: str = "parametrizations",
+    as_torch: bool = True,
+) -> dict:
     """Export params → HF state dict (torch tensors, or numpy with as_torch=False).
 
     family: 'unispeech' → UniSpeechFor{CTC,PreTraining} keys ('pretrain' needs the
@@ -380,8 +432,10 @@ def to_hf(params, model_cfg, family: str = "unispeech", base_model_only: bool = 
         raise ValueError(f"family must be one of {sorted(_FAMILIES)}")
     args = unispeech_model.ModelArgs.from_config(model_cfg)
     if args.feature_encoder != "conv":
-        raise ValueError(f"model.feature_encoder={args.feature_encoder!r} has no Hugging Face "
-                         "counterpart: only the 'conv' front end converts")
+        raise ValueError(
+            f"model.feature_encoder={args.feature_encoder!r} has no Hugging Face "
+            "counterpart: only the 'conv' front end converts"
+        )
     if args.objective == "pretrain" and not base_model_only:
         want = "transpose" if family == "unispeech" else "standard"
         if args.mixed_ctc_projection != want:
@@ -390,7 +444,10 @@ def to_hf(params, model_cfg, family: str = "unispeech", base_model_only: bool = 
     prefix = "" if base_model_only else family + "."
     stem = "encoder.pos_conv_embed.conv."
     if weight_norm == "parametrizations":
-        g_name, v_name = stem + "parametrizations.weight.original0", stem + "parametrizations.weight.original1"
+        g_name, v_name = (
+            stem + "parametrizations.weight.original0",
+            stem + "parametrizations.weight.original1",
+        )
     elif weight_norm == "legacy":
         g_name, v_name = stem + "weight_g", stem + "weight_v"
     else:
@@ -415,8 +472,12 @@ def to_hf(params, model_cfg, family: str = "unispeech", base_model_only: bool = 
         if kind == "wn_v":
             out[prefix + v_name] = np.transpose(value, (2, 1, 0))
             continue
-        out[key] = {"linear": lambda a: a.T, "conv": lambda a: np.transpose(a, (2, 1, 0)), "vec": lambda a: a,
-                    "codevectors": lambda a: a[None]}[kind](value)
+        out[key] = {
+            "linear": lambda a: a.T,
+            "conv": lambda a: np.transpose(a, (2, 1, 0)),
+            "vec": lambda a: a,
+            "codevectors": lambda a: a[None],
+        }[kind](value)
     out = {k: np.ascontiguousarray(v) for k, v in out.items()}
     if as_torch:
         import torch
@@ -425,4 +486,11 @@ def to_hf(params, model_cfg, family: str = "unispeech", base_model_only: bool = 
     return out
 
 
-__all__ = ["from_hf", "to_hf", "model_config_from_hf", "vocab_size_from_params", "stack_layers", "unstack_layers"]
+__all__ = [
+    "from_hf",
+    "to_hf",
+    "model_config_from_hf",
+    "vocab_size_from_params",
+    "stack_layers",
+    "unstack_layers",
+]

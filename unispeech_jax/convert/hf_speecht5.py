@@ -157,9 +157,7 @@ def _from_torch_layout(leaf: str, value):
 
 
 def _numpy(t):
-    return np.asarray(
-        t.detach().cpu().numpy() if hasattr(t, "detach") else t, np.float32
-    )
+    return np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, np.float32)
 
 
 def _flat_variables(variables) -> dict:
@@ -171,9 +169,7 @@ def _flat_variables(variables) -> dict:
 
 def infer_class(state_dict: Mapping) -> str:
     """HF class name from the keys of its state dict."""
-    speech_in = any(
-        k.startswith("speecht5.encoder.prenet.feature_encoder.") for k in state_dict
-    )
+    speech_in = any(k.startswith("speecht5.encoder.prenet.feature_encoder.") for k in state_dict)
     text_out = (
         "speecht5.decoder.prenet.embed_tokens.weight" in state_dict
         or "text_decoder_postnet.lm_head.weight" in state_dict
@@ -213,9 +209,7 @@ def from_hf(
     `base` (variables of the same config, e.g. a pre-trained model that gets HF's ASR weights)
     or else initialised from `seed` (logged). Unused HF weights are logged as a warning.
     """
-    if hasattr(model_or_state_dict, "state_dict") and not isinstance(
-        model_or_state_dict, Mapping
-    ):
+    if hasattr(model_or_state_dict, "state_dict") and not isinstance(model_or_state_dict, Mapping):
         hf_config = hf_config or model_or_state_dict.config
         hf_class = hf_class or type(model_or_state_dict).__name__
         state_dict = model_or_state_dict.state_dict()
@@ -229,16 +223,10 @@ def from_hf(
     prefixes = _prefixes(encoder_input, decoder_output)
     model_cfg = model_config_from_hf(hf_config)
     module = speecht5_model.build(model_cfg, hf_config.vocab_size)
-    init = lambda: speecht5_model.init_variables(
-        module, jax.random.key(seed), unbox=True
-    )
-    shapes = _flat_variables(
-        jax.eval_shape(init)
-    )  # real init only if something is missing
+    init = lambda: speecht5_model.init_variables(module, jax.random.key(seed), unbox=True)
+    shapes = _flat_variables(jax.eval_shape(init))  # real init only if something is missing
     fresh_values, fresh, used, out = None, [], set(), {}
-    embed_keys = [
-        k for k in _embedding_keys(encoder_input, decoder_output) if k in state_dict
-    ]
+    embed_keys = [k for k in _embedding_keys(encoder_input, decoder_output) if k in state_dict]
     for path, spec in shapes.items():
         rest = path[1:]  # path[0] is the collection
         key = (
@@ -262,17 +250,13 @@ def from_hf(
     used.update(embed_keys)
     if fresh:
         log.info("from_hf: freshly initialised (not in %s): %s", hf_class, fresh)
-    ignored = [
-        k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")
-    ]
+    ignored = [k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")]
     if ignored:
         log.warning("from_hf: HF weights not used: %s", ignored)
     return model_cfg, traverse_util.unflatten_dict(out)
 
 
-def to_hf(
-    variables, hf_class: str, masked_spec_embed: bool = True, as_torch: bool = True
-) -> dict:
+def to_hf(variables, hf_class: str, masked_spec_embed: bool = True, as_torch: bool = True) -> dict:
     """Our variables → state dict of `hf_class` (torch tensors, or numpy with as_torch=False).
 
     masked_spec_embed: write it (HF creates it only when its config has mask_time_prob or
@@ -282,9 +266,11 @@ def to_hf(
     prefixes = _prefixes(encoder_input, decoder_output)
     out = {}
     flat = _flat_variables(variables)
-    if any(p[i:i + 2] == ("feature_encoder", "conv") for p in flat for i in range(len(p))):
-        raise ValueError("model.feature_encoder='log_mel' has no Hugging Face counterpart: "
-                         "only the 'conv' front end converts")
+    if any(p[i : i + 2] == ("feature_encoder", "conv") for p in flat for i in range(len(p))):
+        raise ValueError(
+            "model.feature_encoder='log_mel' has no Hugging Face counterpart: "
+            "only the 'conv' front end converts"
+        )
     for path, value in flat.items():
         rest = path[1:]
         value = np.asarray(value, np.float32)
@@ -297,9 +283,7 @@ def to_hf(
             continue
         out[key] = _to_torch_layout(rest[-1], value)
         if rest[-1] == "mean":
-            out[key.replace("running_mean", "num_batches_tracked")] = np.zeros(
-                (), np.int64
-            )
+            out[key.replace("running_mean", "num_batches_tracked")] = np.zeros((), np.int64)
     out = {k: np.array(v, order="C") for k, v in out.items()}
     if as_torch:
         import torch
@@ -315,23 +299,15 @@ def to_hf(
 
 def _vocoder_key(path: tuple) -> str:
     parts = [re.sub(r"^(\w+?)_(\d+)$", r"\1.\2", p) for p in path]
-    leaf = {"kernel": "weight", "bias": "bias", "mean": "mean", "scale": "scale"}[
-        path[-1]
-    ]
+    leaf = {"kernel": "weight", "bias": "bias", "mean": "mean", "scale": "scale"}[path[-1]]
     return ".".join(parts[:-1] + [leaf])
 
 
 def _vocoder_layout(path: tuple, value, to_torch: bool):
     if path[-1] != "kernel":
         return value
-    if path[0].startswith(
-        "upsampler_"
-    ):  # ConvTranspose1d: torch [in, out, K] ↔ ours [K, in, out]
-        return (
-            np.transpose(value, (1, 2, 0))
-            if to_torch
-            else np.transpose(value, (2, 0, 1))
-        )
+    if path[0].startswith("upsampler_"):  # ConvTranspose1d: torch [in, out, K] ↔ ours [K, in, out]
+        return np.transpose(value, (1, 2, 0)) if to_torch else np.transpose(value, (2, 0, 1))
     return np.transpose(value, (2, 1, 0))
 
 
@@ -343,9 +319,7 @@ def vocoder_config_from_hf(hf_config) -> ml_collections.ConfigDict:
 def vocoder_from_hf(model_or_state_dict, hf_config=None):
     """HF SpeechT5HifiGan (or state dict + config) → (vocoder cfg, params). Weight-normed
     checkpoints must have the norm removed first (HF's `remove_weight_norm`)."""
-    if hasattr(model_or_state_dict, "state_dict") and not isinstance(
-        model_or_state_dict, Mapping
-    ):
+    if hasattr(model_or_state_dict, "state_dict") and not isinstance(model_or_state_dict, Mapping):
         hf_config = hf_config or model_or_state_dict.config
         model_or_state_dict = model_or_state_dict.state_dict()
     cfg = vocoder_config_from_hf(hf_config)
@@ -359,9 +333,7 @@ def vocoder_from_hf(model_or_state_dict, hf_config=None):
             path, _numpy(model_or_state_dict[_vocoder_key(path)]), to_torch=False
         )
         if value.shape != tuple(spec.shape):
-            raise ValueError(
-                f"{'/'.join(path)}: shape {value.shape} != expected {spec.shape}"
-            )
+            raise ValueError(f"{'/'.join(path)}: shape {value.shape} != expected {spec.shape}")
         out[path] = np.array(value, order="C")
     return cfg, traverse_util.unflatten_dict(out)
 

@@ -27,6 +27,7 @@ class Augment:
     """speed: factor drawn from U[1-speed, 1+speed]; tilt_db: slope drawn from
     U[-tilt_db, tilt_db] dB/octave around 1 kHz; bumps_db: gain at each of EQ_CENTRES_HZ drawn
     from U[-bumps_db, bumps_db] dB, linear in log-frequency between them. 0 turns a part off."""
+
     speed: float = 0.0
     tilt_db: float = 0.0
     bumps_db: float = 0.0
@@ -50,16 +51,20 @@ def eq_gain_db(freqs_hz: np.ndarray, tilt: float, bumps: np.ndarray) -> np.ndarr
     return tilt * octaves + np.interp(octaves, centres, bumps)
 
 
-def augment(x: np.ndarray, aug: Augment, rng: np.random.Generator, sample_rate: int,
-            max_len: int) -> np.ndarray:
+def augment(
+    x: np.ndarray, aug: Augment, rng: np.random.Generator, sample_rate: int, max_len: int
+) -> np.ndarray:
     """x [n] float32 -> augmented waveform [m] float32, m = round(n / speed factor) capped at
     `max_len` (a cap lowers the slow-down, so the utterance fits its batch row whole)."""
     n = len(x)
     factor = 1.0 + rng.uniform(-aug.speed, aug.speed) if aug.speed > 0 else 1.0
     m = min(max(1, round(n / factor)), max_len)
     tilt = rng.uniform(-aug.tilt_db, aug.tilt_db) if aug.tilt_db > 0 else 0.0
-    bumps = (rng.uniform(-aug.bumps_db, aug.bumps_db, len(EQ_CENTRES_HZ))
-             if aug.bumps_db > 0 else np.zeros(len(EQ_CENTRES_HZ)))
+    bumps = (
+        rng.uniform(-aug.bumps_db, aug.bumps_db, len(EQ_CENTRES_HZ))
+        if aug.bumps_db > 0
+        else np.zeros(len(EQ_CENTRES_HZ))
+    )
     spectrum = np.fft.rfft(x.astype(np.float64))
     keep = min(len(spectrum), m // 2 + 1)
     out = np.zeros(m // 2 + 1, np.complex128)

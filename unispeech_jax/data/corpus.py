@@ -77,15 +77,33 @@ VOICE_FAMILIES = {
         "klatt-people": ["adam", "benjamin", "david", "edward"],
         "iven": ["iven", "iven3"],
         "mario": ["Mario", "gustave", "marcelo"],
-        "misc": ["Alex", "Andy", "Annie", "Andrea", "Alicia", "Denis", "antonio", "max",
-                 "paul", "travis", "Gene", "grandpa", "Mike", "pedro", "ed", "Jacky"],
+        "misc": [
+            "Alex",
+            "Andy",
+            "Annie",
+            "Andrea",
+            "Alicia",
+            "Denis",
+            "antonio",
+            "max",
+            "paul",
+            "travis",
+            "Gene",
+            "grandpa",
+            "Mike",
+            "pedro",
+            "ed",
+            "Jacky",
+        ],
     },
     # Held out: the rob/robert/quincy template and the linda/belinda template.
     "valid": {"rob": ["rob", "robert", "quincy"], "linda": ["linda", "belinda"]},
     # Held out: the plain Klatt synthesiser modes 1-4 (training only hears Klatt voices
     # with reshaped formants) and the steph family (female, spectrally tilted).
-    "test": {"klatt": ["klatt", "klatt2", "klatt3", "klatt4"],
-             "steph": ["steph", "steph2", "steph3"]},
+    "test": {
+        "klatt": ["klatt", "klatt2", "klatt3", "klatt4"],
+        "steph": ["steph", "steph2", "steph3"],
+    },
 }
 SPEAKERS_PER_VARIANT = {"train": 3, "valid": 2, "test": 2}
 # Speaker = variant x (pitch, range, rate); eSpeak's 50 means the voice's own default.
@@ -95,10 +113,26 @@ JITTER = {"pitch": 4, "range": 6, "rate": 0.06}  # per utterance: +-abs, +-abs, 
 # faker locales whose lorem provider holds real words of the language (a locale without
 # one silently falls back to Latin lorem ipsum, so it is not listed).
 FAKER_LOCALES = {
-    "en-us": "en_US", "en": "en_US", "en-029": "en_US", "es": "es_ES", "es-419": "es_MX",
-    "de": "de_DE", "fr": "fr_FR", "it": "it_IT", "pl": "pl_PL", "ru": "ru_RU",
-    "nl": "nl_NL", "cs": "cs_CZ", "da": "da_DK", "el": "el_GR", "uk": "uk_UA",
-    "hy": "hy_AM", "fa": "fa_IR", "vi": "vi_VN", "az": "az_AZ", "mk": "mk_MK",
+    "en-us": "en_US",
+    "en": "en_US",
+    "en-029": "en_US",
+    "es": "es_ES",
+    "es-419": "es_MX",
+    "de": "de_DE",
+    "fr": "fr_FR",
+    "it": "it_IT",
+    "pl": "pl_PL",
+    "ru": "ru_RU",
+    "nl": "nl_NL",
+    "cs": "cs_CZ",
+    "da": "da_DK",
+    "el": "el_GR",
+    "uk": "uk_UA",
+    "hy": "hy_AM",
+    "fa": "fa_IR",
+    "vi": "vi_VN",
+    "az": "az_AZ",
+    "mk": "mk_MK",
     "bn": "bn_BD",
 }
 
@@ -124,12 +158,16 @@ def speakers_for_split(split: str, seed: int) -> list[dict]:
     for family, variants in VOICE_FAMILIES[split].items():
         for variant in variants:
             for k in range(SPEAKERS_PER_VARIANT[split]):
-                speakers.append({
-                    "id": f"{variant}-{k}", "family": family, "variant": variant,
-                    "pitch": int(rng.integers(*PITCH_RANGE, endpoint=True)),
-                    "range": int(rng.integers(*RANGE_RANGE, endpoint=True)),
-                    "rate": int(rng.integers(*RATE_RANGE, endpoint=True)),
-                })
+                speakers.append(
+                    {
+                        "id": f"{variant}-{k}",
+                        "family": family,
+                        "variant": variant,
+                        "pitch": int(rng.integers(*PITCH_RANGE, endpoint=True)),
+                        "range": int(rng.integers(*RANGE_RANGE, endpoint=True)),
+                        "rate": int(rng.integers(*RATE_RANGE, endpoint=True)),
+                    }
+                )
     return speakers
 
 
@@ -141,7 +179,8 @@ _CHARS_UTF8 = 1
 _PHONEMES_IPA = 0x02
 _PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4}
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
 
 
 class ESpeak:
@@ -159,18 +198,28 @@ class ESpeak:
         import espeakng_loader
 
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                                          ctypes.c_int]
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
-                                     ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-                                     ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
-                                              ctypes.c_int]
-        self.rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                                          espeakng_loader.get_data_path().encode(), 0)
+        lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        self.rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+        )
         if self.rate <= 0:
             raise RuntimeError("espeak_Initialize failed")
         self._seed_fn = getattr(lib, "espeak_ng_SetRandSeed", None)
@@ -271,12 +320,16 @@ def read_text_file(path: str | os.PathLike, languages: list[str]) -> dict:
             if text is not None and len(text.split()) <= MAX_WORDS_PER_LINE:
                 items.add((lang.lower(), text))
     if len(items) < 3:
-        raise ValueError(f"{path}: {len(items)} usable sentences; at least 3 are needed "
-                         f"(one per split)")
+        raise ValueError(
+            f"{path}: {len(items)} usable sentences; at least 3 are needed (one per split)"
+        )
     items = sorted(items, key=lambda item: (_text_hash(item[1]), item))
     n_eval = max(1, round(SPLIT_FRACTION["test"] * len(items)))
-    return {"test": items[:n_eval], "valid": items[n_eval:2 * n_eval],
-            "train": items[2 * n_eval:]}
+    return {
+        "test": items[:n_eval],
+        "valid": items[n_eval : 2 * n_eval],
+        "train": items[2 * n_eval :],
+    }
 
 
 def _faker_sentences(language: str, split: str, rng: np.random.Generator):
@@ -324,7 +377,7 @@ def _best_split(phones: list[str], refs: list[list[str]]) -> tuple[float, list[l
     best = (float("inf"), [])
     for cuts in itertools.combinations(range(1, len(phones)), k - 1):
         bounds = (0,) + cuts + (len(phones),)
-        pieces = [phones[bounds[i]:bounds[i + 1]] for i in range(k)]
+        pieces = [phones[bounds[i] : bounds[i + 1]] for i in range(k)]
         cost = sum(_edit_distance(p, r) for p, r in zip(pieces, refs))
         if cost < best[0]:
             best = (cost, pieces)
@@ -353,13 +406,14 @@ def align_to_words(tokens: list[list[str]], words: list[str], isolated) -> list[
             moves = []
             for k in range(1, 4):  # token i covers words j..j+k-1
                 if i < n_tok and j + k <= n_wrd:
-                    c, pieces = _best_split(tokens[i], refs[j:j + k])
+                    c, pieces = _best_split(tokens[i], refs[j : j + k])
                     moves.append(((i + 1, j + k), c + 0.5 * (k - 1), pieces))
             for k in range(2, 4):  # tokens i..i+k-1 form word j
                 if i + k <= n_tok and j < n_wrd:
-                    joined = [p for t in tokens[i:i + k] for p in t]
-                    moves.append(((i + k, j + 1), _edit_distance(joined, refs[j]) + 0.5 * (k - 1),
-                                  [joined]))
+                    joined = [p for t in tokens[i : i + k] for p in t]
+                    moves.append(
+                        ((i + k, j + 1), _edit_distance(joined, refs[j]) + 0.5 * (k - 1), [joined])
+                    )
             for state, c, pieces in moves:
                 if base + c < cost.get(state, (float("inf"),))[0]:
                     cost[state] = (base + c, (i, j), pieces)
@@ -448,8 +502,10 @@ def run_shard(spec: dict) -> dict:
         texts = iter(spec["texts"])
     else:
         streams = {lang: _faker_sentences(lang, split, rng) for lang in languages}
-        texts = ((lang, next(streams[lang])) for lang in
-                 (languages[int(rng.integers(len(languages)))] for _ in itertools.count()))
+        texts = (
+            (lang, next(streams[lang]))
+            for lang in (languages[int(rng.integers(len(languages)))] for _ in itertools.count())
+        )
     records, clean_audio = [], []
     skipped = Counter()
     synth_cpu = 0.0
@@ -472,15 +528,22 @@ def run_shard(spec: dict) -> dict:
         if wav.size == 0 or not np.any(wav):
             skipped["no_audio"] += 1
             continue
-        audio = soxr.resample(wav.astype(np.float32) / 32768.0, engine.rate, SAMPLE_RATE,
-                              quality="HQ")
+        audio = soxr.resample(
+            wav.astype(np.float32) / 32768.0, engine.rate, SAMPLE_RATE, quality="HQ"
+        )
         uid = f"{split}-{index:05d}-{i:02d}"
         rel = f"audio/{split}/{spk['id']}/{uid}.flac"
-        records.append({
-            "id": uid, "path": rel, "num_samples": int(audio.size), "speaker": spk["id"],
-            "lang": lang, "text": text,
-            "phones": " ".join(" ".join(w) + " |" for w in phones),
-        })
+        records.append(
+            {
+                "id": uid,
+                "path": rel,
+                "num_samples": int(audio.size),
+                "speaker": spk["id"],
+                "lang": lang,
+                "text": text,
+                "phones": " ".join(" ".join(w) + " |" for w in phones),
+            }
+        )
         clean_audio.append(audio)
     noisy = spec["noise_snr"] is not None or spec["reverb"]
     for rec, audio in zip(records, clean_audio):
@@ -497,8 +560,14 @@ def run_shard(spec: dict) -> dict:
             rec["noisy_path"] = rec["path"].replace("audio/", "noisy/", 1)
             _write_flac(out / rec["noisy_path"], np.clip(degraded * gain, -1, 1))
         _write_flac(out / rec["path"], np.clip(audio, -1, 1))
-    return {"split": split, "index": index, "records": records, "skipped": dict(skipped),
-            "synth_cpu": synth_cpu, "cpu": time.process_time() - start_cpu}
+    return {
+        "split": split,
+        "index": index,
+        "records": records,
+        "skipped": dict(skipped),
+        "synth_cpu": synth_cpu,
+        "cpu": time.process_time() - start_cpu,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -506,18 +575,27 @@ def run_shard(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------
 def _check_languages(languages: list[str], text_file) -> None:
     variants = os.listdir(os.path.join(_data_path(), "voices", "!v"))
-    missing = [v for fams in VOICE_FAMILIES.values() for vs in fams.values() for v in vs
-               if v not in variants]
+    missing = [
+        v
+        for fams in VOICE_FAMILIES.values()
+        for vs in fams.values()
+        for v in vs
+        if v not in variants
+    ]
     if missing:
         raise RuntimeError(f"this espeak-ng-data lacks voice variants {missing}")
     known = espeak_languages()
     for lang in languages:
         if lang not in known:
-            raise ValueError(f"unknown language {lang!r}: eSpeak NG has no voice of that "
-                             f"name (examples: en-us, es, de, fr)")
+            raise ValueError(
+                f"unknown language {lang!r}: eSpeak NG has no voice of that "
+                f"name (examples: en-us, es, de, fr)"
+            )
         if text_file is None and lang not in FAKER_LOCALES:
-            raise ValueError(f"no word list for language {lang!r}: faker knows "
-                             f"{', '.join(sorted(FAKER_LOCALES))}; give --text-file")
+            raise ValueError(
+                f"no word list for language {lang!r}: faker knows "
+                f"{', '.join(sorted(FAKER_LOCALES))}; give --text-file"
+            )
 
 
 class _SplitPlan:
@@ -563,8 +641,17 @@ def _texts_for_shard(by_split: dict, split: str, index: int, seed: int) -> list:
     return [pool[order[(start + k) % len(pool)]] for k in range(SHARD_SIZE)]
 
 
-def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr, reverb,
-                seed: int, workers: int, by_split, quiet: bool):
+def _run_shards(
+    out: pathlib.Path,
+    hours: float,
+    languages: list[str],
+    noise_snr,
+    reverb,
+    seed: int,
+    workers: int,
+    by_split,
+    quiet: bool,
+):
     """Runs shards in `workers` fresh processes until every split has what it needs.
 
     Returns ({split: plan}, (seconds of audio eSpeak made, CPU seconds it took)).
@@ -576,9 +663,13 @@ def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr
     plans = {s: _SplitPlan(s, hours) for s in ("test", "valid", "train")}
     speakers = {s: speakers_for_split(s, seed) for s in SPLITS}
     expected_s = sum(max(p.target_s, 3.0 * p.min_utts) for p in plans.values())
-    progress = tqdm(total=expected_s, desc="speaking", disable=quiet,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
-                               "of audio [{elapsed}<{remaining}]")
+    progress = tqdm(
+        total=expected_s,
+        desc="speaking",
+        disable=quiet,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+        "of audio [{elapsed}<{remaining}]",
+    )
     in_flight: dict[cf.Future, str] = {}
     durations = [3.0]  # a prior for the mean utterance length
     empty_in_a_row = Counter()
@@ -589,13 +680,24 @@ def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr
             mean_s = float(np.mean(durations))
             for split, plan in plans.items():  # keep ~2 shards per worker queued
                 while len(in_flight) < 2 * workers and plan.wants_more(
-                        sum(s == split for s in in_flight.values()), mean_s):
-                    texts = None if by_split is None else _texts_for_shard(
-                        by_split, split, plan.next_submit, seed)
-                    spec = {"split": split, "index": plan.next_submit, "seed": seed,
-                            "out": str(out), "languages": languages,
-                            "speakers": speakers[split], "noise_snr": noise_snr,
-                            "reverb": reverb, "texts": texts}
+                    sum(s == split for s in in_flight.values()), mean_s
+                ):
+                    texts = (
+                        None
+                        if by_split is None
+                        else _texts_for_shard(by_split, split, plan.next_submit, seed)
+                    )
+                    spec = {
+                        "split": split,
+                        "index": plan.next_submit,
+                        "seed": seed,
+                        "out": str(out),
+                        "languages": languages,
+                        "speakers": speakers[split],
+                        "noise_snr": noise_snr,
+                        "reverb": reverb,
+                        "texts": texts,
+                    }
                     in_flight[pool.submit(this_module.run_shard, spec)] = split
                     plan.next_submit += 1
             if not in_flight:
@@ -608,11 +710,14 @@ def _run_shards(out: pathlib.Path, hours: float, languages: list[str], noise_snr
                 durations += seconds
                 espeak_audio_s += sum(seconds)
                 espeak_cpu_s += result["synth_cpu"]
-                empty_in_a_row[plan.split] = 0 if result["records"] else \
-                    empty_in_a_row[plan.split] + 1
+                empty_in_a_row[plan.split] = (
+                    0 if result["records"] else empty_in_a_row[plan.split] + 1
+                )
                 if empty_in_a_row[plan.split] >= 4:
-                    raise RuntimeError(f"{plan.split}: eSpeak NG gave no usable utterance "
-                                       f"in {4 * SHARD_SIZE} sentences in a row")
+                    raise RuntimeError(
+                        f"{plan.split}: eSpeak NG gave no usable utterance "
+                        f"in {4 * SHARD_SIZE} sentences in a row"
+                    )
                 if plan.done:
                     plan.drop.extend(result["records"])
                 else:
@@ -642,13 +747,20 @@ def _write_sentencepiece(out: pathlib.Path, texts: list[str]) -> None:
     chars = {c for t in texts for c in t if c != " "}
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, model_type="char",
-        vocab_size=len(chars) + 4, character_coverage=1.0, num_threads=1,
-        shuffle_input_sentence=False, minloglevel=2)
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        model_type="char",
+        vocab_size=len(chars) + 4,
+        character_coverage=1.0,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
     (out / "spm_char.model").write_bytes(model.getvalue())
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    vocab = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n"
-                    for i in range(sp.get_piece_size()))
+    vocab = "".join(
+        f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size())
+    )
     (out / "spm_char.vocab").write_text(vocab, encoding="utf-8")
 
 
@@ -656,9 +768,18 @@ def _file_sha256(path) -> str:
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
-def generate(out, hours: float = 1.0, languages=("en-us",), noise_snr: float | None = None,
-             reverb: bool = False, seed: int = 0, workers: int | None = None,
-             text_file=None, root: str | os.PathLike | None = None, quiet: bool = False) -> dict:
+def generate(
+    out,
+    hours: float = 1.0,
+    languages=("en-us",),
+    noise_snr: float | None = None,
+    reverb: bool = False,
+    seed: int = 0,
+    workers: int | None = None,
+    text_file=None,
+    root: str | os.PathLike | None = None,
+    quiet: bool = False,
+) -> dict:
     """Writes a corpus into the directory `out` (created; must be empty if it exists).
 
     `root` is the directory named on the first line of the manifests (default: `out`,
@@ -682,7 +803,8 @@ def generate(out, hours: float = 1.0, languages=("en-us",), noise_snr: float | N
     cpu0 = _cpu_seconds()
 
     plans, (espeak_audio_s, espeak_cpu_s) = _run_shards(
-        out, hours, languages, noise_snr, reverb, seed, workers, by_split, quiet)
+        out, hours, languages, noise_snr, reverb, seed, workers, by_split, quiet
+    )
 
     root_line = str(pathlib.Path(root if root is not None else out).absolute()) + "\n"
     noisy = noise_snr is not None or reverb
@@ -714,41 +836,56 @@ def generate(out, hours: float = 1.0, languages=("en-us",), noise_snr: float | N
     speakers = {s: speakers_for_split(s, seed) for s in SPLITS}
     info = {
         "format_version": FORMAT_VERSION,
-        "arguments": {"hours": hours, "languages": languages, "noise_snr": noise_snr,
-                      "reverb": reverb, "seed": seed,
-                      "text_file": None if text_file is None else {
-                          "name": os.path.basename(str(text_file)),
-                          "sha256": _file_sha256(text_file)}},
+        "arguments": {
+            "hours": hours,
+            "languages": languages,
+            "noise_snr": noise_snr,
+            "reverb": reverb,
+            "seed": seed,
+            "text_file": None
+            if text_file is None
+            else {"name": os.path.basename(str(text_file)), "sha256": _file_sha256(text_file)},
+        },
         "sample_rate": SAMPLE_RATE,
         "hours": round(total_s / 3600, 6),
-        "voices": {s: sorted({v for vs in VOICE_FAMILIES[s].values() for v in vs})
-                   for s in SPLITS},
+        "voices": {s: sorted({v for vs in VOICE_FAMILIES[s].values() for v in vs}) for s in SPLITS},
         "voice_families": VOICE_FAMILIES,
         "speakers": speakers,
-        "splits": {s: {"utterances": len(p.kept), "seconds": round(p.seconds, 3),
-                       "hours": round(p.seconds / 3600, 6),
-                       "speakers_used": len({r["speaker"] for r in p.kept}),
-                       "languages": dict(sorted(Counter(r["lang"] for r in p.kept).items()))}
-                   for s, p in plans.items()},
+        "splits": {
+            s: {
+                "utterances": len(p.kept),
+                "seconds": round(p.seconds, 3),
+                "hours": round(p.seconds / 3600, 6),
+                "speakers_used": len({r["speaker"] for r in p.kept}),
+                "languages": dict(sorted(Counter(r["lang"] for r in p.kept).items())),
+            }
+            for s, p in plans.items()
+        },
         "skipped": {"no_audio": skipped["no_audio"], "no_phones": skipped["no_phones"]},
         "phones": len(_phone_dict(r["phones"] for r in all_recs).splitlines()),
     }
     # Written last: its presence marks a complete corpus.
-    (out / "corpus.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
+    (out / "corpus.json").write_text(
+        json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
     wall = time.perf_counter() - wall0
     cpu = _cpu_seconds() - cpu0
     if not quiet:
         n_skip = sum(info["skipped"].values())
-        print(f"wrote {out}: {total_s / 3600:.3f} h, "
-              + ", ".join(f"{s} {info['splits'][s]['utterances']}" for s in SPLITS)
-              + f" utterances; skipped {n_skip} sentences {info['skipped']}", file=sys.stderr)
-        print(f"speed: {total_s / max(cpu, 1e-9):.0f} audio s per CPU s "
-              f"({total_s:.0f} s audio, {cpu:.1f} CPU s, {wall:.1f} s wall, "
-              f"{workers} workers); eSpeak NG alone (text to phones and 22 kHz audio): "
-              f"{espeak_audio_s / max(espeak_cpu_s, 1e-9):.0f} audio s per CPU s",
-              file=sys.stderr)
+        print(
+            f"wrote {out}: {total_s / 3600:.3f} h, "
+            + ", ".join(f"{s} {info['splits'][s]['utterances']}" for s in SPLITS)
+            + f" utterances; skipped {n_skip} sentences {info['skipped']}",
+            file=sys.stderr,
+        )
+        print(
+            f"speed: {total_s / max(cpu, 1e-9):.0f} audio s per CPU s "
+            f"({total_s:.0f} s audio, {cpu:.1f} CPU s, {wall:.1f} s wall, "
+            f"{workers} workers); eSpeak NG alone (text to phones and 22 kHz audio): "
+            f"{espeak_audio_s / max(espeak_cpu_s, 1e-9):.0f} audio s per CPU s",
+            file=sys.stderr,
+        )
     return info
 
 
@@ -771,16 +908,27 @@ def corpus_key(hours, languages, noise_snr=None, reverb=False, seed=0, text_file
     """Hash of everything that changes the corpus bytes (not the worker count)."""
     languages = [languages] if isinstance(languages, str) else list(languages)
     languages = [lang.lower() for lang in languages]
-    key = {"format": FORMAT_VERSION, "hours": float(hours), "languages": languages,
-           "noise_snr": None if noise_snr is None else float(noise_snr),
-           "reverb": bool(reverb), "seed": int(seed),
-           "text": None if text_file is None else _file_sha256(text_file)}
+    key = {
+        "format": FORMAT_VERSION,
+        "hours": float(hours),
+        "languages": languages,
+        "noise_snr": None if noise_snr is None else float(noise_snr),
+        "reverb": bool(reverb),
+        "seed": int(seed),
+        "text": None if text_file is None else _file_sha256(text_file),
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def ensure_corpus(hours: float = 1.0, languages=("en-us",), noise_snr: float | None = None,
-                  reverb: bool = False, seed: int = 0, workers: int | None = None,
-                  text_file=None) -> pathlib.Path:
+def ensure_corpus(
+    hours: float = 1.0,
+    languages=("en-us",),
+    noise_snr: float | None = None,
+    reverb: bool = False,
+    seed: int = 0,
+    workers: int | None = None,
+    text_file=None,
+) -> pathlib.Path:
     """The corpus directory for these arguments, generated on first use.
 
     Lives in $UNISPEECH_JAX_CACHE/corpus/<hash>. A corpus is written into a temporary
@@ -792,10 +940,20 @@ def ensure_corpus(hours: float = 1.0, languages=("en-us",), noise_snr: float | N
     base = cache_dir() / "corpus"
     final = base / corpus_key(hours, languages, noise_snr, reverb, seed, text_file)
     return build_atomically(
-        final, "corpus.json",
-        lambda tmp: generate(tmp, hours=hours, languages=languages, noise_snr=noise_snr,
-                             reverb=reverb, seed=seed, workers=workers, text_file=text_file,
-                             root=final))
+        final,
+        "corpus.json",
+        lambda tmp: generate(
+            tmp,
+            hours=hours,
+            languages=languages,
+            noise_snr=noise_snr,
+            reverb=reverb,
+            seed=seed,
+            workers=workers,
+            text_file=text_file,
+            root=final,
+        ),
+    )
 
 
 def build_atomically(final: pathlib.Path, marker: str, build) -> pathlib.Path:
@@ -830,19 +988,6 @@ def build_atomically(final: pathlib.Path, marker: str, build) -> pathlib.Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
-    try:
-        generate(tmp, hours=hours, languages=languages, noise_snr=noise_snr, reverb=reverb,
-                 seed=seed, workers=workers, text_file=text_file, root=final)
-        try:
-            tmp.rename(final)
-        except OSError:  # lost a race: the winner's copy is complete and identical
-            if not (final / "corpus.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 # ---------------------------------------------------------------------------------------
@@ -851,25 +996,41 @@ def build_atomically(final: pathlib.Path, marker: str, build) -> pathlib.Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m unispeech_jax.data.corpus",
-        description="Generate a local speech corpus with eSpeak NG (see docs/ARCHITECTURE.md).")
+        description="Generate a local speech corpus with eSpeak NG (see docs/ARCHITECTURE.md).",
+    )
     parser.add_argument("--out", required=True, help="output directory (new or empty)")
     parser.add_argument("--hours", type=float, default=1.0, help="total audio, all splits")
-    parser.add_argument("--languages", default="en-us",
-                        help="comma-separated eSpeak NG voices, e.g. en-us,es,de")
-    parser.add_argument("--noise-snr", type=float, default=None,
-                        help="also write noisy copies at this SNR (dB), with .clean lists")
+    parser.add_argument(
+        "--languages", default="en-us", help="comma-separated eSpeak NG voices, e.g. en-us,es,de"
+    )
+    parser.add_argument(
+        "--noise-snr",
+        type=float,
+        default=None,
+        help="also write noisy copies at this SNR (dB), with .clean lists",
+    )
     parser.add_argument("--reverb", action="store_true", help="also reverberate the copies")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="default: CPU count")
-    parser.add_argument("--text-file", default=None,
-                        help="sentences, one per line (optionally 'lang<TAB>sentence'), "
-                             "instead of faker word lists")
+    parser.add_argument(
+        "--text-file",
+        default=None,
+        help="sentences, one per line (optionally 'lang<TAB>sentence'), "
+        "instead of faker word lists",
+    )
     args = parser.parse_args(argv)
     languages = [x.strip() for x in args.languages.split(",") if x.strip()]
     try:
-        generate(args.out, hours=args.hours, languages=languages, noise_snr=args.noise_snr,
-                 reverb=args.reverb, seed=args.seed, workers=args.workers,
-                 text_file=args.text_file)
+        generate(
+            args.out,
+            hours=args.hours,
+            languages=languages,
+            noise_snr=args.noise_snr,
+            reverb=args.reverb,
+            seed=args.seed,
+            workers=args.workers,
+            text_file=args.text_file,
+        )
     except (ValueError, FileExistsError) as err:
         parser.exit(2, f"error: {err}\n")
 

@@ -101,8 +101,9 @@ import math
 import os
 import threading
 import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -116,56 +117,70 @@ logger = logging.getLogger(__name__)
 
 # ============================================================================ config
 
+
 def default_config():
     """The `config.data` block with every key this module reads (ml_collections.ConfigDict)."""
     import ml_collections
+
     return ml_collections.ConfigDict(dict(_DEFAULTS, corpus=dict(_DEFAULTS["corpus"])))
 
 
 _DEFAULTS: dict[str, Any] = dict(
-    source="espeak",                 # 'espeak' | 'manifest' | 'tfds'
+    source="espeak",  # 'espeak' | 'manifest' | 'tfds'
     corpus=dict(hours=1.0, languages="en-us", noise_snr=0.0, reverb=False, seed=0),
     manifest_dir="",
-    tfds_name="", tfds_data_dir="", tfds_audio_key="speech", tfds_text_key="text",
-    train_split="train", eval_split="valid", test_split="test",
-    labels="phn",                    # label file extension; '' = no labels (all unlabelled)
-    vocab_path="",                   # phone dict; default <data dir>/dict.<labels>.txt
+    tfds_name="",
+    tfds_data_dir="",
+    tfds_audio_key="speech",
+    tfds_text_key="text",
+    train_split="train",
+    eval_split="valid",
+    test_split="test",
+    labels="phn",  # label file extension; '' = no labels (all unlabelled)
+    vocab_path="",  # phone dict; default <data dir>/dict.<labels>.txt
     labelled_fraction=1.0,
     # Train on the labelled rows only: CTC fine-tuning on a labelled subset, where unlabelled
     # utterances would cost a forward/backward pass each and add nothing. Needs crop=False.
     labelled_only=False,
     # Manifests (.tsv paths) whose utterances join the training split without transcripts.
     unlabelled_manifests=(),
-    sample_rate=16000, normalize=False,
+    sample_rate=16000,
+    normalize=False,
     crop=True,
-    min_sample_len=8000, max_sample_len=96000,
+    min_sample_len=8000,
+    max_sample_len=96000,
     bucket_boundaries=(32000, 48000, 64000, 96000),
-    max_samples_per_batch=384000, batch_multiple=8,
+    max_samples_per_batch=384000,
+    batch_multiple=8,
     max_label_len=256,
-    shuffle=True, shuffle_buffer=1000,   # shuffle_buffer: streaming (tfds) sources only
-    prefetch=2, num_parallel_calls=2, strict=False,
+    shuffle=True,
+    shuffle_buffer=1000,  # shuffle_buffer: streaming (tfds) sources only
+    prefetch=2,
+    num_parallel_calls=2,
+    strict=False,
     # Training-only waveform augmentation (data/augment.py); 0 turns a part off.
-    augment_speed=0.0,               # speed factor from U[1-a, 1+a] (pitch, formants, tempo)
-    augment_tilt_db=0.0,             # spectral tilt from U[-t, t] dB/octave about 1 kHz
-    augment_bumps_db=0.0,            # equaliser gains from U[-b, b] dB at 150 Hz..4.8 kHz
+    augment_speed=0.0,  # speed factor from U[1-a, 1+a] (pitch, formants, tempo)
+    augment_tilt_db=0.0,  # spectral tilt from U[-t, t] dB/octave about 1 kHz
+    augment_bumps_db=0.0,  # equaliser gains from U[-b, b] dB at 150 Hz..4.8 kHz
     # SpeechT5 speech batches (manifest / eSpeak sources only; see "SpeechT5" above).
-    km_labels="",                    # frame label file extension, e.g. 'km'; '' = no `km`
-    km_dir="",                       # folder of <split>.<km_labels>; default the data dir
-    km_clusters=0,                   # k > 0: with km_dir '', make k-means labels on first use
-    log_mel=False,                   # add the log-mel target `mel`
-    speakers=False,                  # add `speaker` ids from <split>.spk
+    km_labels="",  # frame label file extension, e.g. 'km'; '' = no `km`
+    km_dir="",  # folder of <split>.<km_labels>; default the data dir
+    km_clusters=0,  # k > 0: with km_dir '', make k-means labels on first use
+    log_mel=False,  # add the log-mel target `mel`
+    speakers=False,  # add `speaker` ids from <split>.spk
     # SpeechT5 joint pre-training (manifest / eSpeak sources; see "SpeechT5" above).
-    text_ratio=0.0,                  # fraction of training batches that are text infilling
-    text_file="",                    # one sentence a line; default <data dir>/<train_split>.wrd
-    sp_model="",                     # SentencePiece model; default <data dir>/spm_char.model
-    text_bucket_boundaries=(32, 64, 128, 256),   # token lengths of the text buckets
-    max_tokens_per_batch=8192,       # text batch size rule, as max_samples_per_batch
+    text_ratio=0.0,  # fraction of training batches that are text infilling
+    text_file="",  # one sentence a line; default <data dir>/<train_split>.wrd
+    sp_model="",  # SentencePiece model; default <data dir>/spm_char.model
+    text_bucket_boundaries=(32, 64, 128, 256),  # token lengths of the text buckets
+    max_tokens_per_batch=8192,  # text batch size rule, as max_samples_per_batch
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class _Cfg:
     """`config.data` with defaults filled in and checked."""
+
     source: str
     corpus: dict
     manifest_dir: str
@@ -213,8 +228,11 @@ class _Cfg:
 def _resolve(data_cfg) -> _Cfg:
     if isinstance(data_cfg, _Cfg):
         return data_cfg
-    given = {} if data_cfg is None else (
-        data_cfg.to_dict() if hasattr(data_cfg, "to_dict") else dict(data_cfg))
+    given = (
+        {}
+        if data_cfg is None
+        else (data_cfg.to_dict() if hasattr(data_cfg, "to_dict") else dict(data_cfg))
+    )
     values = {k: given.get(k, v) for k, v in _DEFAULTS.items()}
     values["corpus"] = {**_DEFAULTS["corpus"], **dict(given.get("corpus") or {})}
     values["bucket_boundaries"] = tuple(int(b) for b in values["bucket_boundaries"])
@@ -226,37 +244,54 @@ def _resolve(data_cfg) -> _Cfg:
     if not b or list(b) != sorted(set(b)):
         raise ValueError(f"data.bucket_boundaries must be strictly increasing, got {b}")
     if b[-1] != cfg.max_sample_len:
-        raise ValueError(f"the last bucket boundary ({b[-1]}) must equal data.max_sample_len "
-                         f"({cfg.max_sample_len})")
+        raise ValueError(
+            f"the last bucket boundary ({b[-1]}) must equal data.max_sample_len "
+            f"({cfg.max_sample_len})"
+        )
     if not 0 <= cfg.min_sample_len <= cfg.max_sample_len:
         raise ValueError("need 0 <= data.min_sample_len <= data.max_sample_len")
     if not 0.0 <= cfg.labelled_fraction <= 1.0:
         raise ValueError("data.labelled_fraction must be in [0, 1]")
     if cfg.labelled_only and (cfg.crop or not cfg.labels or cfg.labelled_fraction == 0):
-        raise ValueError("data.labelled_only needs data.crop=False (a crop loses its "
-                         "transcript), data.labels set and data.labelled_fraction > 0")
-    if cfg.unlabelled_manifests and (cfg.source == "tfds" or cfg.labelled_only or cfg.km_labels
-                                     or cfg.speakers or cfg.text_ratio > 0):
-        raise ValueError("data.unlabelled_manifests needs a manifest or espeak source and "
-                         "excludes data.labelled_only, km_labels, speakers and text_ratio")
+        raise ValueError(
+            "data.labelled_only needs data.crop=False (a crop loses its "
+            "transcript), data.labels set and data.labelled_fraction > 0"
+        )
+    if cfg.unlabelled_manifests and (
+        cfg.source == "tfds"
+        or cfg.labelled_only
+        or cfg.km_labels
+        or cfg.speakers
+        or cfg.text_ratio > 0
+    ):
+        raise ValueError(
+            "data.unlabelled_manifests needs a manifest or espeak source and "
+            "excludes data.labelled_only, km_labels, speakers and text_ratio"
+        )
     if cfg.source not in ("espeak", "manifest", "tfds"):
         raise ValueError(f"unknown data.source {cfg.source!r}")
-    if cfg.source == "tfds" and (cfg.km_labels or cfg.log_mel or cfg.speakers
-                                 or cfg.text_ratio > 0):
-        raise ValueError("data.km_labels, data.log_mel, data.speakers and data.text_ratio need a "
-                         "manifest or espeak source (export the TFDS split to a manifest)")
+    if cfg.source == "tfds" and (
+        cfg.km_labels or cfg.log_mel or cfg.speakers or cfg.text_ratio > 0
+    ):
+        raise ValueError(
+            "data.km_labels, data.log_mel, data.speakers and data.text_ratio need a "
+            "manifest or espeak source (export the TFDS split to a manifest)"
+        )
     if not 0.0 <= cfg.text_ratio < 1.0:
         raise ValueError(f"data.text_ratio must be in [0, 1), got {cfg.text_ratio}")
-    augment_of(cfg)   # checks the ranges
+    augment_of(cfg)  # checks the ranges
     if cfg.augment_speed > 0 and cfg.km_labels:
-        raise ValueError("data.augment_speed changes the duration, so the 20 ms frame labels "
-                         "(data.km_labels) would no longer line up: use the equaliser only")
+        raise ValueError(
+            "data.augment_speed changes the duration, so the 20 ms frame labels "
+            "(data.km_labels) would no longer line up: use the equaliser only"
+        )
     return cfg
 
 
 def augment_of(cfg: _Cfg) -> augment_lib.Augment:
-    return augment_lib.Augment(speed=cfg.augment_speed, tilt_db=cfg.augment_tilt_db,
-                               bumps_db=cfg.augment_bumps_db)
+    return augment_lib.Augment(
+        speed=cfg.augment_speed, tilt_db=cfg.augment_tilt_db, bumps_db=cfg.augment_bumps_db
+    )
 
 
 def batch_size_for(data_cfg, bucket_len: int) -> int:
@@ -272,16 +307,29 @@ def _batch_rule(budget: int, multiple: int, length: int) -> int:
 
 # ============================================================================ errors, stats
 
+
 class DataError(Exception):
     """Bad input data (strict mode) or an unusable data configuration."""
 
 
 # Reasons an example is skipped (bad data) or filtered (fine data outside the configured range).
 SKIP_REASONS = (
-    "bad_manifest_line", "missing_audio", "empty_audio", "label_count_mismatch",
-    "empty_transcript", "non_utf8_transcript", "unknown_phone",
-    "unreadable", "truncated", "wrong_sample_rate", "multi_channel", "length_mismatch",
-    "non_finite", "bad_km_labels", "km_length_mismatch", "empty_speaker",
+    "bad_manifest_line",
+    "missing_audio",
+    "empty_audio",
+    "label_count_mismatch",
+    "empty_transcript",
+    "non_utf8_transcript",
+    "unknown_phone",
+    "unreadable",
+    "truncated",
+    "wrong_sample_rate",
+    "multi_channel",
+    "length_mismatch",
+    "non_finite",
+    "bad_km_labels",
+    "km_length_mismatch",
+    "empty_speaker",
 )
 FILTER_REASONS = ("too_short", "too_long", "label_too_long")
 _DECODE_CODES = {r: i + 1 for i, r in enumerate(SKIP_REASONS)}
@@ -299,13 +347,13 @@ class PipelineStats:
         self.strict = strict
         self.skipped: collections.Counter = collections.Counter()
         self.filtered: collections.Counter = collections.Counter()
-        self.cropped = 0                 # examples cropped to max_sample_len when decoded
-        self.labelled_cropped = 0        # labelled utterances trained as unlabelled (crop)
-        self.dropped_remainder = 0       # examples left out of an epoch's last partial batch
-        self.examples = 0                # real (weight 1) examples yielded
+        self.cropped = 0  # examples cropped to max_sample_len when decoded
+        self.labelled_cropped = 0  # labelled utterances trained as unlabelled (crop)
+        self.dropped_remainder = 0  # examples left out of an epoch's last partial batch
+        self.examples = 0  # real (weight 1) examples yielded
         self.batches = 0
-        self.audio_samples = 0           # real samples yielded
-        self.padded_samples = 0          # total samples yielded (real + padding)
+        self.audio_samples = 0  # real samples yielded
+        self.padded_samples = 0  # total samples yielded (real + padding)
         self._first: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -321,8 +369,11 @@ class PipelineStats:
             if first:
                 self._first[reason] = where
         if first:
-            logger.warning("%s example: %s; further ones are only counted",
-                           "filtering" if filtered else "skipping", message)
+            logger.warning(
+                "%s example: %s; further ones are only counted",
+                "filtering" if filtered else "skipping",
+                message,
+            )
 
     @property
     def padding_fraction(self) -> float:
@@ -335,25 +386,33 @@ class PipelineStats:
     def as_dict(self) -> dict[str, float]:
         out: dict[str, float] = {f"skipped/{k}": v for k, v in sorted(self.skipped.items())}
         out.update({f"filtered/{k}": v for k, v in sorted(self.filtered.items())})
-        out.update(skipped=sum(self.skipped.values()), filtered=sum(self.filtered.values()),
-                   cropped=self.cropped, labelled_cropped=self.labelled_cropped,
-                   dropped_remainder=self.dropped_remainder, examples=self.examples,
-                   batches=self.batches, padding_fraction=self.padding_fraction)
+        out.update(
+            skipped=sum(self.skipped.values()),
+            filtered=sum(self.filtered.values()),
+            cropped=self.cropped,
+            labelled_cropped=self.labelled_cropped,
+            dropped_remainder=self.dropped_remainder,
+            examples=self.examples,
+            batches=self.batches,
+            padding_fraction=self.padding_fraction,
+        )
         return out
 
 
 # ============================================================================ data dir, vocab
+
 
 def resolve_data_dir(data_cfg) -> Path:
     """The folder with the manifests (for 'espeak': builds/looks up the corpus cache)."""
     cfg = _resolve(data_cfg)
     if cfg.source == "espeak":
         from unispeech_jax.data.corpus import ensure_corpus
+
         c = dict(cfg.corpus)
         if isinstance(c.get("languages"), str):
-            c["languages"] = [l.strip() for l in c["languages"].split(",") if l.strip()]
+            c["languages"] = [s.strip() for s in c["languages"].split(",") if s.strip()]
         if not c.get("noise_snr"):
-            c["noise_snr"] = None       # 0 = no noise
+            c["noise_snr"] = None  # 0 = no noise
         return Path(ensure_corpus(**c))
     if cfg.source == "manifest":
         if not cfg.manifest_dir:
@@ -378,19 +437,21 @@ def vocab(data_cfg) -> text_lib.PhoneVocab:
 
 # ============================================================================ manifests
 
+
 @dataclasses.dataclass
 class Split:
     """The usable utterances of a manifest split (after split-level checks)."""
+
     manifest: Path
-    paths: list[str]                 # absolute audio paths
-    lengths: np.ndarray              # int64 [n] num_samples from the manifest
-    lines: np.ndarray                # int64 [n] 1-based line in the manifest
-    labelled: np.ndarray             # bool  [n] transcript used for CTC
-    label_ids: np.ndarray            # int32 [sum of label lengths] phone ids, concatenated
-    label_offsets: np.ndarray        # int64 [n+1]
-    km_ids: np.ndarray | None = None       # int32 [sum of frames] (data.km_labels), concatenated
-    km_offsets: np.ndarray | None = None   # int64 [n+1]
-    speaker: np.ndarray | None = None      # int32 [n] (data.speakers), -1 = not a train speaker
+    paths: list[str]  # absolute audio paths
+    lengths: np.ndarray  # int64 [n] num_samples from the manifest
+    lines: np.ndarray  # int64 [n] 1-based line in the manifest
+    labelled: np.ndarray  # bool  [n] transcript used for CTC
+    label_ids: np.ndarray  # int32 [sum of label lengths] phone ids, concatenated
+    label_offsets: np.ndarray  # int64 [n+1]
+    km_ids: np.ndarray | None = None  # int32 [sum of frames] (data.km_labels), concatenated
+    km_offsets: np.ndarray | None = None  # int64 [n+1]
+    speaker: np.ndarray | None = None  # int32 [n] (data.speakers), -1 = not a train speaker
     # (first row, manifest) of each manifest appended after `manifest` (`appended`).
     parts: tuple = ()
 
@@ -405,34 +466,41 @@ class Split:
                 manifest = other
         return f"{manifest}:{self.lines[i]}: {self.paths[i]}"
 
-    def appended(self, other: "Split") -> "Split":
+    def appended(self, other: Split) -> Split:
         """This split's rows, then those of `other`, a freshly loaded split (no km labels or
         speakers on either: `_resolve` excludes them with `unlabelled_manifests`)."""
-        if self.km_ids is not None or other.km_ids is not None or \
-                self.speaker is not None or other.speaker is not None or other.parts:
+        if (
+            self.km_ids is not None
+            or other.km_ids is not None
+            or self.speaker is not None
+            or other.speaker is not None
+            or other.parts
+        ):
             raise ValueError("only splits without km labels or speakers can be appended")
         n = len(self)
-        return Split(self.manifest, self.paths + other.paths,
-                     np.concatenate([self.lengths, other.lengths]),
-                     np.concatenate([self.lines, other.lines]),
-                     np.concatenate([self.labelled, other.labelled]),
-                     np.concatenate([self.label_ids, other.label_ids]),
-                     np.concatenate([self.label_offsets,
-                                     other.label_offsets[1:] + self.label_offsets[-1]]),
-                     parts=self.parts + ((n, other.manifest),))
+        return Split(
+            self.manifest,
+            self.paths + other.paths,
+            np.concatenate([self.lengths, other.lengths]),
+            np.concatenate([self.lines, other.lines]),
+            np.concatenate([self.labelled, other.labelled]),
+            np.concatenate([self.label_ids, other.label_ids]),
+            np.concatenate([self.label_offsets, other.label_offsets[1:] + self.label_offsets[-1]]),
+            parts=self.parts + ((n, other.manifest),),
+        )
 
     def labels_of(self, i: int) -> np.ndarray:
-        return self.label_ids[self.label_offsets[i]:self.label_offsets[i + 1]]
+        return self.label_ids[self.label_offsets[i] : self.label_offsets[i + 1]]
 
     def km_of(self, i: int) -> np.ndarray:
-        return self.km_ids[self.km_offsets[i]:self.km_offsets[i + 1]]
+        return self.km_ids[self.km_offsets[i] : self.km_offsets[i + 1]]
 
 
 def _read_lines(path: Path) -> list[bytes]:
     lines = path.read_bytes().split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    return [l[:-1] if l.endswith(b"\r") else l for l in lines]
+    return [s[:-1] if s.endswith(b"\r") else s for s in lines]
 
 
 def _resolve_root(root: str, manifest: Path) -> Path:
@@ -444,11 +512,20 @@ def _resolve_root(root: str, manifest: Path) -> Path:
     return beside if beside.is_dir() or not r.is_dir() else r.resolve()
 
 
-def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
-               vocabulary: text_lib.PhoneVocab | None, with_labels: bool,
-               labelled_fraction: float = 1.0, labelled_only: bool = False, seed: int = 0,
-               crop: bool | None = None, filter_short: bool = True,
-               stats: PipelineStats | None = None) -> Split:
+def load_split(
+    data_dir: str | os.PathLike,
+    split: str,
+    data_cfg,
+    *,
+    vocabulary: text_lib.PhoneVocab | None,
+    with_labels: bool,
+    labelled_fraction: float = 1.0,
+    labelled_only: bool = False,
+    seed: int = 0,
+    crop: bool | None = None,
+    filter_short: bool = True,
+    stats: PipelineStats | None = None,
+) -> Split:
     """Parses <data_dir>/<split>.tsv (+ .<labels>) and applies the split-level checks.
 
     `labelled_fraction` picks a subset of the rows that keep their transcript (by `seed`; the
@@ -475,28 +552,33 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
     label_file = Path(data_dir) / f"{split}.{cfg.labels}"
     if with_labels and cfg.labels:
         if not label_file.is_file():
-            raise DataError(f"label file not found: {label_file} (set data.labels='' for "
-                            "unlabelled data)")
+            raise DataError(
+                f"label file not found: {label_file} (set data.labels='' for unlabelled data)"
+            )
         labels = _read_lines(label_file)
         if len(labels) != n_rows:
-            for _ in range(n_rows):   # alignment unknown: no row can be trusted
-                stats.problem("label_count_mismatch", str(label_file),
-                              f"{len(labels)} lines for {n_rows} manifest rows")
+            for _ in range(n_rows):  # alignment unknown: no row can be trusted
+                stats.problem(
+                    "label_count_mismatch",
+                    str(label_file),
+                    f"{len(labels)} lines for {n_rows} manifest rows",
+                )
             rows = []
 
     km_file = km_dir(cfg, data_dir) / f"{split}.{cfg.km_labels}"
     km_lines = _aligned_lines(km_file, n_rows, stats) if cfg.km_labels else None
     spk_file = Path(data_dir) / f"{split}.spk"
     spk_lines = _aligned_lines(spk_file, n_rows, stats) if cfg.speakers else None
-    speaker_ids = {name: i for i, name in enumerate(speaker_names(data_dir, cfg))} \
-        if cfg.speakers else {}
+    speaker_ids = (
+        {name: i for i, name in enumerate(speaker_names(data_dir, cfg))} if cfg.speakers else {}
+    )
     if (km_lines is not None and km_lines == []) or (spk_lines is not None and spk_lines == []):
         rows = []
 
     chosen = np.zeros(n_rows, bool)
     if labels is not None:
         order = np.random.default_rng([seed, 0x1AB]).permutation(n_rows)
-        chosen[order[:int(round(labelled_fraction * n_rows))]] = True
+        chosen[order[: int(round(labelled_fraction * n_rows))]] = True
 
     paths, lengths, lines, labelled, ids, offsets = [], [], [], [], [], [0]
     km_ids, km_offsets, speakers = [], [0], []
@@ -509,7 +591,7 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
             n = int(n)
             if n < 0 or not rel:
                 raise ValueError
-        except ValueError:   # also UnicodeDecodeError
+        except ValueError:  # also UnicodeDecodeError
             stats.problem("bad_manifest_line", where, repr(row[:80]))
             continue
         phone_ids: list[int] = []
@@ -540,8 +622,11 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
                 stats.problem("bad_km_labels", kwhere, "negative or huge id")
                 continue
             if len(frame_ids) != features.conv_frames(n):
-                stats.problem("km_length_mismatch", kwhere, f"{len(frame_ids)} labels for "
-                              f"{features.conv_frames(n)} frames of {n} samples")
+                stats.problem(
+                    "km_length_mismatch",
+                    kwhere,
+                    f"{len(frame_ids)} labels for {features.conv_frames(n)} frames of {n} samples",
+                )
                 continue
         speaker = -1
         if spk_lines is not None:
@@ -568,8 +653,12 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
             is_labelled = False
             stats.labelled_cropped += 1
         if is_labelled and len(phone_ids) > cfg.max_label_len:
-            stats.problem("label_too_long", f"{label_file}:{j + 1}",
-                          f"{len(phone_ids)} > {cfg.max_label_len}", filtered=True)
+            stats.problem(
+                "label_too_long",
+                f"{label_file}:{j + 1}",
+                f"{len(phone_ids)} > {cfg.max_label_len}",
+                filtered=True,
+            )
             continue
         if not is_labelled:
             phone_ids = []
@@ -582,13 +671,18 @@ def load_split(data_dir: str | os.PathLike, split: str, data_cfg, *,
         km_ids.append(frame_ids.astype(np.int32))
         km_offsets.append(km_offsets[-1] + len(frame_ids))
         speakers.append(speaker)
-    return Split(manifest, paths, np.asarray(lengths, np.int64), np.asarray(lines, np.int64),
-                 np.asarray(labelled, bool), np.asarray(ids, np.int32),
-                 np.asarray(offsets, np.int64),
-                 km_ids=np.concatenate([np.zeros(0, np.int32), *km_ids])
-                 if km_lines is not None else None,
-                 km_offsets=np.asarray(km_offsets, np.int64) if km_lines is not None else None,
-                 speaker=np.asarray(speakers, np.int32) if spk_lines is not None else None)
+    return Split(
+        manifest,
+        paths,
+        np.asarray(lengths, np.int64),
+        np.asarray(lines, np.int64),
+        np.asarray(labelled, bool),
+        np.asarray(ids, np.int32),
+        np.asarray(offsets, np.int64),
+        km_ids=np.concatenate([np.zeros(0, np.int32), *km_ids]) if km_lines is not None else None,
+        km_offsets=np.asarray(km_offsets, np.int64) if km_lines is not None else None,
+        speaker=np.asarray(speakers, np.int32) if spk_lines is not None else None,
+    )
 
 
 def km_dir(data_cfg, data_dir: str | os.PathLike) -> Path:
@@ -599,10 +693,11 @@ def km_dir(data_cfg, data_dir: str | os.PathLike) -> Path:
     if cfg.km_dir:
         return Path(cfg.km_dir)
     if cfg.km_clusters > 0:
-        from unispeech_jax.tools import kmeans_labels   # it reads manifests through this module
-        return kmeans_labels.ensure_labels(data_dir, cfg.km_clusters,
-                                           splits=(cfg.train_split, cfg.eval_split,
-                                                   cfg.test_split))
+        from unispeech_jax.tools import kmeans_labels  # it reads manifests through this module
+
+        return kmeans_labels.ensure_labels(
+            data_dir, cfg.km_clusters, splits=(cfg.train_split, cfg.eval_split, cfg.test_split)
+        )
     return Path(data_dir)
 
 
@@ -614,8 +709,9 @@ def _aligned_lines(path: Path, n_rows: int, stats: PipelineStats) -> list[bytes]
     lines = _read_lines(path)
     if len(lines) != n_rows:
         for _ in range(n_rows):
-            stats.problem("label_count_mismatch", str(path),
-                          f"{len(lines)} lines for {n_rows} manifest rows")
+            stats.problem(
+                "label_count_mismatch", str(path), f"{len(lines)} lines for {n_rows} manifest rows"
+            )
         return []
     return lines
 
@@ -633,6 +729,7 @@ def speaker_names(data_dir: str | os.PathLike, data_cfg) -> list[str]:
 
 # ============================================================================ planning
 
+
 def _hash(*keys) -> np.ndarray:
     """splitmix64 of a tuple of integer arrays (broadcast) -> uint64; a stateless RNG."""
     with np.errstate(over="ignore"):
@@ -646,11 +743,11 @@ def _hash(*keys) -> np.ndarray:
     return h
 
 
-_AUGMENT_KEY = 0xA06   # keeps the augmentation draws apart from the crop and label draws
+_AUGMENT_KEY = 0xA06  # keeps the augmentation draws apart from the crop and label draws
 
 
 def _uniform(*keys) -> np.ndarray:
-    return (_hash(*keys) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return (_hash(*keys) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def crop_offsets(seed: int, epoch: int, index, length, take) -> np.ndarray:
@@ -679,12 +776,18 @@ def bucket_lengths(boundaries: Sequence[int], lengths: np.ndarray) -> np.ndarray
 @dataclasses.dataclass(frozen=True)
 class PlannedBatch:
     bucket_len: int
-    index: np.ndarray     # int64 [B] utterance indices (into the Split)
-    weight: np.ndarray    # float32 [B]
+    index: np.ndarray  # int64 [B] utterance indices (into the Split)
+    weight: np.ndarray  # float32 [B]
 
 
-def plan_batches(lengths: np.ndarray, order: np.ndarray, boundaries: Sequence[int],
-                 batch_size: Callable[[int], int], *, pad_last: bool) -> tuple[list, int]:
+def plan_batches(
+    lengths: np.ndarray,
+    order: np.ndarray,
+    boundaries: Sequence[int],
+    batch_size: Callable[[int], int],
+    *,
+    pad_last: bool,
+) -> tuple[list, int]:
     """Groups `order` (utterance indices) into batches by bucket; see the module docstring.
 
     Leftovers of a bucket are carried into the next bigger one. The final leftovers are padded
@@ -699,9 +802,10 @@ def plan_batches(lengths: np.ndarray, order: np.ndarray, boundaries: Sequence[in
         size = batch_size(bl)
         full = len(pool) // size
         for j in range(full):
-            batches.append(PlannedBatch(bl, pool[j * size:(j + 1) * size],
-                                        np.ones(size, np.float32)))
-        carry = pool[full * size:]
+            batches.append(
+                PlannedBatch(bl, pool[j * size : (j + 1) * size], np.ones(size, np.float32))
+            )
+        carry = pool[full * size :]
     if len(carry) and pad_last:
         size = batch_size(buckets[-1])
         pad = size - len(carry)
@@ -712,16 +816,16 @@ def plan_batches(lengths: np.ndarray, order: np.ndarray, boundaries: Sequence[in
     return batches, len(carry)
 
 
-def _epoch_plan(lengths: np.ndarray, cfg: _Cfg, seed: int, epoch: int,
-                batch_size: Callable[[int], int]) -> tuple[list, int]:
+def _epoch_plan(
+    lengths: np.ndarray, cfg: _Cfg, seed: int, epoch: int, batch_size: Callable[[int], int]
+) -> tuple[list, int]:
     n = len(lengths)
     if cfg.shuffle:
         order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
     else:
         order = np.arange(n, dtype=np.int64)
     eff = np.minimum(lengths, cfg.max_sample_len) if cfg.crop else lengths
-    batches, dropped = plan_batches(eff, order, cfg.bucket_boundaries, batch_size,
-                                    pad_last=False)
+    batches, dropped = plan_batches(eff, order, cfg.bucket_boundaries, batch_size, pad_last=False)
     if cfg.shuffle:
         perm = np.random.default_rng([seed, epoch, 1]).permutation(len(batches))
         batches = [batches[i] for i in perm]
@@ -730,8 +834,10 @@ def _epoch_plan(lengths: np.ndarray, cfg: _Cfg, seed: int, epoch: int,
 
 def _local_rows(size: int, process_index: int, process_count: int) -> slice:
     if size % process_count:
-        raise ValueError(f"global batch size {size} is not divisible by process_count "
-                         f"{process_count}; make data.batch_multiple a multiple of it")
+        raise ValueError(
+            f"global batch size {size} is not divisible by process_count "
+            f"{process_count}; make data.batch_multiple a multiple of it"
+        )
     b = size // process_count
     return slice(process_index * b, (process_index + 1) * b)
 
@@ -745,6 +851,7 @@ def _start(position) -> tuple[int, int]:
 
 
 # ============================================================================ decoding
+
 
 def _read_audio(path: str, expected_len: int, offset: int, take: int, sample_rate: int):
     """-> (float32 [take] or None, skip reason or None, detail)."""
@@ -777,8 +884,9 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 class _ManifestDecoder:
     """Decodes the host-local rows of one planned batch (runs in tf.data threads)."""
 
-    def __init__(self, split: Split, cfg: _Cfg, seed: int, crop: bool,
-                 augment: augment_lib.Augment | None):
+    def __init__(
+        self, split: Split, cfg: _Cfg, seed: int, crop: bool, augment: augment_lib.Augment | None
+    ):
         self.split, self.cfg, self.seed, self.crop = split, cfg, seed, crop
         self.augment = augment if augment is not None and augment.active else None
         self.details: dict[int, str] = {}
@@ -786,8 +894,10 @@ class _ManifestDecoder:
     def __call__(self, epoch, bucket_len, index, weight):
         split, cfg = self.split, self.cfg
         b, bucket_len, L = len(index), int(bucket_len), cfg.max_label_len
-        extra = {key: np.full((b, *shape(bucket_len)), fill, dtype)
-                 for key, dtype, shape, fill in _extra_keys(cfg)}
+        extra = {
+            key: np.full((b, *shape(bucket_len)), fill, dtype)
+            for key, dtype, shape, fill in _extra_keys(cfg)
+        }
         audio = np.zeros((b, bucket_len), np.float32)
         audio_mask = np.zeros((b, bucket_len), bool)
         phones = np.zeros((b, L), np.int32)
@@ -809,24 +919,33 @@ class _ManifestDecoder:
                 x = augment_lib.augment(x, self.augment, rng, cfg.sample_rate, bucket_len)
             if "km" in extra:
                 first, frames = offset // features.CONV_HOP, features.conv_frames(take)
-                extra["km"][r, :frames] = split.km_of(i)[first:first + frames]
+                extra["km"][r, :frames] = split.km_of(i)[first : first + frames]
                 extra["km_mask"][r, :frames] = True
-            if "mel" in extra:   # of the waveform as read: normalising is a model input choice
+            if "mel" in extra:  # of the waveform as read: normalising is a model input choice
                 mel = features.log_mel(x, cfg.sample_rate)
-                extra["mel"][r, :len(mel)] = mel
-                extra["mel_mask"][r, :len(mel)] = True
+                extra["mel"][r, : len(mel)] = mel
+                extra["mel_mask"][r, : len(mel)] = True
             if "speaker" in extra:
                 extra["speaker"][r] = split.speaker[i]
-            audio[r, :len(x)] = _normalize(x) if cfg.normalize else x
-            audio_mask[r, :len(x)] = True
+            audio[r, : len(x)] = _normalize(x) if cfg.normalize else x
+            audio_mask[r, : len(x)] = True
             cropped[r] = take < n
             if split.labelled[i]:
                 ids = split.labels_of(i)
-                phones[r, :len(ids)] = ids
-                phones_mask[r, :len(ids)] = True
+                phones[r, : len(ids)] = ids
+                phones_mask[r, : len(ids)] = True
                 labelled[r] = 1.0
-        return (audio, audio_mask, phones, phones_mask, labelled, weight, status, cropped,
-                *extra.values())
+        return (
+            audio,
+            audio_mask,
+            phones,
+            phones_mask,
+            labelled,
+            weight,
+            status,
+            cropped,
+            *extra.values(),
+        )
 
     def _offset(self, epoch: int, i: int, n: int, take: int) -> int:
         """Crop start; a multiple of the conv hop when km labels come along, so that the
@@ -848,9 +967,10 @@ def _extra_keys(cfg: _Cfg) -> list[tuple[str, Any, Callable[[int], tuple], Any]]
         frames = lambda s: (features.conv_frames(s),)
         keys += [("km", np.int32, frames, 0), ("km_mask", bool, frames, False)]
     if cfg.log_mel:
-        keys += [("mel", np.float32, lambda s: (features.mel_frames(s), features.MEL_BINS),
-                  0.0),
-                 ("mel_mask", bool, lambda s: (features.mel_frames(s),), False)]
+        keys += [
+            ("mel", np.float32, lambda s: (features.mel_frames(s), features.MEL_BINS), 0.0),
+            ("mel_mask", bool, lambda s: (features.mel_frames(s),), False),
+        ]
     if cfg.speakers:
         keys += [("speaker", np.int32, lambda s: (), -1)]
     return keys
@@ -866,7 +986,7 @@ def _repair(batch: dict, bad: np.ndarray) -> None:
         if len(good):
             for k in copied:
                 batch[k][r] = batch[k][good[0]]
-        else:   # nothing decodable on this host: a silent, fully masked-in row
+        else:  # nothing decodable on this host: a silent, fully masked-in row
             batch["audio"][r] = 0.0
             batch["audio_mask"][r] = True
         batch["phones"][r] = 0
@@ -885,9 +1005,11 @@ def _account(stats: PipelineStats, batch: dict) -> None:
 
 # ============================================================================ iterators
 
+
 def _tf():
     import tensorflow as tf
-    for kind in ("GPU", "TPU"):   # the input pipeline must never take an accelerator from JAX
+
+    for kind in ("GPU", "TPU"):  # the input pipeline must never take an accelerator from JAX
         try:
             tf.config.set_visible_devices([], kind)
         except (RuntimeError, ValueError):
@@ -925,10 +1047,20 @@ class BatchIterator:
             close()
 
 
-def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
-                      seed: int, crop: bool, process_index: int, process_count: int,
-                      start: tuple[int, int], stats: PipelineStats, one_pass: bool,
-                      augment: augment_lib.Augment | None = None):
+def _planned_iterator(
+    split: Split,
+    cfg: _Cfg,
+    plans: Callable[[int], list],
+    *,
+    seed: int,
+    crop: bool,
+    process_index: int,
+    process_count: int,
+    start: tuple[int, int],
+    stats: PipelineStats,
+    one_pass: bool,
+    augment: augment_lib.Augment | None = None,
+):
     """tf.data over planned batches: decode in parallel, prefetch; repair/count in Python."""
     tf = _tf()
     decoder = _ManifestDecoder(split, cfg, seed, crop, augment)
@@ -943,7 +1075,7 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
         for i, p in enumerate(plan):
             rows = _local_rows(len(p.index), process_index, process_count)
             size[i], bucket[i] = rows.stop - rows.start, p.bucket_len
-            index[i, :size[i]], weight[i, :size[i]] = p.index[rows], p.weight[rows]
+            index[i, : size[i]], weight[i, : size[i]] = p.index[rows], p.weight[rows]
         epochs, numbers = np.full(n, epoch, np.int64), np.arange(n, dtype=np.int64)
         return epochs, numbers, bucket, size, index, weight
 
@@ -960,22 +1092,36 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
     extra = _extra_keys(cfg)
 
     def decode(epoch, bucket_len, index, weight):
-        out = tf.numpy_function(decoder, [epoch, bucket_len, index, weight],
-                                [tf.float32, tf.bool, tf.int32, tf.bool, tf.float32,
-                                 tf.float32, tf.int32, tf.bool]
-                                + [tf.as_dtype(dtype) for _, dtype, _, _ in extra],
-                                stateful=False)
-        shapes = ([None, None], [None, None], [None, cfg.max_label_len],
-                  [None, cfg.max_label_len], [None], [None], [None], [None])
+        out = tf.numpy_function(
+            decoder,
+            [epoch, bucket_len, index, weight],
+            [tf.float32, tf.bool, tf.int32, tf.bool, tf.float32, tf.float32, tf.int32, tf.bool]
+            + [tf.as_dtype(dtype) for _, dtype, _, _ in extra],
+            stateful=False,
+        )
+        shapes = (
+            [None, None],
+            [None, None],
+            [None, cfg.max_label_len],
+            [None, cfg.max_label_len],
+            [None],
+            [None],
+            [None],
+            [None],
+        )
         # Rows, then the frame axis (if any), then fixed axes (the 80 mel bins).
-        shapes += tuple([None] + ([None, *shape(0)[1:]] if shape(0) else [])
-                        for _, _, shape, _ in extra)
+        shapes += tuple(
+            [None] + ([None, *shape(0)[1:]] if shape(0) else []) for _, _, shape, _ in extra
+        )
         for t, shape in zip(out, shapes):
             t.set_shape(shape)
         return tuple(out)
 
-    ds = ds.map(lambda e, i, bl, n, idx, w: (e, i, idx[:n], decode(e, bl, idx[:n], w[:n])),
-                num_parallel_calls=max(1, cfg.num_parallel_calls), deterministic=True)
+    ds = ds.map(
+        lambda e, i, bl, n, idx, w: (e, i, idx[:n], decode(e, bl, idx[:n], w[:n])),
+        num_parallel_calls=max(1, cfg.num_parallel_calls),
+        deterministic=True,
+    )
     ds = ds.prefetch(cfg.prefetch)
 
     def batches():
@@ -986,10 +1132,11 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
             bad = status != 0
             for r in np.flatnonzero(bad):
                 u = int(index[r])
-                stats.problem(_CODE_REASONS[int(status[r])], split.where(u),
-                              decoder.details.get(u, ""))
+                stats.problem(
+                    _CODE_REASONS[int(status[r])], split.where(u), decoder.details.get(u, "")
+                )
             if bad.any():
-                batch = {k: v.copy() for k, v in batch.items()}   # tf's arrays are read-only
+                batch = {k: v.copy() for k, v in batch.items()}  # tf's arrays are read-only
                 _repair(batch, bad)
             stats.cropped += int(cropped[batch["weight"] > 0].sum())
             _account(stats, batch)
@@ -998,8 +1145,9 @@ def _planned_iterator(split: Split, cfg: _Cfg, plans: Callable[[int], list], *,
     return batches()
 
 
-def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_count: int = 1,
-                    start_position=0) -> BatchIterator:
+def make_train_iter(
+    data_cfg, *, seed: int, process_index: int = 0, process_count: int = 1, start_position=0
+) -> BatchIterator:
     """Infinite iterator of host-local training batches (epochs reshuffled by seed+epoch).
 
     `start_position`: 0 or an earlier `iterator.position`; the new iterator continues with
@@ -1008,29 +1156,61 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
     """
     cfg = _resolve(data_cfg)
     if cfg.text_ratio > 0:
-        return _speech_and_text_iter(cfg, seed=seed, process_index=process_index,
-                                     process_count=process_count, start_position=start_position)
+        return _speech_and_text_iter(
+            cfg,
+            seed=seed,
+            process_index=process_index,
+            process_count=process_count,
+            start_position=start_position,
+        )
     stats = PipelineStats(cfg.strict)
     start = _start(start_position)
     if cfg.source == "tfds":
-        return _tfds_iterator(cfg, cfg.train_split, train=True, seed=seed,
-                              process_index=process_index, process_count=process_count,
-                              start=start, stats=stats)
+        return _tfds_iterator(
+            cfg,
+            cfg.train_split,
+            train=True,
+            seed=seed,
+            process_index=process_index,
+            process_count=process_count,
+            start=start,
+            stats=stats,
+        )
     data_dir = resolve_data_dir(cfg)
     use_labels = bool(cfg.labels) and cfg.labelled_fraction > 0
-    split = load_split(data_dir, cfg.train_split, cfg,
-                       vocabulary=vocab(cfg) if use_labels else None, with_labels=use_labels,
-                       labelled_fraction=cfg.labelled_fraction,
-                       labelled_only=cfg.labelled_only, seed=seed, stats=stats)
+    split = load_split(
+        data_dir,
+        cfg.train_split,
+        cfg,
+        vocabulary=vocab(cfg) if use_labels else None,
+        with_labels=use_labels,
+        labelled_fraction=cfg.labelled_fraction,
+        labelled_only=cfg.labelled_only,
+        seed=seed,
+        stats=stats,
+    )
     for path in cfg.unlabelled_manifests:
         path = Path(path)
         if path.suffix != ".tsv":
             raise DataError(f"data.unlabelled_manifests: {path} is not a .tsv manifest")
-        split = split.appended(load_split(path.parent, path.stem, cfg, vocabulary=None,
-                                          with_labels=False, seed=seed, stats=stats))
+        split = split.appended(
+            load_split(
+                path.parent,
+                path.stem,
+                cfg,
+                vocabulary=None,
+                with_labels=False,
+                seed=seed,
+                stats=stats,
+            )
+        )
     if cfg.unlabelled_manifests:
-        logger.info("training split: %d utterances, %d of them labelled (%d manifests)",
-                    len(split), int(split.labelled.sum()), 1 + len(cfg.unlabelled_manifests))
+        logger.info(
+            "training split: %d utterances, %d of them labelled (%d manifests)",
+            len(split),
+            int(split.labelled.sum()),
+            1 + len(cfg.unlabelled_manifests),
+        )
     size = lambda bl: batch_size_for(cfg, bl)
     if not len(split):
         raise DataError(f"{split.manifest}: no usable examples ({stats.as_dict()})")
@@ -1039,8 +1219,10 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
     def plans(epoch):
         batches, dropped = _epoch_plan(split.lengths, cfg, seed, epoch, size)
         if not batches:
-            raise DataError(f"{split.manifest}: {len(split)} usable examples do not fill one "
-                            f"global batch of {size(cfg.max_sample_len)}")
+            raise DataError(
+                f"{split.manifest}: {len(split)} usable examples do not fill one "
+                f"global batch of {size(cfg.max_sample_len)}"
+            )
         stats.dropped_remainder += dropped
         return batches
 
@@ -1049,44 +1231,90 @@ def make_train_iter(data_cfg, *, seed: int, process_index: int = 0, process_coun
     fingerprint = f"{zlib.crc32(split.lengths.tobytes()) ^ zlib.crc32(str(seed).encode()):08x}"
     saved = start_position.get("data") if isinstance(start_position, Mapping) else None
     if saved not in (None, fingerprint):
-        logger.warning("%s changed since the position %s was saved: the resumed run does not "
-                       "repeat the uninterrupted one", split.manifest, start_position)
-    batches = _planned_iterator(split, cfg, plans, seed=seed, crop=cfg.crop,
-                                process_index=process_index, process_count=process_count,
-                                start=start, stats=stats, one_pass=False,
-                                augment=augment_of(cfg))
+        logger.warning(
+            "%s changed since the position %s was saved: the resumed run does not "
+            "repeat the uninterrupted one",
+            split.manifest,
+            start_position,
+        )
+    batches = _planned_iterator(
+        split,
+        cfg,
+        plans,
+        seed=seed,
+        crop=cfg.crop,
+        process_index=process_index,
+        process_count=process_count,
+        start=start,
+        stats=stats,
+        one_pass=False,
+        augment=augment_of(cfg),
+    )
     batches = ((b, dict(pos, data=fingerprint)) for b, pos in batches)
-    return BatchIterator(batches, {"epoch": start[0], "batch": start[1], "data": fingerprint},
-                         stats)
+    return BatchIterator(
+        batches, {"epoch": start[0], "batch": start[1], "data": fingerprint}, stats
+    )
 
 
-def make_eval_iter(data_cfg, split: str, *, process_index: int = 0,
-                   process_count: int = 1) -> BatchIterator:
+def make_eval_iter(
+    data_cfg, split: str, *, process_index: int = 0, process_count: int = 1
+) -> BatchIterator:
     """One deterministic pass over `split`: no crop, no length filter, every usable utterance
     exactly once across hosts; padding rows have weight 0."""
     cfg = _resolve(data_cfg)
     stats = PipelineStats(cfg.strict)
     if cfg.source == "tfds":
-        return _tfds_iterator(cfg, split, train=False, seed=0, process_index=process_index,
-                              process_count=process_count, start=(0, 0), stats=stats)
+        return _tfds_iterator(
+            cfg,
+            split,
+            train=False,
+            seed=0,
+            process_index=process_index,
+            process_count=process_count,
+            start=(0, 0),
+            stats=stats,
+        )
     data_dir = resolve_data_dir(cfg)
     use_labels = bool(cfg.labels)
-    s = load_split(data_dir, split, cfg, vocabulary=vocab(cfg) if use_labels else None,
-                   with_labels=use_labels, labelled_fraction=1.0, crop=False,
-                   filter_short=False, stats=stats)
+    s = load_split(
+        data_dir,
+        split,
+        cfg,
+        vocabulary=vocab(cfg) if use_labels else None,
+        with_labels=use_labels,
+        labelled_fraction=1.0,
+        crop=False,
+        filter_short=False,
+        stats=stats,
+    )
     if not len(s):
         raise DataError(f"{s.manifest}: no usable examples ({stats.as_dict()})")
-    plan, _ = plan_batches(s.lengths, np.arange(len(s), dtype=np.int64), cfg.bucket_boundaries,
-                           lambda bl: batch_size_for(cfg, bl), pad_last=True)
+    plan, _ = plan_batches(
+        s.lengths,
+        np.arange(len(s), dtype=np.int64),
+        cfg.bucket_boundaries,
+        lambda bl: batch_size_for(cfg, bl),
+        pad_last=True,
+    )
     for p in plan:
         _local_rows(len(p.index), process_index, process_count)
-    batches = _planned_iterator(s, cfg, lambda epoch: plan, seed=0, crop=False,
-                                   process_index=process_index, process_count=process_count,
-                                   start=(0, 0), stats=stats, one_pass=True)
+    batches = _planned_iterator(
+        s,
+        cfg,
+        lambda epoch: plan,
+        seed=0,
+        crop=False,
+        process_index=process_index,
+        process_count=process_count,
+        start=(0, 0),
+        stats=stats,
+        one_pass=True,
+    )
     return BatchIterator(batches, {"epoch": 0, "batch": 0}, stats, num_batches=len(plan))
 
 
 # ============================================================================ TFDS (streaming)
+
 
 def _letters(text: str) -> str:
     """Words -> fairseq letter units: 'HI YOU' -> 'H I | Y O U |'."""
@@ -1096,7 +1324,7 @@ def _letters(text: str) -> str:
 # Status codes of a TFDS example: 0 = usable, else the skip / filter reason.
 _TFDS_REASONS = (None,) + SKIP_REASONS + FILTER_REASONS
 _TFDS_CODES = {r: i for i, r in enumerate(_TFDS_REASONS) if r}
-_REJECT = -1   # group_by_window key of a rejected example: it travels alone, in stream order
+_REJECT = -1  # group_by_window key of a rejected example: it travels alone, in stream order
 
 
 class _TfdsExample:
@@ -1116,14 +1344,25 @@ class _TfdsExample:
 
     def __call__(self, epoch, index, speech, transcript):
         out = self._convert(int(epoch), int(index), speech, transcript)
-        if isinstance(out[0], str):   # (reason, detail)
+        if isinstance(out[0], str):  # (reason, detail)
             reason, detail = out
-            return (np.zeros(0, np.float32), np.zeros(0, np.int32), np.float32(0),
-                    np.int32(_TFDS_CODES[reason]), np.int32(0),
-                    np.array(detail.encode("utf-8"), dtype=object))
+            return (
+                np.zeros(0, np.float32),
+                np.zeros(0, np.int32),
+                np.float32(0),
+                np.int32(_TFDS_CODES[reason]),
+                np.int32(0),
+                np.array(detail.encode("utf-8"), dtype=object),
+            )
         x, ids, labelled, cropped = out
-        return (x, ids, np.float32(labelled), np.int32(0), np.int32(cropped),
-                np.array(b"", dtype=object))
+        return (
+            x,
+            ids,
+            np.float32(labelled),
+            np.int32(0),
+            np.int32(cropped),
+            np.array(b"", dtype=object),
+        )
 
     def _convert(self, epoch, index, speech, transcript):
         cfg = self.cfg
@@ -1142,7 +1381,8 @@ class _TfdsExample:
             return "too_long", f"{n} samples"
         ids = np.zeros(0, np.int32)
         labelled = self.vocab is not None and (
-            not self.train or _uniform(self.seed, 0x1AB, index) < cfg.labelled_fraction)
+            not self.train or _uniform(self.seed, 0x1AB, index) < cfg.labelled_fraction
+        )
         if self.vocab is not None:
             try:
                 line = transcript.decode("utf-8")
@@ -1159,7 +1399,7 @@ class _TfdsExample:
         cropped = 0
         if self.train and cfg.crop and n > cfg.max_sample_len:
             take = cfg.max_sample_len
-            x = x[int(crop_offsets(self.seed, epoch, index, n, take)):][:take]
+            x = x[int(crop_offsets(self.seed, epoch, index, n, take)) :][:take]
             cropped = 2 if labelled else 1
             labelled = False
         if labelled and len(ids) > cfg.max_label_len:
@@ -1174,41 +1414,51 @@ class _TfdsExample:
         return x, ids, labelled, cropped
 
 
-def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_index: int,
-                   process_count: int, start: tuple[int, int],
-                   stats: PipelineStats) -> BatchIterator:
+def _tfds_iterator(
+    cfg: _Cfg,
+    split: str,
+    *,
+    train: bool,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    start: tuple[int, int],
+    stats: PipelineStats,
+) -> BatchIterator:
     tf = _tf()
     import tensorflow_datasets as tfds
+
     if not cfg.tfds_name:
         raise DataError("data.source='tfds' needs data.tfds_name")
     builder = tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
     feature = builder.info.features[cfg.tfds_audio_key]
     rate = getattr(feature, "sample_rate", None)
     if rate and rate != cfg.sample_rate:
-        raise DataError(f"tfds {cfg.tfds_name}: sample rate {rate} != data.sample_rate "
-                        f"{cfg.sample_rate}")
+        raise DataError(
+            f"tfds {cfg.tfds_name}: sample rate {rate} != data.sample_rate {cfg.sample_rate}"
+        )
     use_labels = bool(cfg.labels) and (not train or cfg.labelled_fraction > 0)
     convert = _TfdsExample(cfg, vocab(cfg) if use_labels else None, seed, train)
     where = f"tfds:{cfg.tfds_name}/{split}"
     boundaries = list(cfg.bucket_boundaries)
     last = boundaries[-1]
 
-    def bucket_len_of(key):   # _REJECT -> 0 (a rejected example has no audio)
+    def bucket_len_of(key):  # _REJECT -> 0 (a rejected example has no audio)
         k = tf.cast(key, tf.int64)
         nb = len(boundaries)
         inside = tf.gather(tf.constant(boundaries, tf.int64), tf.clip_by_value(k, 0, nb - 1))
-        return tf.where(k < 0, tf.constant(0, tf.int64),
-                        tf.where(k < nb, inside, (k - nb + 2) * last))
+        return tf.where(
+            k < 0, tf.constant(0, tf.int64), tf.where(k < nb, inside, (k - nb + 2) * last)
+        )
 
     def key_of(ex):
         n = tf.cast(tf.shape(ex["audio"])[0], tf.int64)
-        k = tf.searchsorted(tf.constant(boundaries, tf.int64), tf.reshape(n, [1]),
-                            side="left")[0]
+        k = tf.searchsorted(tf.constant(boundaries, tf.int64), tf.reshape(n, [1]), side="left")[0]
         over = tf.cast(tf.math.ceil(n / last), tf.int64) + len(boundaries) - 2
         key = tf.where(k < len(boundaries), tf.cast(k, tf.int64), over)
         return tf.where(ex["status"] != 0, tf.constant(_REJECT, tf.int64), key)
 
-    def size_of(key):   # _REJECT -> windows of 1: emitted where the example is in the stream
+    def size_of(key):  # _REJECT -> windows of 1: emitted where the example is in the stream
         bl = tf.maximum(bucket_len_of(key), 1)
         m = cfg.batch_multiple
         size = tf.maximum(tf.constant(m, tf.int64), (cfg.max_samples_per_batch // bl) // m * m)
@@ -1218,55 +1468,80 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
         audio_shape = tf.stack([bucket_len_of(key)])
         return window.padded_batch(
             size_of(key),
-            padded_shapes={"audio": audio_shape, "audio_mask": audio_shape,
-                           "phones": [cfg.max_label_len], "phones_mask": [cfg.max_label_len],
-                           "labelled": [], "weight": [], "status": [], "cropped": [],
-                           "index": [], "detail": []})
+            padded_shapes={
+                "audio": audio_shape,
+                "audio_mask": audio_shape,
+                "phones": [cfg.max_label_len],
+                "phones_mask": [cfg.max_label_len],
+                "labelled": [],
+                "weight": [],
+                "status": [],
+                "cropped": [],
+                "index": [],
+                "detail": [],
+            },
+        )
 
     def epoch_dataset(epoch):
         ds = builder.as_dataset(split=split, shuffle_files=False)
         ds = ds.map(lambda ex: (ex[cfg.tfds_audio_key], ex[cfg.tfds_text_key]))
         ds = ds.enumerate()
         if train and cfg.shuffle:
-            ds = ds.shuffle(cfg.shuffle_buffer, seed=int(_hash(seed, epoch) >> np.uint64(33)),
-                            reshuffle_each_iteration=False)
+            ds = ds.shuffle(
+                cfg.shuffle_buffer,
+                seed=int(_hash(seed, epoch) >> np.uint64(33)),
+                reshuffle_each_iteration=False,
+            )
 
         def to_example(index, pair):
             speech, transcript = pair
             # Stateless is right: `convert` is a pure function (no stats, no logging).
             x, ids, labelled, status, cropped, detail = tf.numpy_function(
-                convert, [tf.constant(epoch, tf.int64), index, speech, transcript],
+                convert,
+                [tf.constant(epoch, tf.int64), index, speech, transcript],
                 [tf.float32, tf.int32, tf.float32, tf.int32, tf.int32, tf.string],
-                stateful=False)
+                stateful=False,
+            )
             x.set_shape([None])
             ids.set_shape([None])
-            return {"audio": x, "audio_mask": tf.ones_like(x, tf.bool),
-                    "phones": ids, "phones_mask": tf.ones_like(ids, tf.bool),
-                    "labelled": tf.reshape(labelled, []), "weight": tf.ones([], tf.float32),
-                    "status": tf.reshape(status, []), "cropped": tf.reshape(cropped, []),
-                    "index": index, "detail": tf.reshape(detail, [])}
+            return {
+                "audio": x,
+                "audio_mask": tf.ones_like(x, tf.bool),
+                "phones": ids,
+                "phones_mask": tf.ones_like(ids, tf.bool),
+                "labelled": tf.reshape(labelled, []),
+                "weight": tf.ones([], tf.float32),
+                "status": tf.reshape(status, []),
+                "cropped": tf.reshape(cropped, []),
+                "index": index,
+                "detail": tf.reshape(detail, []),
+            }
 
         # Rejected examples are not filtered out here: each comes out of group_by_window as a
         # batch of its own, at its place in the stream, and the consumer counts it there.
-        ds = ds.map(to_example, num_parallel_calls=max(1, cfg.num_parallel_calls),
-                    deterministic=True)
-        if train and cfg.labelled_only:   # rejected examples stay, to be counted below
+        ds = ds.map(
+            to_example, num_parallel_calls=max(1, cfg.num_parallel_calls), deterministic=True
+        )
+        if train and cfg.labelled_only:  # rejected examples stay, to be counted below
             ds = ds.filter(lambda ex: (ex["labelled"] > 0) | (ex["status"] != 0))
         ds = ds.group_by_window(key_of, reduce, window_size_func=size_of)
         return ds.prefetch(cfg.prefetch)
 
     def batches():
-        for epoch in (range(1) if not train else itertools.count(start[0])):
+        for epoch in range(1) if not train else itertools.count(start[0]):
             skip = start[1] if epoch == start[0] else 0
-            consumed, yielded = skip, 0   # consumed: elements of the epoch's dataset
+            consumed, yielded = skip, 0  # consumed: elements of the epoch's dataset
             for batch in epoch_dataset(epoch).skip(skip).as_numpy_iterator():
                 consumed += 1
                 status = int(batch["status"][0])
                 if status:
                     reason = _TFDS_REASONS[status]
-                    stats.problem(reason, f"{where}[{int(batch['index'][0])}]",
-                                  batch["detail"][0].decode("utf-8"),
-                                  filtered=reason in FILTER_REASONS)
+                    stats.problem(
+                        reason,
+                        f"{where}[{int(batch['index'][0])}]",
+                        batch["detail"][0].decode("utf-8"),
+                        filtered=reason in FILTER_REASONS,
+                    )
                     continue
                 cropped = batch["cropped"]
                 batch = {k: batch[k] for k in _BATCH_KEYS}
@@ -1276,7 +1551,7 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
                     if train:
                         stats.dropped_remainder += rows
                         continue
-                    pad = np.zeros(size - rows, int)   # weight-0 copies of row 0
+                    pad = np.zeros(size - rows, int)  # weight-0 copies of row 0
                     batch = {k: np.concatenate([v, v[pad]]) for k, v in batch.items()}
                     batch["weight"][rows:] = 0.0
                     batch["labelled"][rows:] = 0.0
@@ -1296,8 +1571,9 @@ def _tfds_iterator(cfg: _Cfg, split: str, *, train: bool, seed: int, process_ind
     return BatchIterator(batches(), {"epoch": start[0], "batch": start[1]}, stats)
 
 
-def _infill_batch(tokens: list, index: np.ndarray, width: int, seed: int, epoch: int,
-                  noise: dict, pad_id: int) -> dict[str, np.ndarray]:
+def _infill_batch(
+    tokens: list, index: np.ndarray, width: int, seed: int, epoch: int, noise: dict, pad_id: int
+) -> dict[str, np.ndarray]:
     """The noised lines `index`: text_source int32 [B, width] (`pad_id` padded),
     text_source_mask bool [B, width]. infill_noise never lengthens a line, so the target's
     bucket width fits."""
@@ -1306,20 +1582,27 @@ def _infill_batch(tokens: list, index: np.ndarray, width: int, seed: int, epoch:
     for r, u in enumerate(index):
         rng = np.random.default_rng([seed, epoch, int(u), 0x1F1])
         noised, _ = text_lib.infill_noise(rng, tokens[u], **noise)
-        source[r, :len(noised)] = noised
-        mask[r, :len(noised)] = True
+        source[r, : len(noised)] = noised
+        mask[r, : len(noised)] = True
     return {"text_source": source, "text_source_mask": mask}
 
 
 # ============================================================================ mixing
+
 
 class MixedIterator:
     """Interleaves batches of several iterators in a fixed ratio (smooth weighted round robin:
     over any window the counts differ from the ratio by less than one batch per source).
     `names` label the sources in `stats()` (default "0", "1", ...)."""
 
-    def __init__(self, iterators: Sequence, weights: Sequence[float], seed: int,
-                 start_position=None, names: Sequence[str] | None = None):
+    def __init__(
+        self,
+        iterators: Sequence,
+        weights: Sequence[float],
+        seed: int,
+        start_position=None,
+        names: Sequence[str] | None = None,
+    ):
         if len(iterators) != len(weights) or not iterators:
             raise ValueError("mix: need one weight per iterator")
         self._names = [str(i) for i in range(len(iterators))] if names is None else list(names)
@@ -1331,7 +1614,7 @@ class MixedIterator:
         if start_position:
             self._step = int(start_position["step"])
             self._credits = np.asarray(start_position["credits"], np.float64)
-        else:   # the seed only breaks ties between equal weights
+        else:  # the seed only breaks ties between equal weights
             self._step = 0
             self._credits = np.random.default_rng([seed, 0x313]).uniform(0, 1e-6, len(w))
         self.last_source = -1
@@ -1351,8 +1634,11 @@ class MixedIterator:
     def position(self) -> dict:
         """{"step", "credits", "children": [child positions]}; resume the children from
         "children" and pass the whole dict as `mix(..., start_position=)`."""
-        return {"step": self._step, "credits": [float(c) for c in self._credits],
-                "children": [getattr(it, "position", None) for it in self._iterators]}
+        return {
+            "step": self._step,
+            "credits": [float(c) for c in self._credits],
+            "children": [getattr(it, "position", None) for it in self._iterators],
+        }
 
     def close(self) -> None:
         """Closes every source that can be closed (see BatchIterator.close)."""
@@ -1362,24 +1648,46 @@ class MixedIterator:
 
     def stats(self) -> dict[str, float]:
         """The counters of every source that has them, as "<name>/<counter>"."""
-        return {f"{name}/{k}": v for name, it in zip(self._names, self._iterators)
-                if getattr(it, "stats", None) is not None for k, v in it.stats().items()}
+        return {
+            f"{name}/{k}": v
+            for name, it in zip(self._names, self._iterators)
+            if getattr(it, "stats", None) is not None
+            for k, v in it.stats().items()
+        }
 
 
-def mix(iterators: Sequence, weights: Sequence[float], seed: int = 0,
-        start_position=None, names: Sequence[str] | None = None) -> MixedIterator:
+def mix(
+    iterators: Sequence,
+    weights: Sequence[float],
+    seed: int = 0,
+    start_position=None,
+    names: Sequence[str] | None = None,
+) -> MixedIterator:
     """Deterministic interleaving of batch iterators by `weights` (see MixedIterator)."""
     return MixedIterator(iterators, weights, seed, start_position, names)
 
 
-def make_mixed_train_iter(data_cfgs: Sequence, weights: Sequence[float], *, seed: int,
-                          process_index: int = 0, process_count: int = 1,
-                          start_position=None) -> MixedIterator:
+def make_mixed_train_iter(
+    data_cfgs: Sequence,
+    weights: Sequence[float],
+    *,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    start_position=None,
+) -> MixedIterator:
     """`mix` over `make_train_iter` of several data configs, resumable from one position."""
     children = (start_position or {}).get("children") or [0] * len(data_cfgs)
-    its = [make_train_iter(c, seed=seed + 1000 * k, process_index=process_index,
-                           process_count=process_count, start_position=p)
-           for k, (c, p) in enumerate(zip(data_cfgs, children))]
+    its = [
+        make_train_iter(
+            c,
+            seed=seed + 1000 * k,
+            process_index=process_index,
+            process_count=process_count,
+            start_position=p,
+        )
+        for k, (c, p) in enumerate(zip(data_cfgs, children))
+    ]
     return mix(its, weights, seed, start_position)
 
 
@@ -1389,36 +1697,66 @@ def sentencepiece_model(data_cfg) -> Path:
     return Path(cfg.sp_model) if cfg.sp_model else resolve_data_dir(cfg) / "spm_char.model"
 
 
-def _speech_and_text_iter(cfg: _Cfg, *, seed: int, process_index: int, process_count: int,
-                          start_position) -> MixedIterator:
+def _speech_and_text_iter(
+    cfg: _Cfg, *, seed: int, process_index: int, process_count: int, start_position
+) -> MixedIterator:
     """SpeechT5 joint pre-training input: the speech batches of `cfg` and text-infilling batches
     of `data.text_file` (default the train split's .wrd), a fraction `data.text_ratio` of them
     text. Resumes from the position of an earlier one (its "children" are the sources')."""
     resume = isinstance(start_position, Mapping) and "children" in start_position
     children = start_position["children"] if resume else [0, 0]
-    speech = make_train_iter(dataclasses.replace(cfg, text_ratio=0.0), seed=seed,
-                             process_index=process_index, process_count=process_count,
-                             start_position=children[0])
+    speech = make_train_iter(
+        dataclasses.replace(cfg, text_ratio=0.0),
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        start_position=children[0],
+    )
     text_file = cfg.text_file or resolve_data_dir(cfg) / f"{cfg.train_split}.wrd"
-    text = make_text_iter(text_file, sentencepiece_model(cfg), seed=seed + 1000,
-                          process_index=process_index, process_count=process_count,
-                          start_position=children[1],
-                          bucket_boundaries=cfg.text_bucket_boundaries,
-                          max_tokens_per_batch=cfg.max_tokens_per_batch,
-                          batch_multiple=cfg.batch_multiple, strict=cfg.strict, infill=True)
-    return mix([speech, text], [1.0 - cfg.text_ratio, cfg.text_ratio], seed,
-               start_position if resume else None, names=("speech", "text"))
+    text = make_text_iter(
+        text_file,
+        sentencepiece_model(cfg),
+        seed=seed + 1000,
+        process_index=process_index,
+        process_count=process_count,
+        start_position=children[1],
+        bucket_boundaries=cfg.text_bucket_boundaries,
+        max_tokens_per_batch=cfg.max_tokens_per_batch,
+        batch_multiple=cfg.batch_multiple,
+        strict=cfg.strict,
+        infill=True,
+    )
+    return mix(
+        [speech, text],
+        [1.0 - cfg.text_ratio, cfg.text_ratio],
+        seed,
+        start_position if resume else None,
+        names=("speech", "text"),
+    )
 
 
 # ============================================================================ text only
 
-def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
-                   process_index: int = 0, process_count: int = 1, start_position=0,
-                   bucket_boundaries: Sequence[int] = (32, 64, 128, 256),
-                   max_tokens_per_batch: int = 8192, batch_multiple: int = 8,
-                   add_eos: bool = True, shuffle: bool = True,
-                   strict: bool = False, infill: bool = False, mask_ratio: float = 0.3,
-                   poisson_lambda: float = 3.5, random_ratio: float = 0.1) -> BatchIterator:
+
+def make_text_iter(
+    text_path: str | os.PathLike,
+    sp_model,
+    *,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    start_position=0,
+    bucket_boundaries: Sequence[int] = (32, 64, 128, 256),
+    max_tokens_per_batch: int = 8192,
+    batch_multiple: int = 8,
+    add_eos: bool = True,
+    shuffle: bool = True,
+    strict: bool = False,
+    infill: bool = False,
+    mask_ratio: float = 0.3,
+    poisson_lambda: float = 3.5,
+    random_ratio: float = 0.1,
+) -> BatchIterator:
     """Infinite text-only batches for SpeechT5: {"text" int32 [B, L], "text_mask" bool [B, L],
     "weight" float32 [B]}, L = the bucket's token length, id tensors padded with
     `text_lib.pad_token_id(sp)` (never a real token). One line of `text_path` (e.g. a .wrd
@@ -1455,18 +1793,26 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
     if not tokens:
         raise DataError(f"{path}: no usable lines")
     lengths = np.asarray(lengths, np.int64)
-    noise = {"mask_id": text_lib.mask_token_id(sp), "vocab_size": text_lib.text_vocab_size(sp),
-             "mask_ratio": mask_ratio, "poisson_lambda": poisson_lambda,
-             "random_ratio": random_ratio, "eos_id": sp.eos_id() if add_eos else None,
-             "random_ids": text_lib.ordinary_ids(sp)}
+    noise = {
+        "mask_id": text_lib.mask_token_id(sp),
+        "vocab_size": text_lib.text_vocab_size(sp),
+        "mask_ratio": mask_ratio,
+        "poisson_lambda": poisson_lambda,
+        "random_ratio": random_ratio,
+        "eos_id": sp.eos_id() if add_eos else None,
+        "random_ids": text_lib.ordinary_ids(sp),
+    }
     pad_id = text_lib.pad_token_id(sp)
     size = lambda bl: _batch_rule(max_tokens_per_batch, batch_multiple, bl)
     _local_rows(size(bucket_boundaries[0]), process_index, process_count)
     start = _start(start_position)
 
     def plan(epoch):
-        order = (np.random.default_rng([seed, epoch]).permutation(len(lengths)) if shuffle
-                 else np.arange(len(lengths))).astype(np.int64)
+        order = (
+            np.random.default_rng([seed, epoch]).permutation(len(lengths))
+            if shuffle
+            else np.arange(len(lengths))
+        ).astype(np.int64)
         batches, dropped = plan_batches(lengths, order, bucket_boundaries, size, pad_last=False)
         if not batches:
             raise DataError(f"{path}: {len(lengths)} lines do not fill one batch")
@@ -1484,12 +1830,13 @@ def make_text_iter(text_path: str | os.PathLike, sp_model, *, seed: int,
                 index = p[i].index[rows]
                 text = np.full((len(index), p[i].bucket_len), pad_id, np.int32)
                 for r, u in enumerate(index):
-                    text[r, :lengths[u]] = tokens[u]
+                    text[r, : lengths[u]] = tokens[u]
                 mask = np.arange(p[i].bucket_len)[None] < lengths[index][:, None]
                 batch = {"text": text, "text_mask": mask, "weight": p[i].weight[rows].copy()}
                 if infill:
-                    batch.update(_infill_batch(tokens, index, p[i].bucket_len, seed, epoch,
-                                               noise, pad_id))
+                    batch.update(
+                        _infill_batch(tokens, index, p[i].bucket_len, seed, epoch, noise, pad_id)
+                    )
                 stats.batches += 1
                 stats.examples += len(index)
                 yield batch, {"epoch": epoch, "batch": i + 1}

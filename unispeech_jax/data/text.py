@@ -75,20 +75,14 @@ class PhoneVocab:
                 fields = line.split()
                 if not fields:
                     continue
-                if len(fields) > 3 or (
-                    len(fields) >= 2 and not fields[1].lstrip("-").isdigit()
-                ):
-                    raise ValueError(
-                        f"{path}:{lineno}: expected '<symbol> <count>', got {line!r}"
-                    )
+                if len(fields) > 3 or (len(fields) >= 2 and not fields[1].lstrip("-").isdigit()):
+                    raise ValueError(f"{path}:{lineno}: expected '<symbol> <count>', got {line!r}")
                 symbols.append(fields[0])
         return cls(symbols)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the non-reserved symbols as a fairseq dict (counts set to 1)."""
-        Path(path).write_text(
-            "".join(f"{s} 1\n" for s in self._symbols[2:]), encoding="utf-8"
-        )
+        Path(path).write_text("".join(f"{s} 1\n" for s in self._symbols[2:]), encoding="utf-8")
 
     @property
     def symbols(self) -> list[str]:
@@ -186,9 +180,7 @@ def load_sp(path: str | os.PathLike) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_file=str(path))
 
 
-def sp_encode(
-    sp: spm.SentencePieceProcessor, text: str, *, add_eos: bool = False
-) -> list[int]:
+def sp_encode(sp: spm.SentencePieceProcessor, text: str, *, add_eos: bool = False) -> list[int]:
     """Text -> ids (appends </s> when `add_eos`)."""
     ids = sp.encode(text, out_type=int)
     if add_eos:
@@ -296,12 +288,8 @@ def infill_noise(
     decoder reconstructs).
     """
     target = np.asarray(tokens, np.int32).reshape(-1)
-    n = len(target) - int(
-        eos_id is not None and len(target) > 0 and target[-1] == eos_id
-    )
-    starts, lengths = infill_spans(
-        rng, n, mask_ratio=mask_ratio, poisson_lambda=poisson_lambda
-    )
+    n = len(target) - int(eos_id is not None and len(target) > 0 and target[-1] == eos_id)
+    starts, lengths = infill_spans(rng, n, mask_ratio=mask_ratio, poisson_lambda=poisson_lambda)
     if random_ids is None:
         random_ids = (
             np.delete(np.arange(vocab_size), mask_id)

@@ -5,7 +5,7 @@ convention for both kinds."""
 
 import importlib
 
-FAMILIES = ('unispeech', 'speecht5')
+FAMILIES = ("unispeech", "speecht5")
 
 
 def get(name: str):
@@ -13,22 +13,22 @@ def get(name: str):
     if name not in FAMILIES:
         from unispeech_jax.config import ConfigError  # config imports the families' defaults
 
-        raise ConfigError(f'unknown model.name {name!r}; known: {FAMILIES}')
-    return importlib.import_module(f'unispeech_jax.models.{name}')
+        raise ConfigError(f"unknown model.name {name!r}; known: {FAMILIES}")
+    return importlib.import_module(f"unispeech_jax.models.{name}")
 
 
 def init_variables(family, module, rng, batch) -> dict:
     """{'params': boxed params, other collections...} of any family (SpeechT5 adds its
     BatchNorm 'batch_stats'); works under jit / eval_shape."""
-    if hasattr(family, 'init_variables'):
+    if hasattr(family, "init_variables"):
         return family.init_variables(module, rng, batch)
-    return {'params': family.init_params(module, rng, batch)}
+    return {"params": family.init_params(module, rng, batch)}
 
 
 def loss_fn(family, module, params, model_state, batch, rng, step, train):
     """(loss, (metrics, model_state)) of any family. model_state: the non-trainable collections
     (`init_variables` minus 'params'; {} for families without), returned updated."""
-    if hasattr(family, 'init_variables'):
+    if hasattr(family, "init_variables"):
         return family.loss_fn(module, params, batch, rng, step, train, model_state)
     loss, metrics = family.loss_fn(module, params, batch, rng, step, train)
     return loss, (metrics, model_state)

@@ -32,7 +32,9 @@ def keep_mask(key, shape, keep_prob: float):
     if keep_prob >= 1.0:
         return jnp.ones(shape, bool)
     if math.prod(shape) >= 2**32:
-        raise ValueError(f'dropout mask of {math.prod(shape)} elements: the index hash needs < 2**32')
+        raise ValueError(
+            f"dropout mask of {math.prod(shape)} elements: the index hash needs < 2**32"
+        )
     seeds = jax.random.bits(key, (2,), jnp.uint32)
     # Row-major element index from per-axis iotas: elementwise, so it shards with the array.
     index = jnp.zeros(shape, jnp.uint32)
@@ -50,7 +52,7 @@ class Dropout(nn.Module):
     with the mask from `keep_mask`."""
 
     rate: float
-    rng_collection: str = 'dropout'
+    rng_collection: str = "dropout"
 
     @nn.compact
     def __call__(self, x, deterministic: bool):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -119,12 +120,19 @@ class ConvLayer(nn.Module):
         bias_init = _part(nn.initializers.zeros, ("conv_out",))
         if self.norm == "group":
             x = nn.GroupNorm(
-                num_groups=self.features, epsilon=1e-5, dtype=self.dtype,
-                scale_init=scale_init, bias_init=bias_init, name="layer_norm",
+                num_groups=self.features,
+                epsilon=1e-5,
+                dtype=self.dtype,
+                scale_init=scale_init,
+                bias_init=bias_init,
+                name="layer_norm",
             )(x)
         elif self.norm == "layer":
             x = nn.LayerNorm(
-                epsilon=1e-5, dtype=self.dtype, scale_init=scale_init, bias_init=bias_init,
+                epsilon=1e-5,
+                dtype=self.dtype,
+                scale_init=scale_init,
+                bias_init=bias_init,
                 name="layer_norm",
             )(x)
         elif self.norm != "none":
@@ -151,7 +159,9 @@ class ConvFeatureEncoder(nn.Module):
     @nn.compact
     def __call__(self, audio):
         if self.feat_extract_norm not in ("group", "layer"):
-            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
+            raise ValueError(
+                f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}"
+            )
         x = audio[..., None].astype(self.dtype)
         for i, (dim, k, s) in enumerate(zip(self.conv_dim, self.conv_kernel, self.conv_stride)):
             if self.feat_extract_norm == "layer":
@@ -232,7 +242,10 @@ class LogMelFeatureEncoder(nn.Module):
         mel = log_mel_frames(audio, self.window, self.hop, self.num_mel_bins, self.sample_rate)
         x = normalize_utterance(mel, frame_valid)
         x = nn.Conv(
-            self.channels, kernel_size=(3,), padding="SAME", dtype=self.dtype,
+            self.channels,
+            kernel_size=(3,),
+            padding="SAME",
+            dtype=self.dtype,
             kernel_init=_part(nn.initializers.he_normal(), ("conv_kernel", "conv_in", "conv_out")),
             bias_init=_part(nn.initializers.zeros, ("conv_out",)),
             name="conv",
@@ -256,10 +269,25 @@ def make_feature_encoder(args, grad_mult: float, dtype, name: str) -> nn.Module:
     check_feature_encoder(args.feature_encoder)
     if args.feature_encoder == "log_mel":
         window, hop = receptive_field(args.conv_kernel, args.conv_stride)
-        return LogMelFeatureEncoder(args.conv_dim[-1], window, hop, args.num_mel_bins,
-                                    grad_mult=grad_mult, dtype=dtype, name=name)
-    return ConvFeatureEncoder(args.conv_dim, args.conv_kernel, args.conv_stride,
-                              args.conv_bias, args.feat_extract_norm, grad_mult, dtype, name=name)
+        return LogMelFeatureEncoder(
+            args.conv_dim[-1],
+            window,
+            hop,
+            args.num_mel_bins,
+            grad_mult=grad_mult,
+            dtype=dtype,
+            name=name,
+        )
+    return ConvFeatureEncoder(
+        args.conv_dim,
+        args.conv_kernel,
+        args.conv_stride,
+        args.conv_bias,
+        args.feat_extract_norm,
+        grad_mult,
+        dtype,
+        name=name,
+    )
 
 
 def run_feature_encoder(encoder: nn.Module, audio, frame_valid):
@@ -273,13 +301,15 @@ def feature_encoder_flops(args, batch: int, samples: int) -> float:
     """Forward FLOPs of `make_feature_encoder(args, ...)` on [batch, samples] audio."""
     if args.feature_encoder == "log_mel":
         window, hop = receptive_field(args.conv_kernel, args.conv_stride)
-        return log_mel_encoder_flops(batch, samples, window, hop, args.num_mel_bins,
-                                     args.conv_dim[-1])
+        return log_mel_encoder_flops(
+            batch, samples, window, hop, args.num_mel_bins, args.conv_dim[-1]
+        )
     return conv_encoder_flops(batch, samples, args.conv_dim, args.conv_kernel, args.conv_stride)
 
 
-def log_mel_encoder_flops(batch: int, samples: int, window: int, hop: int, num_mel_bins: int,
-                          channels: int) -> float:
+def log_mel_encoder_flops(
+    batch: int, samples: int, window: int, hop: int, num_mel_bins: int, channels: int
+) -> float:
     """FLOPs of `LogMelFeatureEncoder`: FFT (~5·N·log2 N per frame), mel matmul, 3-wide conv."""
     frames = (samples - window) // hop + 1
     n_fft = 1 << (window - 1).bit_length()
@@ -301,7 +331,8 @@ class FeatureProjection(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic: bool = True):
         normed = nn.LayerNorm(
-            epsilon=self.layer_norm_eps, dtype=self.dtype,
+            epsilon=self.layer_norm_eps,
+            dtype=self.dtype,
             scale_init=_part(nn.initializers.ones, ("conv_out",)),
             bias_init=_part(nn.initializers.zeros, ("conv_out",)),
             name="layer_norm",
@@ -309,7 +340,8 @@ class FeatureProjection(nn.Module):
         fan_in = x.shape[-1]
         bound = 1.0 / math.sqrt(fan_in)
         h = nn.Dense(
-            self.hidden_size, dtype=self.dtype,
+            self.hidden_size,
+            dtype=self.dtype,
             kernel_init=_part(_symmetric_uniform(bound), ("conv_out", "embed")),
             bias_init=_part(nn.initializers.zeros, ("embed",)),
             name="projection",
@@ -348,11 +380,16 @@ class PositionalConvEmbedding(nn.Module):
         d, k, g = self.hidden_size, self.kernel, self.groups
         std = 2.0 * math.sqrt(1.0 / (k * d))
         v = self.param(
-            "weight_v", _part(nn.initializers.normal(std), ("conv_kernel", None, "embed")), (k, d // g, d)
+            "weight_v",
+            _part(nn.initializers.normal(std), ("conv_kernel", None, "embed")),
+            (k, d // g, d),
         )
         gain = self.param(
             "weight_g",
-            _part(lambda key, shape: jnp.full(shape, std * math.sqrt(d * d / g), jnp.float32), ("conv_kernel",)),
+            _part(
+                lambda key, shape: jnp.full(shape, std * math.sqrt(d * d / g), jnp.float32),
+                ("conv_kernel",),
+            ),
             (k,),
         )
         bias = self.param("bias", _part(nn.initializers.zeros, ("embed",)), (d,))
@@ -370,7 +407,9 @@ class PositionalConvEmbedding(nn.Module):
         elif self.impl in impls:
             y = impls[self.impl](x, w)
         else:
-            raise ValueError(f"pos conv impl must be 'auto', 'conv', 'fft' or 'taps', got {self.impl!r}")
+            raise ValueError(
+                f"pos conv impl must be 'auto', 'conv', 'fft' or 'taps', got {self.impl!r}"
+            )
         return gelu(y + bias.astype(self.dtype))
 
 
@@ -385,13 +424,19 @@ def _same_grouped_conv(x, w, groups):
     same FLOPs and partition correctly (tests/test_multidevice.py checks that mesh).
     """
     k, c = w.shape[0], x.shape[-1] // groups
-    y = jnp.concatenate([
-        jax.lax.conv_general_dilated(
-            x[..., g * c:(g + 1) * c], w[..., g * c:(g + 1) * c], window_strides=(1,),
-            padding=[(k // 2, k // 2)], dimension_numbers=("NWC", "WIO", "NWC"),
-        )
-        for g in range(groups)
-    ], axis=-1)
+    y = jnp.concatenate(
+        [
+            jax.lax.conv_general_dilated(
+                x[..., g * c : (g + 1) * c],
+                w[..., g * c : (g + 1) * c],
+                window_strides=(1,),
+                padding=[(k // 2, k // 2)],
+                dimension_numbers=("NWC", "WIO", "NWC"),
+            )
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
     return y[:, : x.shape[1]]
 
 
@@ -410,9 +455,13 @@ def _same_grouped_conv_fft(x, w, groups):
     k, c, _ = w.shape
     pad = k // 2
     n = 1 << (t + 2 * pad + k - 2).bit_length()  # power of two ≥ t + 2·pad + k − 1
-    xp = jnp.pad(x.astype(jnp.float32), ((0, 0), (pad, pad), (0, 0))).reshape(b, t + 2 * pad, groups, c)
+    xp = jnp.pad(x.astype(jnp.float32), ((0, 0), (pad, pad), (0, 0))).reshape(
+        b, t + 2 * pad, groups, c
+    )
     w_rev = w[::-1].astype(jnp.float32).reshape(k, c, groups, d // groups).transpose(0, 2, 1, 3)
-    spectrum = jnp.einsum("bfgc,fgco->bfgo", jnp.fft.rfft(xp, n=n, axis=1), jnp.fft.rfft(w_rev, n=n, axis=0))
+    spectrum = jnp.einsum(
+        "bfgc,fgco->bfgo", jnp.fft.rfft(xp, n=n, axis=1), jnp.fft.rfft(w_rev, n=n, axis=0)
+    )
     y = jnp.fft.irfft(spectrum, n=n, axis=1)[:, k - 1 : k - 1 + t]
     return y.reshape(b, t, d).astype(x.dtype)
 
@@ -445,7 +494,7 @@ def _same_grouped_conv_taps_bwd(groups, residuals, dy):
     dy_g = dy.reshape(b, t, groups, c)
     chunks = []
     for first in range(0, k, 8):
-        windows = jnp.stack([xp[:, j:j + t] for j in range(first, min(k, first + 8))])
+        windows = jnp.stack([xp[:, j : j + t] for j in range(first, min(k, first + 8))])
         chunks.append(jnp.einsum("jbtgc,btgo->jcgo", windows, dy_g))
     dw = jnp.concatenate(chunks).reshape(k, c, d).astype(w.dtype)
     return input_vjp(dy)[0], dw
@@ -461,7 +510,9 @@ _same_grouped_conv_taps.defvjp(_same_grouped_conv_taps_fwd, _same_grouped_conv_t
 
 def _dense(features, axes, dtype, name, use_bias=True):
     return nn.Dense(
-        features, dtype=dtype, use_bias=use_bias,
+        features,
+        dtype=dtype,
+        use_bias=use_bias,
         kernel_init=_part(nn.initializers.normal(0.02), axes),
         bias_init=_part(nn.initializers.zeros, (axes[-1],)),
         name=name,
@@ -470,7 +521,8 @@ def _dense(features, axes, dtype, name, use_bias=True):
 
 def _layer_norm(eps, dtype, name):
     return nn.LayerNorm(
-        epsilon=eps, dtype=dtype,
+        epsilon=eps,
+        dtype=dtype,
         scale_init=_part(nn.initializers.ones, ("embed",)),
         bias_init=_part(nn.initializers.zeros, ("embed",)),
         name=name,
@@ -499,7 +551,7 @@ class SelfAttention(nn.Module):
         k = _dense(d, ("embed", "heads"), self.dtype, "k_proj")(x)
         v = _dense(d, ("embed", "heads"), self.dtype, "v_proj")(x)
         q, k, v = (nn.with_logical_constraint(a, ACT_BTH).reshape(b, t, h, hd) for a in (q, k, v))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (hd ** -0.5), k).astype(jnp.float32)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (hd**-0.5), k).astype(jnp.float32)
         logits = jnp.where(valid[:, None, None, :], logits, _MASK_VALUE)
         probs = jax.nn.softmax(logits, axis=-1)
         probs = dropout.Dropout(self.dropout)(probs, deterministic=deterministic).astype(self.dtype)
@@ -555,11 +607,17 @@ class EncoderLayer(nn.Module):
     @nn.compact
     def __call__(self, x, valid):
         det = self.deterministic
-        attn = SelfAttention(self.hidden_size, self.num_heads, self.attention_dropout, self.dtype, name="attention")
+        attn = SelfAttention(
+            self.hidden_size, self.num_heads, self.attention_dropout, self.dtype, name="attention"
+        )
         ln_attn = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
         ffn = FeedForward(
-            self.hidden_size, self.intermediate_size, self.activation_dropout, self.hidden_dropout,
-            self.dtype, name="feed_forward",
+            self.hidden_size,
+            self.intermediate_size,
+            self.activation_dropout,
+            self.hidden_dropout,
+            self.dtype,
+            name="feed_forward",
         )
         ln_ffn = _layer_norm(self.layer_norm_eps, self.dtype, "final_layer_norm")
         drop = dropout.Dropout(self.hidden_dropout)
@@ -617,8 +675,12 @@ class TransformerEncoder(nn.Module):
     def __call__(self, x, valid, deterministic: bool = True):
         x = jnp.where(valid[..., None], x, 0).astype(self.dtype)
         x = x + PositionalConvEmbedding(
-            self.hidden_size, self.num_conv_pos_embeddings, self.num_conv_pos_embedding_groups,
-            self.dtype, self.pos_conv_impl, name="pos_conv_embed",
+            self.hidden_size,
+            self.num_conv_pos_embeddings,
+            self.num_conv_pos_embedding_groups,
+            self.dtype,
+            self.pos_conv_impl,
+            name="pos_conv_embed",
         )(x)
         final_ln = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
         if not self.layer_norm_first:
@@ -629,14 +691,24 @@ class TransformerEncoder(nn.Module):
         block = EncoderLayer
         if self.remat_policy != "none":
             if self.remat_policy not in REMAT_POLICIES:
-                raise ValueError(f"unknown remat_policy {self.remat_policy!r}; one of none, {list(REMAT_POLICIES)}")
-            block = nn.remat(block, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan_layers)
+                raise ValueError(
+                    f"unknown remat_policy {self.remat_policy!r}; one of none, {list(REMAT_POLICIES)}"
+                )
+            block = nn.remat(
+                block, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan_layers
+            )
         layer_kwargs = dict(
-            hidden_size=self.hidden_size, num_heads=self.num_heads, intermediate_size=self.intermediate_size,
-            layer_norm_first=self.layer_norm_first, layer_norm_eps=self.layer_norm_eps,
-            hidden_dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
-            activation_dropout=self.activation_dropout, layerdrop=self.layerdrop,
-            deterministic=deterministic, dtype=self.dtype,
+            hidden_size=self.hidden_size,
+            num_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            layer_norm_first=self.layer_norm_first,
+            layer_norm_eps=self.layer_norm_eps,
+            hidden_dropout=self.hidden_dropout,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
+            layerdrop=self.layerdrop,
+            deterministic=deterministic,
+            dtype=self.dtype,
         )
         if self.scan_layers:
             stack = nn.scan(
@@ -681,10 +753,28 @@ def transformer_encoder_flops(batch, frames, hidden, ffn, layers, pos_kernel, po
 
 
 __all__ = [
-    "ConvFeatureEncoder", "ConvLayer", "FeatureProjection", "PositionalConvEmbedding", "SelfAttention",
-    "FeedForward", "EncoderLayer", "TransformerEncoder", "conv_output_lengths", "frame_validity",
-    "scale_gradient", "gelu", "REMAT_POLICIES", "conv_encoder_flops", "transformer_encoder_flops",
-    "LogMelFeatureEncoder", "log_mel_frames", "normalize_utterance", "frame_signal",
-    "receptive_field", "make_feature_encoder", "run_feature_encoder", "feature_encoder_flops",
+    "ConvFeatureEncoder",
+    "ConvLayer",
+    "FeatureProjection",
+    "PositionalConvEmbedding",
+    "SelfAttention",
+    "FeedForward",
+    "EncoderLayer",
+    "TransformerEncoder",
+    "conv_output_lengths",
+    "frame_validity",
+    "scale_gradient",
+    "gelu",
+    "REMAT_POLICIES",
+    "conv_encoder_flops",
+    "transformer_encoder_flops",
+    "LogMelFeatureEncoder",
+    "log_mel_frames",
+    "normalize_utterance",
+    "frame_signal",
+    "receptive_field",
+    "make_feature_encoder",
+    "run_feature_encoder",
+    "feature_encoder_flops",
     "log_mel_encoder_flops",
 ]

@@ -142,9 +142,7 @@ class GumbelVectorQuantizer(nn.Module):
 
         soft_probs = jax.nn.softmax(logits, axis=-1)
         if train:
-            probs, code_ids = straight_through_gumbel(
-                self.make_rng("gumbel"), logits, temperature
-            )
+            probs, code_ids = straight_through_gumbel(self.make_rng("gumbel"), logits, temperature)
         else:
             code_ids = jnp.argmax(logits, axis=-1).astype(jnp.int32)
             probs = jax.nn.one_hot(code_ids, num_vars, dtype=jnp.float32)

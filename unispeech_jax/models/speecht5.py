@@ -66,9 +66,7 @@ from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_tempera
 
 Dtype = Any
 TASKS = ("pretrain", "asr", "tts")
-_MASK_VALUE = (
-    -1e30
-)  # finite, so a fully masked row gives a uniform softmax instead of NaN
+_MASK_VALUE = -1e30  # finite, so a fully masked row gives a uniform softmax instead of NaN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,9 +161,7 @@ class ModelArgs:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown config.model keys for speecht5: {unknown}")
-        args = cls(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        )
+        args = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         args.validate()
         return args
 
@@ -177,9 +173,7 @@ class ModelArgs:
             )
         d = self.hidden_size
         if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
-            raise ValueError(
-                "hidden_size must be divisible by the encoder and decoder head counts"
-            )
+            raise ValueError("hidden_size must be divisible by the encoder and decoder head counts")
         if d % self.num_conv_pos_embedding_groups or d % self.num_codevector_groups:
             raise ValueError(
                 "hidden_size must be divisible by num_conv_pos_embedding_groups and num_codevector_groups"
@@ -215,9 +209,7 @@ def fairseq_sinusoidal(positions, dim: int, padding_idx: int):
     to zeros.
     """
     half = dim // 2
-    freqs = jnp.exp(
-        jnp.arange(half, dtype=jnp.float32) * -(math.log(10000.0) / (half - 1))
-    )
+    freqs = jnp.exp(jnp.arange(half, dtype=jnp.float32) * -(math.log(10000.0) / (half - 1)))
     angles = positions.astype(jnp.float32)[..., None] * freqs
     emb = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
     if dim % 2:
@@ -261,9 +253,7 @@ class RelativePositionalEncoding(nn.Module):
             layers._part(nn.initializers.normal(1.0), ("relpos", "head_dim")),
             (2 * self.max_distance, self.head_dim),
         )
-        return jnp.take(
-            table, relative_position_ids(length, length, self.max_distance), axis=0
-        )
+        return jnp.take(table, relative_position_ids(length, length, self.max_distance), axis=0)
 
 
 class ScaledPositionalEncoding(nn.Module):
@@ -342,16 +332,12 @@ class Attention(nn.Module):
         v = v.reshape(b, -1, h, hd)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         if position_bias is not None:
-            logits = logits + jnp.einsum(
-                "bqhd,qkd->bhqk", q, position_bias.astype(q.dtype)
-            )
+            logits = logits + jnp.einsum("bqhd,qkd->bhqk", q, position_bias.astype(q.dtype))
         logits = jnp.where(mask, logits.astype(jnp.float32), _MASK_VALUE)
         probs = jax.nn.softmax(logits, axis=-1)
         if self.sow_probs:
             self.sow("intermediates", "probs", probs)
-        probs = dropout.Dropout(self.dropout)(probs, deterministic=deterministic).astype(
-            self.dtype
-        )
+        probs = dropout.Dropout(self.dropout)(probs, deterministic=deterministic).astype(self.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, tq, d)
         out = nn.with_logical_constraint(out, layers.ACT_BTH)
         return layers._dense(d, ("heads", "embed"), self.dtype, "out_proj")(out), cache
@@ -379,9 +365,7 @@ class EncoderLayer(nn.Module):
         )
         h, _ = attn(x, x, mask, position_bias, deterministic=det)
         drop = dropout.Dropout(a.hidden_dropout)
-        y = layers._layer_norm(a.layer_norm_eps, dt, "layer_norm")(
-            x + drop(h, deterministic=det)
-        )
+        y = layers._layer_norm(a.layer_norm_eps, dt, "layer_norm")(x + drop(h, deterministic=det))
         ffn = layers.FeedForward(
             a.hidden_size,
             a.encoder_ffn_dim,
@@ -390,9 +374,7 @@ class EncoderLayer(nn.Module):
             dt,
             name="feed_forward",
         )
-        y = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(
-            y + ffn(y, det)
-        )
+        y = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(y + ffn(y, det))
         if a.encoder_layerdrop > 0.0 and not det:
             y = jnp.where(
                 jax.random.bernoulli(self.make_rng("dropout"), a.encoder_layerdrop),
@@ -442,17 +424,24 @@ class DecoderLayer(nn.Module):
         a, det, dt = self.args, self.deterministic, self.args.compute_dtype
         heads = a.decoder_attention_heads
         drop = dropout.Dropout(a.hidden_dropout)
-        h, self_cache = Attention(
-            a.hidden_size, heads, a.attention_dropout, dt, name="self_attn"
-        )(
-            x, x, self_mask, cache=None if cache is None else cache["self"], index=index,
+        h, self_cache = Attention(a.hidden_size, heads, a.attention_dropout, dt, name="self_attn")(
+            x,
+            x,
+            self_mask,
+            cache=None if cache is None else cache["self"],
+            index=index,
             deterministic=det,
         )
         x = layers._layer_norm(a.layer_norm_eps, dt, "self_attn_layer_norm")(
             x + drop(h, deterministic=det)
         )
         h, cross_cache = Attention(
-            a.hidden_size, heads, a.attention_dropout, dt, memory=True, sow_probs=True,
+            a.hidden_size,
+            heads,
+            a.attention_dropout,
+            dt,
+            memory=True,
+            sow_probs=True,
             name="encoder_attn",
         )(x, enc, cross_mask, cache=None if cache is None else cache["cross"], deterministic=det)
         x = layers._layer_norm(a.layer_norm_eps, dt, "encoder_attn_layer_norm")(
@@ -466,9 +455,7 @@ class DecoderLayer(nn.Module):
             dt,
             name="feed_forward",
         )
-        x = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(
-            x + ffn(x, det)
-        )
+        x = layers._layer_norm(a.layer_norm_eps, dt, "final_layer_norm")(x + ffn(x, det))
         if cache is not None:
             cache = {"self": self_cache, "cross": cross_cache}
         return nn.with_logical_constraint(x, layers.ACT_BTD), cache
@@ -487,9 +474,7 @@ class Decoder(nn.Module):
     args: ModelArgs
 
     @nn.compact
-    def __call__(
-        self, x, dec_valid, enc, enc_valid, cache=None, deterministic: bool = True
-    ):
+    def __call__(self, x, dec_valid, enc, enc_valid, cache=None, deterministic: bool = True):
         a = self.args
         steps = x.shape[1]
         if cache is None:
@@ -497,18 +482,14 @@ class Decoder(nn.Module):
             key_pos = jnp.arange(steps)
         else:
             index = cache["index"]
-            key_valid = jax.lax.dynamic_update_slice(
-                cache["valid"], dec_valid, (0, index)
-            )
+            key_valid = jax.lax.dynamic_update_slice(cache["valid"], dec_valid, (0, index))
             key_pos = jnp.arange(key_valid.shape[1])
         query_pos = index + jnp.arange(steps)
         self_mask = (key_pos[None, :] <= query_pos[:, None])[None, None] & key_valid[
             :, None, None, :
         ]
         cross_mask = enc_valid[:, None, None, :]
-        new_cache = (
-            None if cache is None else {"index": index + steps, "valid": key_valid}
-        )
+        new_cache = None if cache is None else {"index": index + steps, "valid": key_valid}
         for i in range(a.decoder_layers):
             name = f"layers_{i}"
             layer = DecoderLayer(a, deterministic, name=name)
@@ -578,9 +559,7 @@ class SpeechEncoderPrenet(nn.Module):
             (a.hidden_size,),
         )
         if mask_time is not None:
-            hidden = jnp.where(
-                mask_time[..., None], mask_embed.astype(hidden.dtype), hidden
-            )
+            hidden = jnp.where(mask_time[..., None], mask_embed.astype(hidden.dtype), hidden)
         hidden = hidden + layers.PositionalConvEmbedding(
             a.hidden_size,
             a.num_conv_pos_embeddings,
@@ -589,9 +568,9 @@ class SpeechEncoderPrenet(nn.Module):
             name="pos_conv_embed",
         )(hidden)
         positions = padded_position_ids(valid, a.pad_token_id)
-        hidden = hidden + fairseq_sinusoidal(
-            positions, a.hidden_size, a.pad_token_id
-        ).astype(hidden.dtype)
+        hidden = hidden + fairseq_sinusoidal(positions, a.hidden_size, a.pad_token_id).astype(
+            hidden.dtype
+        )
         return {"hidden": hidden, "valid": valid, "extract_features": features}
 
 
@@ -621,14 +600,10 @@ class SpeechDecoderPrenet(nn.Module):
         p = a.speech_decoder_prenet_dropout
         for i in range(a.speech_decoder_prenet_layers):
             x = jax.nn.relu(
-                layers._dense(
-                    a.speech_decoder_prenet_units, (None, "prenet"), dt, f"layers_{i}"
-                )(x)
+                layers._dense(a.speech_decoder_prenet_units, (None, "prenet"), dt, f"layers_{i}")(x)
             )
             if prenet_dropout and p > 0:
-                keep = jax.random.bernoulli(
-                    self.make_rng("prenet"), 1.0 - p, x.shape[1:]
-                )
+                keep = jax.random.bernoulli(self.make_rng("prenet"), 1.0 - p, x.shape[1:])
                 x = jnp.where(keep[None], x / (1.0 - p), 0.0).astype(dt)
         x = layers._dense(a.hidden_size, ("prenet", "embed"), dt, "final_layer")(x)
         x = ScaledPositionalEncoding(a.positional_dropout, name="encode_positions")(
@@ -636,17 +611,13 @@ class SpeechDecoderPrenet(nn.Module):
         )
         if speaker is not None:
             speaker = speaker.astype(jnp.float32)
-            speaker = speaker / jnp.maximum(
-                jnp.linalg.norm(speaker, axis=-1, keepdims=True), 1e-12
-            )
+            speaker = speaker / jnp.maximum(jnp.linalg.norm(speaker, axis=-1, keepdims=True), 1e-12)
             speaker = jnp.broadcast_to(
                 speaker[:, None, :].astype(dt), x.shape[:2] + speaker.shape[-1:]
             )
             x = jnp.concatenate([x, speaker], axis=-1)
             x = jax.nn.relu(
-                layers._dense(
-                    a.hidden_size, ("speaker", "embed"), dt, "speaker_embeds_layer"
-                )(x)
+                layers._dense(a.hidden_size, ("speaker", "embed"), dt, "speaker_embeds_layer")(x)
             )
         return nn.with_logical_constraint(x, layers.ACT_BTD)
 
@@ -699,9 +670,7 @@ class SpeechDecoderPostnet(nn.Module):
         self.feat_out = layers._dense(
             a.num_mel_bins * a.reduction_factor, ("embed", "mel"), dt, "feat_out"
         )
-        self.prob_out = layers._dense(
-            a.reduction_factor, ("embed", None), dt, "prob_out"
-        )
+        self.prob_out = layers._dense(a.reduction_factor, ("embed", None), dt, "prob_out")
         n = a.speech_decoder_postnet_layers
         self.layers = [
             PostnetConv(
@@ -763,9 +732,7 @@ class SpeechT5(nn.Module):
             self.vocab_size,
             a.hidden_size,
             dtype=dt,
-            embedding_init=layers._part(
-                nn.initializers.normal(0.02), ("vocab", "embed")
-            ),
+            embedding_init=layers._part(nn.initializers.normal(0.02), ("vocab", "embed")),
         )
         self.speech_encoder_prenet = SpeechEncoderPrenet(a)
         self.text_encoder_prenet = ScaledPositionalEncoding(a.positional_dropout)
@@ -789,12 +756,8 @@ class SpeechT5(nn.Module):
     def encode_speech(self, audio, audio_mask, mask_time=None, train: bool = False):
         """audio [B,S], audio_mask bool [B,S], mask_time bool [B,T] or None → dict
         hidden [B,T,D], valid bool [B,T], extract_features [B,T,C]."""
-        out = self.speech_encoder_prenet(
-            audio, audio_mask, mask_time, deterministic=not train
-        )
-        out["hidden"] = self.encoder(
-            out["hidden"], out["valid"], deterministic=not train
-        )
+        out = self.speech_encoder_prenet(audio, audio_mask, mask_time, deterministic=not train)
+        out["hidden"] = self.encoder(out["hidden"], out["valid"], deterministic=not train)
         return out
 
     def encode_text(self, tokens, token_mask, train: bool = False):
@@ -814,9 +777,7 @@ class SpeechT5(nn.Module):
         q, perplexity, code_ids = self.quantizer(hidden, valid, temperature, train)
         if train and self.args.vq_replace_prob > 0:
             replaced = (
-                jax.random.bernoulli(
-                    self.make_rng("vq"), self.args.vq_replace_prob, valid.shape
-                )
+                jax.random.bernoulli(self.make_rng("vq"), self.args.vq_replace_prob, valid.shape)
                 & valid
             )
         else:
@@ -841,9 +802,7 @@ class SpeechT5(nn.Module):
 
     # -- decoders ------------------------------------------------------------------------------
 
-    def decode_text(
-        self, tokens, enc, enc_valid, dec_valid=None, cache=None, train: bool = False
-    ):
+    def decode_text(self, tokens, enc, enc_valid, dec_valid=None, cache=None, train: bool = False):
         """Text decoder: tokens int [B,L] (teacher forcing, or the next L steps with a cache),
         enc [B,T,D], enc_valid bool [B,T], dec_valid bool [B,L] (default: tokens != pad)
         → (logits float [B,L,V], cache)."""
@@ -854,13 +813,9 @@ class SpeechT5(nn.Module):
         scale = math.sqrt(a.hidden_size) if a.scale_embedding else 1.0
         x = self.embed_tokens(tokens) * scale
         positions = padded_position_ids(dec_valid, a.pad_token_id, offset)
-        x = x + fairseq_sinusoidal(positions, a.hidden_size, a.pad_token_id).astype(
-            x.dtype
-        )
+        x = x + fairseq_sinusoidal(positions, a.hidden_size, a.pad_token_id).astype(x.dtype)
         x = self.text_decoder_dropout(x, deterministic=not train)
-        hidden, cache = self.decoder(
-            x, dec_valid, enc, enc_valid, cache, deterministic=not train
-        )
+        hidden, cache = self.decoder(x, dec_valid, enc, enc_valid, cache, deterministic=not train)
         return self.embed_tokens.attend(hidden), cache
 
     def decode_speech(
@@ -884,9 +839,7 @@ class SpeechT5(nn.Module):
         x = self.speech_decoder_prenet(
             mel, speaker, offset, prenet_dropout, deterministic=not train
         )
-        hidden, cache = self.decoder(
-            x, dec_valid, enc, enc_valid, cache, deterministic=not train
-        )
+        hidden, cache = self.decoder(x, dec_valid, enc, enc_valid, cache, deterministic=not train)
         mel_before, stop = self.speech_decoder_postnet.frames(hidden)
         return {"mel_before": mel_before, "stop_logits": stop, "hidden": hidden}, cache
 
@@ -1076,7 +1029,11 @@ def _speech_loss(module, params, model_state, batch, rng, step, train):
     )
     mlm, accuracy = losses.masked_prediction_loss(logits, batch["km"], mask_time)
     l1, bce = losses.spectrogram_loss(
-        out["mel_before"], out["mel_after"], out["stop_logits"], target, frame_valid,
+        out["mel_before"],
+        out["mel_after"],
+        out["stop_logits"],
+        target,
+        frame_valid,
         a.stop_pos_weight,
     )
     diversity = losses.diversity_loss(
@@ -1183,7 +1140,11 @@ def _tts_loss(module, params, model_state, batch, rng, step, train):
 
     out, sown, model_state = _apply(module, params, model_state, forward, rngs, train)
     l1, bce = losses.spectrogram_loss(
-        out["mel_before"], out["mel_after"], out["stop_logits"], target, frame_valid,
+        out["mel_before"],
+        out["mel_after"],
+        out["stop_logits"],
+        target,
+        frame_valid,
         a.stop_pos_weight,
     )
     loss = l1 + bce
@@ -1293,12 +1254,19 @@ def forward_flops(model_cfg, batch_shapes) -> float:
     if a.task == "tts":
         b, length = batch_shapes["text"][:2]
         steps = batch_shapes["mel"][1] // a.reduction_factor
-        return (_encoder_flops(a, b, length) + _decoder_flops(a, b, steps, length)
-                + _speech_decoder_nets_flops(a, b, steps, "speaker_embedding" in batch_shapes))
+        return (
+            _encoder_flops(a, b, length)
+            + _decoder_flops(a, b, steps, length)
+            + _speech_decoder_nets_flops(a, b, steps, "speaker_embedding" in batch_shapes)
+        )
     if a.task == "pretrain" and "text_source" in batch_shapes:
         b, steps = batch_shapes["text"][:2]
         length = batch_shapes["text_source"][1]
-        return _encoder_flops(a, b, length) + quantizer(b, length) + _decoder_flops(a, b, steps, length)
+        return (
+            _encoder_flops(a, b, length)
+            + quantizer(b, length)
+            + _decoder_flops(a, b, steps, length)
+        )
     b, samples = batch_shapes["audio"][:2]
     flops, t = _speech_prenet_flops(a, b, samples)
     flops += _encoder_flops(a, b, t)

@@ -116,7 +116,8 @@ Model config keys (`config.model`):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -184,7 +185,7 @@ class ModelArgs:
     pos_conv_impl: str = "auto"
 
     @classmethod
-    def from_config(cls, model_cfg) -> "ModelArgs":
+    def from_config(cls, model_cfg) -> ModelArgs:
         """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
         if isinstance(model_cfg, ModelArgs):
             return model_cfg
@@ -202,15 +203,26 @@ class ModelArgs:
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
         layers.check_feature_encoder(self.feature_encoder)
         if self.mixed_ctc_projection not in ("transpose", "standard"):
-            raise ValueError("model.mixed_ctc_projection must be 'transpose' or 'standard', "
-                             f"got {self.mixed_ctc_projection!r}")
+            raise ValueError(
+                "model.mixed_ctc_projection must be 'transpose' or 'standard', "
+                f"got {self.mixed_ctc_projection!r}"
+            )
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
-            raise ValueError("model.conv_dim, conv_kernel and conv_stride must have the same length")
-        if self.hidden_size % self.num_heads or self.hidden_size % self.num_conv_pos_embedding_groups:
-            raise ValueError("hidden_size must be divisible by num_heads and num_conv_pos_embedding_groups")
+            raise ValueError(
+                "model.conv_dim, conv_kernel and conv_stride must have the same length"
+            )
+        if (
+            self.hidden_size % self.num_heads
+            or self.hidden_size % self.num_conv_pos_embedding_groups
+        ):
+            raise ValueError(
+                "hidden_size must be divisible by num_heads and num_conv_pos_embedding_groups"
+            )
         if self.pos_conv_impl not in ("auto", "conv", "fft", "taps"):
-            raise ValueError(f"model.pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps', "
-                             f"got {self.pos_conv_impl!r}")
+            raise ValueError(
+                f"model.pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps', "
+                f"got {self.pos_conv_impl!r}"
+            )
         if self.codevector_dim % self.num_codevector_groups:
             raise ValueError("codevector_dim must be divisible by num_codevector_groups")
 
@@ -252,22 +264,40 @@ class UniSpeech(nn.Module):
         a = self.args
         dt = a.compute_dtype
         self.feature_extractor = layers.make_feature_encoder(a, a.conv_grad_mult, dt, None)
-        self.feature_projection = layers.FeatureProjection(a.hidden_size, a.layer_norm_eps, a.feat_proj_dropout, dt)
+        self.feature_projection = layers.FeatureProjection(
+            a.hidden_size, a.layer_norm_eps, a.feat_proj_dropout, dt
+        )
         self.masked_spec_embed = self.param(
-            "masked_spec_embed", nn.with_logical_partitioning(nn.initializers.uniform(1.0), ("embed",)),
+            "masked_spec_embed",
+            nn.with_logical_partitioning(nn.initializers.uniform(1.0), ("embed",)),
             (a.hidden_size,),
         )
         self.encoder = layers.TransformerEncoder(
-            a.hidden_size, a.num_layers, a.num_heads, a.intermediate_size, a.layer_norm_first,
-            a.layer_norm_eps, a.num_conv_pos_embeddings, a.num_conv_pos_embedding_groups,
-            a.hidden_dropout, a.attention_dropout, a.activation_dropout, a.layerdrop,
-            a.scan_layers, a.remat_policy, dt, a.pos_conv_impl,
+            a.hidden_size,
+            a.num_layers,
+            a.num_heads,
+            a.intermediate_size,
+            a.layer_norm_first,
+            a.layer_norm_eps,
+            a.num_conv_pos_embeddings,
+            a.num_conv_pos_embedding_groups,
+            a.hidden_dropout,
+            a.attention_dropout,
+            a.activation_dropout,
+            a.layerdrop,
+            a.scan_layers,
+            a.remat_policy,
+            dt,
+            a.pos_conv_impl,
         )
         self.final_dropout = dropout.Dropout(a.final_dropout)
         if a.objective == "pretrain":
             self.feature_dropout = dropout.Dropout(a.feat_quantizer_dropout)
             self.quantizer = GumbelVectorQuantizer(
-                a.num_codevector_groups, a.num_codevectors_per_group, a.codevector_dim, dt,
+                a.num_codevector_groups,
+                a.num_codevectors_per_group,
+                a.codevector_dim,
+                dt,
             )
             self.project_q = _dense(a.proj_codevector_dim, (None, "embed"), dt)
             if a.mixed_ctc_projection == "transpose":
@@ -294,7 +324,9 @@ class UniSpeech(nn.Module):
         conv = layers.run_feature_encoder(self.feature_extractor, audio, frame_valid)
         hidden, extract_features = self.feature_projection(conv, deterministic=not train)
         if mask_time is not None:
-            hidden = jnp.where(mask_time[..., None], self.masked_spec_embed.astype(hidden.dtype), hidden)
+            hidden = jnp.where(
+                mask_time[..., None], self.masked_spec_embed.astype(hidden.dtype), hidden
+            )
         if mask_channel is not None:
             hidden = jnp.where(mask_channel[:, None, :], 0, hidden)
         hidden = self.encoder(hidden, frame_valid, deterministic=not train)
@@ -307,9 +339,18 @@ class UniSpeech(nn.Module):
             return self.final_proj(self.project_q(q))
         return self.q2h_proj(q)
 
-    def pretrain(self, audio, audio_mask, mask_time, temperature=2.0, train: bool = False,
-                 with_ctc: bool = True, mix_ctc: bool = True, perplexity_frames=None,
-                 replace_prob=None):
+    def pretrain(
+        self,
+        audio,
+        audio_mask,
+        mask_time,
+        temperature=2.0,
+        train: bool = False,
+        with_ctc: bool = True,
+        mix_ctc: bool = True,
+        perplexity_frames=None,
+        replace_prob=None,
+    ):
         """UniSpeech pre-training forward.
 
         Returns dict: pred [B,T,P] and targets [B,T,P] (contrastive pair; P = D for
@@ -329,8 +370,14 @@ class UniSpeech(nn.Module):
             pred, targets = hidden, self.final_proj(self.project_q(q))
         else:
             pred, targets = self.final_proj(hidden), self.project_q(q)
-        result = {"pred": pred, "targets": targets, "perplexity": perplexity, "code_ids": code_ids,
-                  "frame_valid": valid, "hidden": hidden}
+        result = {
+            "pred": pred,
+            "targets": targets,
+            "perplexity": perplexity,
+            "code_ids": code_ids,
+            "frame_valid": valid,
+            "hidden": hidden,
+        }
         if with_ctc:
             ctc_in = hidden
             if replace_prob is None:
@@ -350,7 +397,9 @@ class UniSpeech(nn.Module):
 
         For a 'pretrain' model this is `ctc_proj` on the context without mixing.
         """
-        out = self.encode(audio, audio_mask, mask_time=mask_time, mask_channel=mask_channel, train=train)
+        out = self.encode(
+            audio, audio_mask, mask_time=mask_time, mask_channel=mask_channel, train=train
+        )
         hidden = out["hidden"]
         hidden = self.final_dropout(hidden, deterministic=not train)
         head = self.lm_head if self.args.objective == "ctc" else self.ctc_proj
@@ -361,7 +410,9 @@ class UniSpeech(nn.Module):
         if self.args.objective == "pretrain":
             out = self.pretrain(audio, audio_mask, None, train=train, mix_ctc=False)
             if self.args.mixed_ctc_projection == "standard":  # create q2h_proj
-                out["q_hidden"] = self.q2h_proj(jnp.zeros(out["code_ids"].shape[:2] + (self.args.codevector_dim,)))
+                out["q_hidden"] = self.q2h_proj(
+                    jnp.zeros(out["code_ids"].shape[:2] + (self.args.codevector_dim,))
+                )
             return out
         logits, valid = self.ctc(audio, audio_mask, train=train)
         return {"ctc_logits": logits, "frame_valid": valid}
@@ -369,7 +420,8 @@ class UniSpeech(nn.Module):
 
 def _dense(features, axes, dtype):
     return nn.Dense(
-        features, dtype=dtype,
+        features,
+        dtype=dtype,
         kernel_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), axes),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes[-1],)),
     )
@@ -381,7 +433,7 @@ def _dense(features, axes, dtype):
 
 # Fine-tuning from a pre-training run (train.merge_pretrained): the CTC head starts from the
 # pre-trained phonetic CTC head when the label vocabularies have the same size.
-PRETRAINED_ALIASES = (('lm_head/', 'ctc_proj/'),)
+PRETRAINED_ALIASES = (("lm_head/", "ctc_proj/"),)
 
 
 def build(model_cfg, vocab_size: int) -> UniSpeech:
@@ -394,7 +446,9 @@ def vocab_size(config) -> int:
     return len(pipeline.vocab(config.data))
 
 
-def init_params(module: UniSpeech, rng, batch: Mapping[str, Any] | None = None, unbox: bool = False):
+def init_params(
+    module: UniSpeech, rng, batch: Mapping[str, Any] | None = None, unbox: bool = False
+):
     """float32 params of `module`, logically partitioned (flax boxes) unless `unbox`.
 
     batch: an example batch (only its first example's shape is used; param shapes do not
@@ -466,7 +520,9 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
     mask_rng, neg_rng = jax.random.split(rngs["mask"])
     audio, audio_mask, weight, labelled, valid = _batch_parts(a, batch)
 
-    mask_time = masking.span_mask(mask_rng, valid, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks)
+    mask_time = masking.span_mask(
+        mask_rng, valid, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks
+    )
     candidates = valid if a.negatives_from_everywhere else mask_time
     negatives = masking.sample_negatives(neg_rng, candidates, a.num_negatives)
     temperature = gumbel_temperature(step, *a.gumbel_temperature)
@@ -477,12 +533,22 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
         replace_prob = a.replace_prob * ramp
 
     out, state = module.apply(
-        {"params": params}, audio, audio_mask, mask_time, temperature, train, with_ctc,
-        replace_prob=replace_prob, method=UniSpeech.pretrain, rngs={k: rngs[k] for k in ("dropout", "gumbel", "mixed")},
+        {"params": params},
+        audio,
+        audio_mask,
+        mask_time,
+        temperature,
+        train,
+        with_ctc,
+        replace_prob=replace_prob,
+        method=UniSpeech.pretrain,
+        rngs={k: rngs[k] for k in ("dropout", "gumbel", "mixed")},
         mutable=["intermediates"],
     )
     # Per-frame InfoNCE, weighted per example (labelled examples carry 1 − α of it).
-    logits = losses.contrastive_logits(out["pred"], out["targets"], negatives, a.contrastive_temperature)
+    logits = losses.contrastive_logits(
+        out["pred"], out["targets"], negatives, a.contrastive_temperature
+    )
     per_frame = jax.nn.logsumexp(logits, axis=-1) - logits[..., 0]
     per_frame = jnp.where(mask_time, per_frame, 0.0)
     masked_per_example = jnp.sum(mask_time, axis=1).astype(jnp.float32)  # N_i
@@ -493,13 +559,19 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
     num_codes = a.num_codevector_groups * a.num_codevectors_per_group
     diversity = losses.diversity_loss(out["perplexity"], num_codes)
     contrastive_sum = jnp.sum(contrastive_weight * jnp.sum(per_frame, axis=1))
-    diversity_sum = a.diversity_loss_weight * diversity * jnp.sum(contrastive_weight * masked_per_example)
+    diversity_sum = (
+        a.diversity_loss_weight * diversity * jnp.sum(contrastive_weight * masked_per_example)
+    )
     loss = (contrastive_sum + diversity_sum) / denom
 
     metrics = {}
     if with_ctc:
-        ctc = losses.ctc_loss(out["ctc_logits"], out["frame_valid"], batch["phones"],
-                              batch["phones_mask"].astype(bool))
+        ctc = losses.ctc_loss(
+            out["ctc_logits"],
+            out["frame_valid"],
+            batch["phones"],
+            batch["phones_mask"].astype(bool),
+        )
         ctc_weight_i = weight * labelled
         ctc_sum = jnp.sum(jnp.where(ctc_weight_i > 0, ctc, 0.0) * ctc_weight_i)
         loss = loss + a.ctc_weight * ctc_sum / denom
@@ -509,17 +581,19 @@ def _pretrain_loss_fn(module, params, batch, rng, step, train):
     correct = (logits[..., 0] > jnp.max(logits[..., 1:], axis=-1)) & mask_time
     code_ppl = state["intermediates"]["quantizer"]["code_perplexity"][0]
     prob_ppl = state["intermediates"]["quantizer"]["prob_perplexity"][0]
-    metrics.update({
-        "loss": loss,
-        "contrastive": jnp.sum(weight * jnp.sum(per_frame, axis=1)) / denom,
-        "diversity": diversity,
-        "code_perplexity": code_ppl,
-        "prob_perplexity": prob_ppl,
-        "temperature": jnp.asarray(temperature, jnp.float32),
-        "replace_prob": jnp.asarray(replace_prob, jnp.float32),
-        "accuracy": jnp.sum(weight[:, None] * correct) / denom,
-        "masked_fraction": num_masked / jnp.maximum(jnp.sum(valid), 1.0),
-    })
+    metrics.update(
+        {
+            "loss": loss,
+            "contrastive": jnp.sum(weight * jnp.sum(per_frame, axis=1)) / denom,
+            "diversity": diversity,
+            "code_perplexity": code_ppl,
+            "prob_perplexity": prob_ppl,
+            "temperature": jnp.asarray(temperature, jnp.float32),
+            "replace_prob": jnp.asarray(replace_prob, jnp.float32),
+            "accuracy": jnp.sum(weight[:, None] * correct) / denom,
+            "masked_fraction": num_masked / jnp.maximum(jnp.sum(valid), 1.0),
+        }
+    )
     return loss, metrics
 
 
@@ -530,13 +604,27 @@ def _ctc_loss_fn(module, params, batch, rng, step, train):
     audio, audio_mask, weight, labelled, valid = _batch_parts(a, batch)
     mask_time = mask_channel = None
     if train and a.mask_time_prob > 0:
-        mask_time = masking.span_mask(time_rng, valid, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks)
+        mask_time = masking.span_mask(
+            time_rng, valid, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks
+        )
     if train and a.mask_channel_prob > 0:
-        mask_channel = masking.channel_mask(channel_rng, audio.shape[0], a.hidden_size, a.mask_channel_prob,
-                                            a.mask_channel_length, a.mask_channel_min_masks)
+        mask_channel = masking.channel_mask(
+            channel_rng,
+            audio.shape[0],
+            a.hidden_size,
+            a.mask_channel_prob,
+            a.mask_channel_length,
+            a.mask_channel_min_masks,
+        )
     logits, frame_valid = module.apply(
-        {"params": params}, audio, audio_mask, mask_time, mask_channel, train,
-        method=UniSpeech.ctc, rngs={"dropout": rngs["dropout"]},
+        {"params": params},
+        audio,
+        audio_mask,
+        mask_time,
+        mask_channel,
+        train,
+        method=UniSpeech.ctc,
+        rngs={"dropout": rngs["dropout"]},
     )
     ctc = losses.ctc_loss(logits, frame_valid, batch["phones"], batch["phones_mask"].astype(bool))
     w = weight * labelled
@@ -550,8 +638,9 @@ def _ctc_loss_fn(module, params, batch, rng, step, train):
 
 def predict_fn(module: UniSpeech, params, batch):
     """Eval-mode CTC logits (no masking, no mixing): (float [B,T,V], bool [B,T])."""
-    return module.apply({"params": params}, batch["audio"], batch["audio_mask"].astype(bool),
-                        method=UniSpeech.ctc)
+    return module.apply(
+        {"params": params}, batch["audio"], batch["audio_mask"].astype(bool), method=UniSpeech.ctc
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,14 +661,26 @@ def forward_flops(model_cfg, batch_shapes) -> float:
     c, d = a.conv_dim[-1], a.hidden_size
     flops = layers.feature_encoder_flops(a, batch, samples)
     flops += 2.0 * bt * c * d  # feature projection
-    flops += layers.transformer_encoder_flops(batch, frames, d, a.intermediate_size, a.num_layers,
-                                              a.num_conv_pos_embeddings, a.num_conv_pos_embedding_groups)
+    flops += layers.transformer_encoder_flops(
+        batch,
+        frames,
+        d,
+        a.intermediate_size,
+        a.num_layers,
+        a.num_conv_pos_embeddings,
+        a.num_conv_pos_embedding_groups,
+    )
     vocab = batch_shapes.get("vocab_size", None)
     if a.objective == "ctc":
         if vocab:
             flops += 2.0 * bt * d * vocab
         return flops
-    g, v, cd, p = a.num_codevector_groups, a.num_codevectors_per_group, a.codevector_dim, a.proj_codevector_dim
+    g, v, cd, p = (
+        a.num_codevector_groups,
+        a.num_codevectors_per_group,
+        a.codevector_dim,
+        a.proj_codevector_dim,
+    )
     quantizer = 2.0 * bt * c * g * v + 2.0 * bt * v * cd  # logits + one-hot codeword lookup
     passes = 2 if (a.ctc_weight > 0 and a.replace_prob > 0) else 1
     flops += passes * quantizer
@@ -609,6 +710,15 @@ def flops_per_batch(model_cfg, batch_shapes, vocab_size: int | None = None) -> f
 
 
 __all__ = [
-    "ModelArgs", "UniSpeech", "build", "default_config", "init_params", "dummy_batch", "vocab_size",
-    "loss_fn", "predict_fn", "flops_per_batch", "forward_flops",
+    "ModelArgs",
+    "UniSpeech",
+    "build",
+    "default_config",
+    "init_params",
+    "dummy_batch",
+    "vocab_size",
+    "loss_fn",
+    "predict_fn",
+    "flops_per_batch",
+    "forward_flops",
 ]

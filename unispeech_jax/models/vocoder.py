@@ -49,9 +49,7 @@ class VocoderArgs:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown vocoder config keys: {unknown}")
-        as_tuple = lambda v: (
-            tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
-        )
+        as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
         return cls(**{k: as_tuple(v) for k, v in raw.items()})
 
 
@@ -87,9 +85,7 @@ class ConvTranspose1d(nn.Module):
             _part(nn.initializers.normal(0.01), _CONV_AXES),
             (self.kernel, x.shape[-1], self.features),
         )
-        b = self.param(
-            "bias", _part(nn.initializers.zeros, ("conv_out",)), (self.features,)
-        )
+        b = self.param("bias", _part(nn.initializers.zeros, ("conv_out",)), (self.features,))
         edge = self.kernel - 1 - self.padding
         y = jax.lax.conv_general_dilated(
             x,
@@ -113,12 +109,8 @@ class ResidualBlock(nn.Module):
     def __call__(self, x):
         channels = x.shape[-1]
         for j, d in enumerate(self.dilations):
-            y = _conv(channels, self.kernel, d, f"convs1_{j}")(
-                jax.nn.leaky_relu(x, self.slope)
-            )
-            x = x + _conv(channels, self.kernel, 1, f"convs2_{j}")(
-                jax.nn.leaky_relu(y, self.slope)
-            )
+            y = _conv(channels, self.kernel, d, f"convs1_{j}")(jax.nn.leaky_relu(x, self.slope))
+            x = x + _conv(channels, self.kernel, 1, f"convs2_{j}")(jax.nn.leaky_relu(y, self.slope))
         return x
 
 
@@ -131,18 +123,12 @@ class HifiGan(nn.Module):
     def __call__(self, mel):
         a = self.args
         if a.normalize_before:
-            mean = self.param(
-                "mean", _part(nn.initializers.zeros, ("mel",)), (a.model_in_dim,)
-            )
-            scale = self.param(
-                "scale", _part(nn.initializers.ones, ("mel",)), (a.model_in_dim,)
-            )
+            mean = self.param("mean", _part(nn.initializers.zeros, ("mel",)), (a.model_in_dim,))
+            scale = self.param("scale", _part(nn.initializers.ones, ("mel",)), (a.model_in_dim,))
             mel = (mel - mean) / scale
         x = _conv(a.upsample_initial_channel, 7, 1, "conv_pre")(mel)
         num_kernels = len(a.resblock_kernel_sizes)
-        for i, (rate, kernel) in enumerate(
-            zip(a.upsample_rates, a.upsample_kernel_sizes)
-        ):
+        for i, (rate, kernel) in enumerate(zip(a.upsample_rates, a.upsample_kernel_sizes)):
             channels = a.upsample_initial_channel // (2 ** (i + 1))
             x = jax.nn.leaky_relu(x, a.leaky_relu_slope)
             x = ConvTranspose1d(
@@ -161,9 +147,7 @@ class HifiGan(nn.Module):
                 )
                 / num_kernels
             )
-        x = jax.nn.leaky_relu(
-            x, 0.01
-        )  # torch's default slope here, not leaky_relu_slope
+        x = jax.nn.leaky_relu(x, 0.01)  # torch's default slope here, not leaky_relu_slope
         x = _conv(1, 7, 1, "conv_post")(x)
         return jnp.tanh(x)[..., 0]
 

@@ -34,7 +34,7 @@ never be misaligned with its manifest, so nothing is skipped.
 
 from __future__ import annotations
 
-if __name__ == '__main__':  # first, before the heavy imports: hostmem may replace the process
+if __name__ == "__main__":  # first, before the heavy imports: hostmem may replace the process
     from unispeech_jax import hostmem
 
     hostmem.reexec_with_huge_pages()
@@ -83,15 +83,11 @@ def nearest(
         best = d.argmin(1)
         ids[lo : lo + chunk] = best
         closest = np.take_along_axis(d, best[:, None], 1)[:, 0]
-        dist[lo : lo + chunk] = np.maximum(
-            0.0, closest + np.einsum("nd,nd->n", part, part)
-        )
+        dist[lo : lo + chunk] = np.maximum(0.0, closest + np.einsum("nd,nd->n", part, part))
     return ids, dist
 
 
-def cluster_sums(
-    x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65536
-) -> np.ndarray:
+def cluster_sums(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65536) -> np.ndarray:
     """float64 [k, D] sum of the rows of float [N, D] per label (int [N] in [0, k))."""
     sums = np.zeros((k, x.shape[1]), np.float64)
     for lo in range(0, len(x), chunk):
@@ -114,11 +110,7 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     for _ in range(1, k):
         total = dist.sum()
         # All points already sit on centroids (fewer distinct points than k): pick uniformly.
-        i = (
-            int(rng.choice(len(x), p=dist / total))
-            if total > 0
-            else int(rng.integers(len(x)))
-        )
+        i = int(rng.choice(len(x), p=dist / total)) if total > 0 else int(rng.integers(len(x)))
         chosen.append(i)
         dist = np.minimum(dist, distance_to(i))
     return x[chosen].astype(np.float32)
@@ -138,7 +130,7 @@ def fit_kmeans(
         raise KMeansError(f"k-means: {len(x)} frames for k={k} clusters")
     centroids = kmeans_plus_plus(x, k, np.random.default_rng([seed, 2]))
     previous = np.inf
-    for step in range(1, iters + 1):
+    for step in range(1, iters + 1):  # noqa: B007 (the count is reported below)
         labels, dist = nearest(x, centroids)
         inertia = float(dist.mean(dtype=np.float64))
         counts = np.bincount(labels, minlength=k)
@@ -192,13 +184,9 @@ def read_audio(path: str, expected: int) -> np.ndarray:
     try:
         x, rate = sf.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, OSError) as e:  # libsndfile errors are RuntimeErrors
-        raise KMeansError(
-            f"{path}: unreadable audio ({type(e).__name__}: {e})"
-        ) from None
+        raise KMeansError(f"{path}: unreadable audio ({type(e).__name__}: {e})") from None
     if rate != features_lib.SAMPLE_RATE:
-        raise KMeansError(
-            f"{path}: sample rate {rate}, expected {features_lib.SAMPLE_RATE}"
-        )
+        raise KMeansError(f"{path}: sample rate {rate}, expected {features_lib.SAMPLE_RATE}")
     if x.shape[1] != 1:
         raise KMeansError(f"{path}: {x.shape[1]} channels, expected 1")
     if len(x) != expected:
@@ -225,9 +213,7 @@ def audio_features(rows: pipeline.Split, feature_fn: FeatureFn) -> Iterator[np.n
         yield _checked(feature_fn(read_audio(path, int(n))), int(n), path)
 
 
-def dumped_features(
-    rows: pipeline.Split, features_dir: Path, split: str
-) -> Iterator[np.ndarray]:
+def dumped_features(rows: pipeline.Split, features_dir: Path, split: str) -> Iterator[np.ndarray]:
     """The rows of `features_dir/<split>.npy` cut by `<split>.len`, checked against the
     manifest's lengths."""
     npy, lens = features_dir / f"{split}.npy", features_dir / f"{split}.len"
@@ -237,18 +223,12 @@ def dumped_features(
     try:
         counts = [int(line) for line in lens.read_text().split()]
     except ValueError:
-        raise KMeansError(
-            f"{lens}: expected one integer frame count per line"
-        ) from None
+        raise KMeansError(f"{lens}: expected one integer frame count per line") from None
     if len(counts) != len(rows):
-        raise KMeansError(
-            f"{lens}: {len(counts)} lines for {len(rows)} rows of {rows.manifest}"
-        )
+        raise KMeansError(f"{lens}: {len(counts)} lines for {len(rows)} rows of {rows.manifest}")
     data = np.load(npy, mmap_mode="r")
     if data.ndim != 2 or len(data) != sum(counts):
-        raise KMeansError(
-            f"{npy}: shape {data.shape}, {lens} sums to {sum(counts)} frames"
-        )
+        raise KMeansError(f"{npy}: shape {data.shape}, {lens} sums to {sum(counts)} frames")
     offset = 0
     for j, (count, n) in enumerate(zip(counts, rows.lengths)):
         where = f"{npy} (utterance {j}, {lens}:{j + 1})"
@@ -301,9 +281,7 @@ def make_labels(
     if k < 2:
         raise KMeansError(f"--k must be at least 2, got {k}")
     start = time.perf_counter()
-    manifests = {
-        s: load_manifest(corpus, s) for s in dict.fromkeys([fit_split, *splits])
-    }
+    manifests = {s: load_manifest(corpus, s) for s in dict.fromkeys([fit_split, *splits])}
     fit_rows = manifests[fit_split]
     sample, fit_features = _fit_sample(
         fit_rows, fit_split, feature_fn, features_dir, max_fit_frames, seed
@@ -316,9 +294,7 @@ def make_labels(
         fit_split,
         time.perf_counter() - start,
     )
-    centroids, info = fit_kmeans(
-        (sample - mean) / std, k, seed=seed, iters=iters, tol=tol
-    )
+    centroids, info = fit_kmeans((sample - mean) / std, k, seed=seed, iters=iters, tol=tol)
     logger.info("k-means: %s (%.1f s)", info, time.perf_counter() - start)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "kmeans.npz", centroids=centroids, mean=mean, std=std)
@@ -351,9 +327,7 @@ def make_labels(
                 "".join(f"{i} {counts[i]}\n" for i in order), encoding="utf-8"
             )
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    (out / "kmeans.json").write_text(
-        json.dumps(summary, indent=1) + "\n", encoding="utf-8"
-    )
+    (out / "kmeans.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
@@ -373,7 +347,8 @@ def ensure_labels(
         return final
     logger.info("making k-means frame labels (k=%d) of %s once, into %s", k, corpus, final)
     return corpus_lib.build_atomically(
-        final, "kmeans.json", lambda tmp: make_labels(corpus, tmp, k, splits=splits))
+        final, "kmeans.json", lambda tmp: make_labels(corpus, tmp, k, splits=splits)
+    )
 
 
 def _import_callable(spec: str) -> FeatureFn:
@@ -389,9 +364,7 @@ def _import_callable(spec: str) -> FeatureFn:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--corpus", required=True, help="folder with <split>.tsv manifests"
-    )
+    parser.add_argument("--corpus", required=True, help="folder with <split>.tsv manifests")
     parser.add_argument("--out", required=True, help="folder for <split>.km")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--splits", default="train,valid,test")
@@ -402,9 +375,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--max-fit-frames", type=int, default=1_000_000)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--feature-fn", help="pkg.module:function, waveform -> [T, D]")
-    source.add_argument(
-        "--features-dir", help="folder with <split>.npy and <split>.len"
-    )
+    source.add_argument("--features-dir", help="folder with <split>.npy and <split>.len")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     summary = make_labels(
