@@ -7,8 +7,10 @@ takes well under a second on one CPU core. Also a config file for subprocess run
 import json
 import os
 import pathlib
+import re
 import sys
 
+from unispeech_jax import checkpoint
 from unispeech_jax import config as config_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -73,6 +75,12 @@ def last_logged_step(workdir) -> int:
     return steps[-1] if steps else 0
 
 
+def restore_variables(workdir, step=None):
+    """(params, model_state) of a workdir's newest (or given) checkpoint, the manager closed."""
+    with checkpoint.Checkpoints(workdir, create=False) as ckpt:
+        return ckpt.restore_variables(step)
+
+
 def subprocess_env(compile_cache) -> dict[str, str]:
     """Environment for train subprocesses: this checkout and Python first, CPU only, a
     persistent compilation cache so that restarts of the same config compile nothing, and
@@ -98,3 +106,16 @@ def train_args(workdir, *args) -> list[str]:
 
 def train_command(workdir, *args) -> list[str]:
     return [sys.executable, "-m", "unispeech_jax.train", *train_args(workdir, *args)]
+
+
+def assert_one_error_line(out, pattern: str):
+    """A CLI run that stopped on a user mistake: exit status 2 and one error line matching
+    `pattern`; no traceback, no storage dump, no checkpoint threads failing at exit
+    ("Event loop is closed")."""
+    assert out.returncode == 2, out.stderr[-4000:]
+    errors = [
+        line for line in out.stderr.splitlines() if re.match(r"\S+ \S+ ERROR |FlagsError: ", line)
+    ]
+    assert len(errors) == 1 and re.search(pattern, errors[0]), out.stderr[-4000:]
+    for junk in ("Traceback", "Event loop is closed", "tensorstore_spec", "absl"):
+        assert junk not in out.stderr.replace("absl::InitializeLog", ""), out.stderr[-4000:]

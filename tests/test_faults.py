@@ -5,10 +5,14 @@ half-written checkpoint, SIGTERM, command-line mistakes. In-process: NaN injecte
 loss (stop, or skip), and a checkpoint restored into a model of another shape.
 """
 
+import os
+import pathlib
 import re
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -129,7 +133,7 @@ def test_nan_stops_before_saving_then_wrong_shape_restore(tiny_corpus_env, tmp_p
     with pytest.raises(FloatingPointError, match=r"non-finite .* last good checkpoint is step 4"):
         train.train(config, work)
     assert complete_checkpoints(work) == [2, 4]
-    params = checkpoint.Checkpoints(work).restore_params()
+    params = micro.restore_variables(work)[0]
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
     saved_config = (work / "config.json").read_text()
@@ -145,27 +149,57 @@ def test_nan_skip_mode_counts_and_continues(tiny_corpus_env, tmp_path, monkeypat
     assert result["step"] == 6 and result["train"]["nonfinite_steps"] == 1
     losses = micro.train_losses(work)
     assert np.isnan(losses[5]) and np.isfinite(losses[6])
-    params = checkpoint.Checkpoints(work).restore_params()
+    params = micro.restore_variables(work)[0]
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
+def unwritable_dir(tmp_path):
+    """A directory this process cannot write into (root writes anywhere but in /sys)."""
+    if os.geteuid() != 0:
+        path = tmp_path / "read_only"
+        path.mkdir()
+        path.chmod(0o555)
+        return path
+    try:
+        tempfile.TemporaryFile(dir="/sys").close()
+    except OSError:
+        return pathlib.Path("/sys")
+    pytest.skip("running as root with a writable /sys: no directory root cannot write")
+
+
 @pytest.mark.parametrize(
-    "override, message",
+    "program, workdir, args, message",
     [
-        ("--config.model.hiden_size=3", "'model.hiden_size'.*did you mean 'hidden_size'"),
-        ("--config.model.num_layers=four", "'model.num_layers' is of type int; got 'four'"),
-        ("--config.mesh.shape.data=3", "needs 3 devices, but 1 are available"),
+        ("train", "w", ["--config.model.hiden_size=3"], "ConfigError: .*'model.hiden_size'.*did you mean 'hidden_size'"),
+        ("train", "w", ["--config.model.num_layers=four"], "ConfigError: .*'model.num_layers' is of type int; got 'four'"),
+        ("train", "w", ["--config.mesh.shape.data=3"], "ConfigError: .*needs 3 devices, but 1 are available"),
+        ("train", "w", ["--config.total_steps=True"], "ConfigError: .*'total_steps' is of type int; got True"),
+        ("train", "w", ["--workdr=x"], "FlagsError: Unknown command line flag 'workdr'. Did you mean: workdir"),
+        ("train", "file", [], r"ConfigError: workdir \S+ is a file, not a directory"),
+        ("train", "unwritable", [], r"ConfigError: workdir \S+ cannot be written: Permission denied"),
+        ("evaluate", "file", [], r"ConfigError: workdir \S+ is a file, not a directory"),
+        ("evaluate", "w", ["--stpe=3"], "FlagsError: Unknown command line flag 'stpe'"),
     ],
-)
-def test_command_line_config_errors_are_one_line(override, message, compile_cache, tmp_path):
-    """Exit status 2 and one ConfigError line, before anything is compiled."""
+)  # fmt: skip
+def test_command_line_mistakes_are_one_line(
+    program, workdir, args, message, compile_cache, tmp_path
+):
+    """Exit status 2 and one line, before anything is compiled: config overrides, flags, and
+    workdirs that are files or cannot be written."""
+    work = {"w": tmp_path / "w", "file": tmp_path / "file", "unwritable": None}[workdir]
+    if workdir == "file":
+        work.write_text("")
+    work = work or unwritable_dir(tmp_path)
+    command = (
+        micro.train_command(work, *args)
+        if program == "train"
+        else [sys.executable, "-m", "unispeech_jax.evaluate", "--workdir", str(work), *args]
+    )
     out = subprocess.run(
-        micro.train_command(tmp_path / "w", override),
+        command,
         env=micro.subprocess_env(compile_cache),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
-    assert out.returncode == 2, out.stderr[-4000:]
-    assert re.search(f"ConfigError: .*{message}", out.stderr), out.stderr[-4000:]
-    assert "Traceback" not in out.stderr
+    micro.assert_one_error_line(out, message)

@@ -2,6 +2,7 @@
 
 import json
 
+import micro
 import numpy as np
 import pytest
 from micro import micro_config
@@ -53,6 +54,20 @@ def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
         config_lib.apply_overrides(micro_config(), ["model.hiden_size=3"])
     with pytest.raises(config_lib.ConfigError, match="model.num_layers"):
         config_lib.apply_overrides(micro_config(), ['model.num_layers="four"'])
+    # bool is an int subclass and ConfigDict takes None anywhere: both are refused here.
+    for override, message in [
+        ("total_steps=True", "'total_steps' is of type int; got True"),
+        ("optim.lr=False", "'optim.lr' is of type float; got False"),
+        ("model.layer_norm_first=None", "'model.layer_norm_first' is of type bool; got None"),
+    ]:
+        with pytest.raises(config_lib.ConfigError, match=message):
+            config_lib.apply_overrides(micro_config(), [override])
+    fine = config_lib.apply_overrides(micro_config(), ["optim.lr=1", "data.strict=True"])
+    assert fine.optim.lr == 1.0 and fine.data.strict is True
+    in_file = micro_config()
+    in_file.total_steps = True  # as a config file could write it
+    with pytest.raises(config_lib.ConfigError, match="total_steps must be an integer, got True"):
+        config_lib.validate(in_file, num_devices=1)
     with pytest.raises(config_lib.ConfigError, match="needs 3 devices"):
         train.train(micro_config(**{"mesh.shape.data": 3}), tmp_path / "a")
     with pytest.raises(config_lib.ConfigError, match="batch_multiple=3 must be a multiple"):
@@ -118,11 +133,11 @@ def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_p
     result = train.train(micro_config(init_from_step=2, **overrides), tmp_path / "ft")
     assert np.isfinite(result["train"]["loss"])
 
-    before = checkpoint.Checkpoints(pre).restore_params(2)
-    after = checkpoint.Checkpoints(tmp_path / "ft").restore_params()
+    before = micro.restore_variables(pre, 2)[0]
+    after = micro.restore_variables(tmp_path / "ft")[0]
     q = lambda p: p["encoder"]["layers"]["attention"]["q_proj"]["kernel"]
     np.testing.assert_array_equal(q(after), q(before))
-    assert not np.array_equal(q(after), q(checkpoint.Checkpoints(pre).restore_params(4)))
+    assert not np.array_equal(q(after), q(micro.restore_variables(pre, 4)[0]))
     assert "lm_head" in after and "ctc_proj" not in after
     # Two AdamW updates (lr <= 2e-3) away from the pre-trained head; a fresh one is ~0.2 off.
     moved = np.abs(after["lm_head"]["kernel"] - before["ctc_proj"]["kernel"]).max()

@@ -4,10 +4,11 @@ import json
 import pathlib
 
 import jax
+import micro
 import numpy as np
 
-from unispeech_jax import checkpoint, train
 from unispeech_jax import config as config_lib
+from unispeech_jax import train
 from unispeech_jax.data import pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def test_joint_pretraining_resumes_mixed_source_and_batch_stats(tiny_corpus_env,
     assert kinds == ["text" if "text" in next(source) else "speech" for _ in range(5)]
     assert set(kinds) == {"speech", "text"}
 
-    params, model_state = checkpoint.Checkpoints(work).restore_variables()
+    params, model_state = micro.restore_variables(work)
     means = [
         np.abs(v).max()
         for path, v in jax.tree_util.tree_flatten_with_path(model_state["batch_stats"])[0]

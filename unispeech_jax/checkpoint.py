@@ -1,83 +1,375 @@
-"""Checkpoints: orbax, asynchronous, keep-N, resumed automatically from the workdir.
+"""Checkpoints: orbax, asynchronous, keep-N, verified, resumed automatically from the workdir.
 
-A checkpoint holds two items: `state` (step, params, optimizer state — saved and restored
-sharded) and `data` (the input pipeline's position and skip counters, JSON). The training
-RNG is derived from the seed and the step, so the step is all the RNG state there is.
-Orbax writes each step into a temporary folder and renames it when complete, so a process
-killed mid-save leaves no checkpoint that a restart could pick up.
+A checkpoint holds three items: `state` (step, params, optimizer state — saved and restored
+sharded), `data` (the input pipeline's position and skip counters, JSON) and `checksums`
+(JSON: a hash of every state array and one of `data`). The training RNG is derived from the
+seed and the step, so the step is all the RNG state there is. Orbax writes each step into a
+temporary folder and renames it when complete, so a process killed mid-save leaves no
+checkpoint that a restart could pick up.
+
+Orbax checks the structure of what it reads but not its bytes: a flipped bit inside a
+compressed array file can restore as silently wrong numbers. So the hashes are computed on
+device at save (one small jitted reduction per array, a few hundred bytes to the host) and
+compared at restore; a checkpoint that cannot be read or whose hashes differ is *damaged*.
+`restore_newest` then falls back to the newest one that restores cleanly, saying so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import pathlib
+import sys
+import zlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+log = logging.getLogger("unispeech_jax")
+_ITEMS = {"state": "the arrays", "data": "the data position", "checksums": "the checksums"}
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be restored into this run; the message says why."""
 
 
-class Checkpoints:
-    """Thin wrapper over `ocp.CheckpointManager` with the two items of a training run."""
+class DamagedCheckpoint(CheckpointError):
+    """One step's files cannot be read or no longer hold what was saved."""
 
-    def __init__(self, workdir: str | pathlib.Path, keep: int = 3, async_save: bool = True):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+    def __init__(self, directory: pathlib.Path, step: int, what: str):
+        super().__init__(f"checkpoint step {step} in {directory} is damaged: {what}")
+        self.step = step
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def array_names(tree) -> list[str]:
+    """'a/b/0/c' names of a tree's leaves, the same for a saved tree (dicts, tuples,
+    NamedTuples) and for what orbax gives back without a target (dicts, lists)."""
+    return ["/".join(map(_key_name, path)) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _array_hash(x: jax.Array) -> jax.Array:
+    """uint32 hash of the bits of `x` [any shape] and of where each element sits.
+
+    Each element's bits, mixed with its flat position, go through murmur3's finaliser (a
+    bijection), and the results are summed mod 2^32: any change of one element changes the
+    sum, any other change escapes with odds of 2^-32. Elementwise work and one sum keep the
+    array's sharding (no gather), and integer sums do not depend on the order of reduction,
+    so every mesh gives the same hash.
+    """
+    if x.dtype == jnp.bool_:
+        bits = x.astype(jnp.uint32)
+    else:
+        unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
+        bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)  # 8 bytes: [..., 2]
+    position = jnp.zeros(bits.shape, jnp.uint32)
+    for axis, size in enumerate(bits.shape):
+        position = position * jnp.uint32(size) + jax.lax.broadcasted_iota(
+            jnp.uint32, bits.shape, axis
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+    h = bits ^ (position * jnp.uint32(0x9E3779B9))
+    h ^= h >> 16
+    h *= jnp.uint32(0x85EBCA6B)
+    h ^= h >> 13
+    h *= jnp.uint32(0xC2B2AE35)
+    h ^= h >> 16
+    return jnp.sum(h, dtype=jnp.uint32)
+
+
+@jax.jit
+def _array_hashes(tree) -> jax.Array:
+    """[number of leaves] uint32: `_array_hash` of every leaf, in `array_names` order."""
+    return jnp.stack([_array_hash(x) for x in jax.tree.leaves(tree)])
+
+
+def array_checksums(tree) -> dict[str, int]:
+    """{array name: hash} of a tree of (possibly sharded) arrays; one transfer to the host."""
+    return dict(zip(array_names(tree), map(int, jax.device_get(_array_hashes(tree)))))
+
+
+def _data_checksum(data_state: dict) -> int:
+    return zlib.crc32(json.dumps(data_state, sort_keys=True).encode())
+
+
+def _reason(e: BaseException) -> str:
+    """The innermost cause of a storage error as one short line, without the storage spec
+    that tensorstore appends."""
+    while (inner := e.__cause__ or (None if e.__suppress_context__ else e.__context__)) is not None:
+        e = inner
+    text = str(e).split(" [tensorstore_spec=")[0].split("\n")[0].strip()
+    text = text if len(text) <= 300 else text[:300] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _is_abandoned_read(unraisable) -> bool:
+    """Whether an unraisable exception is the remains of a restore that failed on damage.
+
+    Orbax reads every array concurrently and gives up at the first failure, leaving the other
+    reads pending in an event loop it then closes. When collected (usually at exit) each
+    reports its own failure with tensorstore's whole storage spec, and the storage's late
+    callbacks find the loop closed: kilobytes of noise about the damage that was already
+    named in one line.
+    """
+    code = getattr(unraisable.object, "cr_code", None)
+    return (code is not None and code.co_name == "_read_array_index_and_device_put") or (
+        isinstance(unraisable.exc_value, RuntimeError)
+        and str(unraisable.exc_value) == "Event loop is closed"
+    )
+
+
+def _silence_abandoned_reads():
+    """Installs (once) an unraisable-exception hook that drops `_is_abandoned_read`."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
+
+    def hook(unraisable):
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook.drops_abandoned_reads = True
+    sys.unraisablehook = hook
+
+
+def _all_processes(ok: bool) -> bool:
+    """True when `ok` on every process: a file damaged on one host's reads must make every
+    host skip that step, or they would continue into different collectives."""
+    if jax.process_count() == 1:
+        return ok
+    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def variables(state: dict) -> tuple[Any, dict]:
+    """(params, model_state) of a restored training state."""
+    return state["params"], dict(state.get("model_state") or {})
+
+
+class Checkpoints:
+    """`ocp.CheckpointManager` with the three items of a training run. Close it (or use it as
+    a context manager): an open manager's threads outlive the run and fail at exit."""
+
+    def __init__(
+        self,
+        workdir: str | pathlib.Path,
+        keep: int = 3,
+        async_save: bool = True,
+        create: bool = True,
+    ):
+        """create=False (a reader: evaluation, init_from): CheckpointError if `workdir` has
+        no checkpoints folder, rather than making one."""
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        if not create and not self.directory.is_dir():
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=create, enable_async_checkpointing=async_save
+        )
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=options,
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
+                "checksums": ocp.JsonCheckpointHandler(),
+            },
+        )
+        # The newest step known to hold what was saved: restored and verified, or saved by
+        # this process (its hashes were computed from the arrays it wrote).
+        self.verified_step: int | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
     def save(self, step: int, state: Any, data_state: dict) -> bool:
         """Starts an (async) save of `step` (no save interval: every call saves)."""
-        return self.manager.save(
+        checksums = {"arrays": array_checksums(state), "data": _data_checksum(data_state)}
+        saved = self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+                state=ocp.args.StandardSave(state),
+                data=ocp.args.JsonSave(data_state),
+                checksums=ocp.args.JsonSave(checksums),
             ),
         )
+        self.verified_step = step
+        return saved
 
-    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
-        """Restores `step` into the shapes and shardings of `abstract_state`."""
-        target = jax.tree.map(
-            lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, "shape") else x,
-            abstract_state,
-        )
+    def _check_fits(self, step: int, target: Any):
+        """CheckpointError when the saved arrays are not those of `target` (another model or
+        vocabulary); DamagedCheckpoint when their description cannot be read."""
         try:
-            restored = self.manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
-                ),
-            )
-        except (ValueError, KeyError, TypeError) as e:
+            saved = self.manager.item_metadata(step)["state"]
+            shapes = {
+                n: (tuple(m.shape), np.dtype(m.dtype))
+                for n, m in zip(array_names(saved), jax.tree.leaves(saved))
+            }
+        except Exception as e:  # whatever orbax raises on a file it cannot parse
+            raise DamagedCheckpoint(
+                self.directory, step, f"the arrays' metadata (state/) cannot be read ({_reason(e)})"
+            ) from None
+        wanted = {
+            n: (tuple(x.shape), np.dtype(x.dtype))
+            for n, x in zip(array_names(target), jax.tree.leaves(target))
+        }
+        differ = [
+            f"{n}: {shapes.get(n, 'absent')} saved, {wanted.get(n, 'absent')} here"
+            for n in sorted(set(shapes) | set(wanted))
+            if shapes.get(n) != wanted.get(n)
+        ]
+        if differ:
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} does not fit this model/config "
-                f"(was it written with another model size or vocabulary?): {e}"
-            ) from None
-        return restored["state"], dict(restored["data"] or {})
+                f"(was it written with another model size or vocabulary?): {len(differ)} "
+                f"arrays differ, e.g. {'; '.join(differ[:3])}"
+            )
+
+    def _read(self, step: int, item: str, args) -> Any:
+        """One item of a step; DamagedCheckpoint (on every process) if any cannot read it."""
+        error = None
+        try:
+            value = self.manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
+        except Exception as e:  # tensorstore, JSON and file errors alike mean damage here
+            error = e
+            _silence_abandoned_reads()
+        if not _all_processes(error is None):
+            what = _reason(error) if error is not None else "another process cannot read it"
+            raise DamagedCheckpoint(
+                self.directory, step, f"{_ITEMS[item]} ({item}/) cannot be read ({what})"
+            )
+        return value
+
+    def _verify(self, step: int, state: Any, data_state: dict | None):
+        """DamagedCheckpoint unless the restored values hash to what was saved."""
+        if not (self.directory / str(step) / "checksums").is_dir():
+            log.warning(
+                "checkpoint step %d has no checksums (written before they existed): "
+                "restored unverified",
+                step,
+            )
+            return
+        saved = self._read(step, "checksums", ocp.args.JsonRestore())
+        got = array_checksums(state)
+        wrong = [n for n, h in got.items() if saved["arrays"].get(n) != h]
+        if wrong:
+            raise DamagedCheckpoint(
+                self.directory,
+                step,
+                f"{len(wrong)} of {len(got)} arrays differ from what was saved (checksum "
+                f"mismatch): {', '.join(wrong[:3])}{', ...' if len(wrong) > 3 else ''}",
+            )
+        if data_state is not None and _data_checksum(data_state) != saved["data"]:
+            raise DamagedCheckpoint(
+                self.directory, step, "the data position (data/) differs from what was saved"
+            )
+        self.verified_step = max(step, self.verified_step or step)
+
+    def restore(self, step: int, abstract_state: Any = None) -> tuple[Any, dict]:
+        """(state, data position) of `step`, verified. `abstract_state`: the shapes and
+        shardings to restore into; None: the arrays as saved, on one device."""
+        if step not in self.all_steps():
+            raise CheckpointError(f"{self.directory} has no step {step}: {self.all_steps()}")
+        if abstract_state is None:
+            args = ocp.args.StandardRestore()
+        else:
+            target = jax.tree.map(
+                lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, "shape") else x,
+                abstract_state,
+            )
+            self._check_fits(step, target)
+            args = ocp.args.StandardRestore(target)
+        state = self._read(step, "state", args)
+        data_state = dict(self._read(step, "data", ocp.args.JsonRestore()) or {})
+        self._verify(step, state, data_state)
+        return state, data_state
+
+    def restore_newest(
+        self, abstract_state: Any = None, set_aside: bool = False
+    ) -> tuple[int, Any, dict] | None:
+        """(step, state, data position) of the newest checkpoint that restores cleanly (see
+        `restore`), or None if there is no checkpoint at all.
+
+        Each damaged one newer than that is named in one warning line; with `set_aside` (a
+        run that will write those steps again) it is renamed to `<step>.damaged`, kept for
+        inspection. CheckpointError when every checkpoint is damaged.
+        """
+        damaged: list[int] = []
+        for step in reversed(self.all_steps()):
+            try:
+                state, data_state = self.restore(step, abstract_state)
+            except DamagedCheckpoint as e:
+                log.warning("%s", e)
+                damaged.append(step)
+                continue
+            if damaged:
+                if set_aside:
+                    for bad in damaged:
+                        self._set_aside(bad)
+                log.warning(
+                    "restored step %d, the newest checkpoint in %s that restores cleanly%s",
+                    step,
+                    self.directory,
+                    "; the damaged ones are kept as <step>.damaged" if set_aside else "",
+                )
+            return step, state, data_state
+        if damaged:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} restores cleanly (damaged steps: "
+                f"{', '.join(map(str, damaged))}; see the warnings above)"
+            )
+        return None
+
+    def _set_aside(self, step: int):
+        """Renames a damaged step out of orbax's sight (it would collide with the step's next
+        save, and count against `keep`); process 0 renames, every process re-reads."""
+        if jax.process_index() == 0:
+            target, n = self.directory / f"{step}.damaged", 1
+            while target.exists():
+                n += 1
+                target = self.directory / f"{step}.damaged-{n}"
+            (self.directory / str(step)).rename(target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("unispeech_jax checkpoint set aside")
+        self.manager.reload()
+
+    def restore_chosen(self, step: int | None = None, abstract_state: Any = None):
+        """(step, state, data position) of `step`, or of the newest that restores cleanly;
+        CheckpointError if there is none. `abstract_state`: as for `restore`."""
+        if step is not None:
+            return step, *self.restore(step, abstract_state)
+        found = self.restore_newest(abstract_state)
+        if found is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        return found
 
     def restore_params(self, step: int | None = None) -> Any:
-        """Restores only the parameters (host numpy arrays) of a run, e.g. to fine-tune it."""
+        """Only the parameters of a run (e.g. to fine-tune it); see `restore_variables`."""
         return self.restore_variables(step)[0]
 
     def restore_variables(self, step: int | None = None) -> tuple[Any, dict]:
-        """(params, model_state) of a run as host numpy arrays; model_state holds the
-        non-trainable variables of families that have them (SpeechT5 'batch_stats'), else {}."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"no checkpoint in {self.directory}")
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-        )
-        logging.info("loaded parameters of %s at step %d", self.directory, step)
-        return restored["state"]["params"], dict(restored["state"].get("model_state") or {})
+        """(params, model_state) of a run, verified, as saved (not sharded); model_state
+        holds the non-trainable variables of families that have them (SpeechT5
+        'batch_stats'), else {}. `step` None: the newest that restores cleanly."""
+        step, state, _ = self.restore_chosen(step)
+        log.info("loaded parameters of %s at step %d", self.directory, step)
+        return variables(state)
 
     def wait(self):
         self.manager.wait_until_finished()

@@ -15,9 +15,12 @@ import importlib.util
 import json
 import math
 import pathlib
+import sys
+import tempfile
 from collections.abc import Sequence
 
 import ml_collections
+from absl import flags
 
 from unispeech_jax.data import pipeline
 from unispeech_jax.models import unispeech
@@ -78,6 +81,14 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
             if i < len(parents):
                 node = node[name]
         old = node[leaf]
+        # ConfigDict takes True for an int (bool is an int subclass) and None for anything.
+        if old is not None and (
+            value is None or (isinstance(value, bool) and not isinstance(old, bool))
+        ):
+            raise ConfigError(
+                f"config key {key!r} is of type {type(old).__name__}; got {value!r} "
+                f"in override {item!r}"
+            )
         if isinstance(old, tuple) and isinstance(value, list):
             value = tuple(value)
         elif (
@@ -94,6 +105,50 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
                 f"({type(value).__name__}) in override {item!r}"
             ) from None
     return config
+
+
+def parse_command_line(argv: list[str], required: Sequence[str] = ()) -> list[str]:
+    """absl's `flags_parser` for the CLIs: parses the flags and returns the
+    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`).
+
+    A mistyped or missing flag, or a stray argument, is one line on stderr and exit status 2
+    (absl's own parser prints a traceback or its usage text).
+    """
+    prefix = "--config."
+    overrides = [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
+    try:
+        extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
+    except flags.Error as e:
+        _usage_error(f"{e}; see --helpshort")
+    if extra:
+        _usage_error(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
+    missing = [f"--{name}" for name in required if flags.FLAGS[name].value is None]
+    if missing:
+        _usage_error(f"{' and '.join(missing)} required; see --helpshort")
+    return overrides
+
+
+def _usage_error(message: str):
+    print(f"FlagsError: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def writable_workdir(path: str | pathlib.Path, create: bool = True) -> pathlib.Path:
+    """`path` as a directory this process can write into (made if missing and `create`),
+    else ConfigError: checked before a run builds anything."""
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"workdir {path} is a file, not a directory")
+    if not create and not path.is_dir():
+        raise ConfigError(f"workdir {path} does not exist")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # Permission bits do not tell (root, ACLs, read-only mounts): try to write.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(f"workdir {path} cannot be written: {e.strerror or e}") from None
+    return path
 
 
 def _suggest(name: str, node: ml_collections.ConfigDict) -> str:
@@ -211,7 +266,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
             "CTC loss and would only cost steps; they are for pre-training"
         )
     for key in ("total_steps", "checkpoint_every", "eval_every"):
-        if int(config[key]) <= 0:
+        if isinstance(config[key], bool) or not isinstance(config[key], int):
+            raise ConfigError(f"{key} must be an integer, got {config[key]!r}")
+        if config[key] <= 0:
             raise ConfigError(f"{key} must be positive, got {config[key]}")
     return sizes
 

@@ -116,7 +116,7 @@ def evaluate_workdir(
     workdir: str | pathlib.Path, split: str, max_batches: int = 0, step: int | None = None
 ) -> dict[str, float]:
     """Loads a run's config and newest (or given) checkpoint and evaluates `split`."""
-    workdir = pathlib.Path(workdir)
+    workdir = config_lib.writable_workdir(workdir, create=False)  # eval_<split>.json goes there
     config_file = workdir / "config.json"
     if not config_file.is_file():
         raise checkpoint_lib.CheckpointError(
@@ -127,9 +127,9 @@ def evaluate_workdir(
     module = family.build(config.model, family.vocab_size(config))
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
-    ckpt = checkpoint_lib.Checkpoints(workdir)
-    step = ckpt.latest_step() if step is None else step
-    params, model_state = ckpt.restore_variables(step)
+    with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
+        step, state, _ = ckpt.restore_chosen(step)  # None: the newest that restores cleanly
+    params, model_state = checkpoint_lib.variables(state)
     evaluator = Evaluator(config, family, module, mesh, rules)
     result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
     result["step"] = float(step)
@@ -148,13 +148,16 @@ def _define_flags():
     )
 
 
-def main(argv):
-    del argv
+def main(overrides):
     _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # force: app.run has already put absl's handler on the root logger (see train.py).
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
-    if _WORKDIR.value is None:
-        raise app.UsageError("--workdir is required")
+    if overrides:  # the run's config.json is the config
+        logging.error("evaluate takes no --config.KEY=VALUE overrides: %s", overrides)
+        sys.exit(2)
     try:
         result = evaluate_workdir(_WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value)
     except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError) as e:
@@ -168,4 +171,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _FLAGS = _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: config_lib.parse_command_line(argv, ("workdir",)))

@@ -393,11 +393,15 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     """Trains until `config.total_steps` (or `stop_at`, saving there, so that a later call
     resumes: schedules still follow total_steps); returns the last train and eval metrics."""
     start_time = time.perf_counter()
-    workdir = pathlib.Path(workdir)
-    log = logging.getLogger("unispeech_jax")
+    workdir = config_lib.writable_workdir(workdir)
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
+    # Closed however the run ends: an open manager's threads fail at interpreter exit.
+    with checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt:
+        return _train(config, workdir, stop_at, ckpt, sizes, start_time)
+
+
+def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
+    log = logging.getLogger("unispeech_jax")
 
     # --- Model, optimizer, mesh ---------------------------------------------------------
     family = models.get(config.model.name)
@@ -426,32 +430,34 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
         else None
     )
 
-    # --- Checkpoints: resume, or start from a pre-trained run -----------------------------
-    ckpt = checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
+    # --- Checkpoints: resume (from the newest that restores cleanly), or start from a
+    # pre-trained run ---------------------------------------------------------------------
+    resumed = ckpt.restore_newest(
+        jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+            state,
+            state_shardings,
+        ),
+        set_aside=True,  # this run will write those steps again
+    )
     data_state: dict = {}
-    latest = ckpt.latest_step()
-    if latest is not None:
-        state, data_state = ckpt.restore(
-            latest,
-            jax.tree.map(
-                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                state,
-                state_shardings,
-            ),
-        )
+    if resumed is not None:
+        latest, state, data_state = resumed
         log.info("resumed from %s at step %d", ckpt.directory, latest)
     elif config.init_from:
-        source = checkpoint_lib.Checkpoints(config.init_from)
-        steps = sorted(source.manager.all_steps())
-        if not steps:
-            raise checkpoint_lib.CheckpointError(f"init_from: no checkpoint in {source.directory}")
-        step = steps[-1] if config.init_from_step < 0 else int(config.init_from_step)
-        if step not in steps:
-            raise checkpoint_lib.CheckpointError(
-                f"init_from_step={step}: {source.directory} has steps {steps}"
-            )
-        pretrained = source.restore_params(step)
-        log.info("init_from: %s at step %d", source.directory, step)
+        try:
+            with checkpoint_lib.Checkpoints(config.init_from, create=False) as source:
+                steps = source.all_steps()
+                if config.init_from_step >= 0 and config.init_from_step not in steps:
+                    raise checkpoint_lib.CheckpointError(
+                        f"init_from_step={config.init_from_step}: {source.directory} has "
+                        f"steps {steps}"
+                    )
+                pretrained = source.restore_params(
+                    None if config.init_from_step < 0 else int(config.init_from_step)
+                )
+        except checkpoint_lib.CheckpointError as e:
+            raise checkpoint_lib.CheckpointError(f"init_from: {e}") from None
         state["params"] = jax.jit(lambda p: p, out_shardings=state_shardings["params"])(
             merge_pretrained(
                 state["params"], pretrained, log, getattr(family, "PRETRAINED_ALIASES", ())
@@ -497,20 +503,25 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     def check_finite(step):
         if int(state["nonfinite"]) and not config.skip_nonfinite:
             ckpt.wait()
+            good = ckpt.verified_step  # restored and verified, or written by this run
             raise FloatingPointError(
                 f"non-finite loss or gradient at or before step {step}; stopping without "
-                f"saving. The last good checkpoint is step {ckpt.latest_step()} in "
-                f"{ckpt.directory}. Lower optim.lr, check the data, or set "
-                f"skip_nonfinite=True to skip such steps."
+                "saving. "
+                + (
+                    f"The last good checkpoint is step {good} in {ckpt.directory}. "
+                    if good is not None
+                    else f"No checkpoint in {ckpt.directory} is known to be good. "
+                )
+                + "Lower optim.lr, check the data, or set skip_nonfinite=True to skip such "
+                "steps."
             )
 
     # On leaving, also by an error: the input threads stop first (see BatchIterator.close),
-    # then the checkpoint in flight is finished and the metric files closed.
+    # then the metric files are closed and (in `train`) the checkpoint in flight finished.
     with (
         jax.set_mesh(mesh),
         nn.logical_axis_rules(rules),
         contextlib.closing(metric_log),
-        contextlib.closing(ckpt),
         contextlib.closing(train_iter),
     ):
         step = start_step
@@ -585,27 +596,12 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     return {"train": last_train, "eval": last_eval, "step": step}
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """Parses the absl flags; returns the `--config.KEY=VALUE` overrides as `KEY=VALUE`.
-
-    The overrides go through `config.apply_overrides` (not absl), so that an unknown key or a
-    wrong type is one ConfigError line naming the key, like every other config mistake.
-    """
-    prefix = "--config."
-    extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
-    if extra:
-        sys.exit(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
-    return [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
-
-
 def main(overrides):
     # force: app.run has already put absl's handler on the root logger, which would drop INFO.
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax narrates every file it writes
-    if _WORKDIR.value is None or _CONFIG.value is None:
-        raise app.UsageError("--config and --workdir are required")
     logging.info("%s", hostmem.status())
     try:
         config = config_lib.apply_overrides(config_lib.load_file(_CONFIG.value), overrides)
@@ -624,4 +620,9 @@ def main(overrides):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    # Overrides go through config.apply_overrides (not absl), so that an unknown key or a
+    # wrong type is one ConfigError line naming the key, like every other config mistake.
+    app.run(
+        main,
+        flags_parser=lambda argv: config_lib.parse_command_line(argv, ("config", "workdir")),
+    )
