@@ -38,14 +38,14 @@ import os
 import pathlib
 import re
 import resource
-import shutil
 import sys
-import tempfile
 import time
 import unicodedata
 from collections import Counter
 
 import numpy as np
+
+from unispeech_jax.data.cache import build_atomically, cache_dir
 
 FORMAT_VERSION = 1
 SAMPLE_RATE = 16000
@@ -899,11 +899,6 @@ def _cpu_seconds() -> float:
 # ---------------------------------------------------------------------------------------
 # Cache
 # ---------------------------------------------------------------------------------------
-def cache_dir() -> pathlib.Path:
-    default = pathlib.Path.home() / ".cache" / "unispeech_jax"
-    return pathlib.Path(os.environ.get("UNISPEECH_JAX_CACHE", default))
-
-
 def corpus_key(hours, languages, noise_snr=None, reverb=False, seed=0, text_file=None) -> str:
     """Hash of everything that changes the corpus bytes (not the worker count)."""
     languages = [languages] if isinstance(languages, str) else list(languages)
@@ -954,40 +949,6 @@ def ensure_corpus(
             root=final,
         ),
     )
-
-
-def build_atomically(final: pathlib.Path, marker: str, build) -> pathlib.Path:
-    """Makes the folder `final` with `build(tmp)` into a temporary sibling, renamed into place
-    when complete; `final/marker` (written last by `build`) says a folder is complete.
-
-    An incomplete `final` (a killed run's) is moved aside, never reused. Processes racing
-    both build the same thing; the first rename wins and the loser deletes its copy.
-    """
-    if (final / marker).is_file():
-        return final
-    base = final.parent
-    base.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        stale = pathlib.Path(tempfile.mkdtemp(prefix=f".stale-{final.name}-", dir=base))
-        try:
-            final.rename(stale / "old")
-        except OSError:
-            pass  # someone else moved or completed it meanwhile
-        shutil.rmtree(stale, ignore_errors=True)
-        if (final / marker).is_file():
-            return final
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
-    try:
-        build(tmp)
-        try:
-            tmp.rename(final)
-        except OSError:  # lost a race: the winner's copy is complete and identical
-            if not (final / marker).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 # ---------------------------------------------------------------------------------------
