@@ -44,6 +44,8 @@ import time
 from collections import Counter
 
 import numpy as np
+import sentencepiece as spm
+from tqdm import tqdm
 
 from unispeech_jax.data import shards
 from unispeech_jax.data.audio import SAMPLE_RATE
@@ -126,8 +128,6 @@ def _run_shards(
 
     Returns ({split: plan}, (seconds of audio eSpeak made, CPU seconds it took)).
     """
-    from tqdm import tqdm
-
     plans = {s: _SplitPlan(s, hours) for s in ("test", "valid", "train")}
     speakers = {s: speakers_for_split(s, seed) for s in SPLITS}
     expected_s = sum(max(p.target_s, 3.0 * p.min_utts) for p in plans.values())
@@ -210,8 +210,6 @@ def _phone_dict(lines) -> str:
 
 
 def _write_sentencepiece(out: pathlib.Path, texts: list[str]) -> None:
-    import sentencepiece as spm
-
     chars = {c for t in texts for c in t if c != " "}
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(

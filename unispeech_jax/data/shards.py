@@ -17,6 +17,7 @@ from collections import Counter
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from unispeech_jax.data.audio import SAMPLE_RATE
 from unispeech_jax.data.espeak import ESpeak, sentence_phones
@@ -77,8 +78,6 @@ def _write_flac(path: pathlib.Path, audio: np.ndarray) -> None:
 
 def run_shard(spec: dict) -> dict:
     """Synthesises one shard, writes its FLAC files, returns its utterance records."""
-    import soxr
-
     start_cpu = time.process_time()
     split, index = spec["split"], spec["index"]
     rng = np.random.default_rng(_shard_seed(spec["seed"], split, index))
