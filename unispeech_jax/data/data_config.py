@@ -165,6 +165,7 @@ def check_config(data_cfg) -> DataConfig:
 
 
 def _as_dict(data_cfg) -> dict:
+    """A ConfigDict, dict or None as a plain dict."""
     if data_cfg is None:
         return {}
     if isinstance(data_cfg, ml_collections.ConfigDict):
@@ -221,6 +222,7 @@ def _boundaries(key: str, value) -> tuple:
 
 
 def _check_combinations(cfg: DataConfig) -> None:
+    """The checks that need several keys (ranges against each other, sources against keys)."""
     b = cfg.bucket_boundaries
     if b[-1] != cfg.max_sample_len:
         raise DataError(

@@ -181,7 +181,11 @@ def planned_iterator(
     one_pass: bool,
     augment: augment_lib.Augment | None = None,
 ):
-    """tf.data over planned batches: decode in parallel, prefetch; repair/count in Python."""
+    """tf.data over planned batches: decode in parallel, prefetch; repair/count in Python.
+
+    `plans(epoch)` gives an epoch's PlannedBatch list; yields (batch dict of host-local numpy
+    arrays, position {"epoch", "batch"} after it) from `start` = (epoch, batch), one epoch if
+    `one_pass`, else forever."""
     tf = load_tf()
     decoder = _ManifestDecoder(split, cfg, seed, crop, augment)
     first = plans(start[0])

@@ -72,9 +72,11 @@ class Split:
         )
 
     def labels_of(self, i: int) -> np.ndarray:
+        """int32 [phones of row i] label ids (empty for an unlabelled row)."""
         return self.label_ids[self.label_offsets[i] : self.label_offsets[i + 1]]
 
     def km_of(self, i: int) -> np.ndarray:
+        """int32 [conv_frames(lengths[i])] frame labels of row i."""
         return self.km_ids[self.km_offsets[i] : self.km_offsets[i + 1]]
 
 

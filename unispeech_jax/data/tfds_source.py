@@ -147,6 +147,8 @@ def tfds_iterator(
     start: tuple[int, int],
     stats: PipelineStats,
 ) -> BatchIterator:
+    """Host-local batches of TFDS `split` (module docstring): with `train`, infinite, filtered,
+    cropped and shuffled from epoch/element `start`; else one pass, padded with weight-0 rows."""
     tf = load_tf()
     import tensorflow_datasets as tfds
 
