@@ -5,8 +5,8 @@ import functools
 import librosa
 import numpy as np
 
-from unispeech_jax.data.corpus import ESpeak
-from unispeech_jax.data.features import SAMPLE_RATE
+from unispeech_jax.data.audio import SAMPLE_RATE
+from unispeech_jax.data.espeak import ESpeak
 
 
 @functools.lru_cache(maxsize=4)
