@@ -9,7 +9,7 @@ load are dropped) after two warm-up calls: ours is jax.jit of
 `lax.conv_general_dilated` in our NWC layout and of its two VJPs; torch's is `conv1d` and
 `aten.convolution_backward` (oneDNN), `torch.set_num_threads(--threads)`. The first layer has
 no input gradient (its input is the waveform). This is where a tiny step's time goes: the
-conv stack is 73 % of its FLOPs (bench/RESULTS.md, Targets).
+conv stack is 73 % of its FLOPs (docs/results/step_vs_hf.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import data_config, pipeline, sources
 
 
 def measure(cfg: dict, batches: int, warmup: int, seed: int) -> dict:
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     boundaries = tuple(int(b) for b in args.boundaries.split(","))
-    base = dict(pipeline._DEFAULTS)
+    base = data_config.default_config().to_dict()
     base.update(
         max_sample_len=args.max_sample_len,
         max_samples_per_batch=args.max_samples_per_batch,
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
         base.update(source="manifest", manifest_dir=args.manifest_dir)
     else:
         base.update(source="espeak", corpus=dict(base["corpus"], hours=args.hours))
-        base.update(source="manifest", manifest_dir=str(pipeline.resolve_data_dir(base)))
+        base.update(source="manifest", manifest_dir=str(sources.resolve_data_dir(base)))
     modes = {
         "bucketed " + str(boundaries): dict(base, bucket_boundaries=boundaries),
         f"one bucket ({args.max_sample_len})": dict(base, bucket_boundaries=(args.max_sample_len,)),

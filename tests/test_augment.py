@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from unispeech_jax.data import augment as A
+from unispeech_jax.data import data_config
 from unispeech_jax.data import pipeline as P
 
 SR = 16000
@@ -82,7 +83,7 @@ def test_config_checks():
     with pytest.raises(ValueError, match="augment_tilt_db"):
         A.Augment(tilt_db=-1)
     with pytest.raises(ValueError, match="line up"):
-        P._resolve({**SMALL, "augment_speed": 0.1, "km_labels": "km"})
+        data_config.resolve({**SMALL, "augment_speed": 0.1, "km_labels": "km"})
 
 
 SMALL = dict(

@@ -1,7 +1,7 @@
 """bench/: the load filter's bookkeeping, and step_vs_hf.py end to end on its cheapest cases
 (tiny inference; the SpeechT5 ASR and TTS training steps and greedy generation at the micro
 size; 1 s of audio, one timed step per side) — the table prints and its numbers are finite and
-positive. The full benchmark is not a test: bench/RESULTS.md has its figures."""
+positive. The full benchmark is not a test: bench/RESULTS.md and docs/results/ have its figures."""
 
 import json
 import math

@@ -11,7 +11,7 @@ import pytest
 import sentencepiece as spm
 import soundfile as sf
 
-from unispeech_jax.data import corpus
+from unispeech_jax.data import corpus, espeak, sentences
 
 SPLITS = ("train", "valid", "test")
 
@@ -172,15 +172,17 @@ def test_unknown_language_is_named(tmp_path):
 
 # ------------------------------------------------------------------ text and phones
 def test_normalise_text():
-    assert corpus.normalise_text("Hello, World!  It's well-known.") == "hello world it's well known"
-    assert corpus.normalise_text("I have 3 cats") is None
-    assert corpus.normalise_text("50% off") is None
-    assert corpus.normalise_text("...") is None
+    assert (
+        sentences.normalise_text("Hello, World!  It's well-known.") == "hello world it's well known"
+    )
+    assert sentences.normalise_text("I have 3 cats") is None
+    assert sentences.normalise_text("50% off") is None
+    assert sentences.normalise_text("...") is None
 
 
 def test_ipa_words_and_alignment():
     raw = "h_ə_l_ˈoʊ_ w_ˈɜː_l_d (en)_ð_ə_(de) ʌ_v_ð_ə"
-    assert corpus.ipa_words(raw) == [
+    assert espeak.ipa_words(raw) == [
         ["h", "ə", "l", "oʊ"],
         ["w", "ɜː", "l", "d"],
         ["ð", "ə"],
@@ -188,7 +190,7 @@ def test_ipa_words_and_alignment():
     ]
     alone = {"of": ["ʌ", "v"], "the": ["ð", "iː"], "cat": ["k", "æ", "t"]}
     tokens = [["ʌ", "v", "ð", "ə"], ["k", "æ", "t"]]
-    got = corpus.align_to_words(tokens, ["of", "the", "cat"], alone.get)
+    got = espeak.align_to_words(tokens, ["of", "the", "cat"], alone.get)
     assert got == [["ʌ", "v"], ["ð", "ə"], ["k", "æ", "t"]]
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from unispeech_jax.data import features as F
-from unispeech_jax.tools import kmeans_labels as km
+from unispeech_jax.data import kmeans as km
+from unispeech_jax.tools import kmeans_labels
 
 
 def read_km(path):
@@ -75,7 +76,7 @@ def test_feature_function_and_dumped_features(small, tmp_path):
     km.make_labels(small, tmp_path / "dir", k=3, features_dir=dump, splits=["train"])
     assert (tmp_path / "dir" / "train.km").read_text() == (tmp_path / "fn" / "train.km").read_text()
     # The command line names the callable as module:function.
-    km.main(
+    kmeans_labels.main(
         [
             "--corpus",
             str(small),
@@ -106,7 +107,9 @@ def test_errors_name_the_file(small, tmp_path):
     with pytest.raises(km.KMeansError, match=r"features file not found: .*train\.npy"):
         km.make_labels(small, tmp_path / "o", k=3, splits=["train"], features_dir=tmp_path)
     bc.rewrite_audio(small, "train", 4, bc.signal(4, 500))
-    with pytest.raises(km.KMeansError, match=r"0004\.flac: 500 samples, the manifest says"):
+    with pytest.raises(
+        km.KMeansError, match=r"0004\.flac: 500 samples, the manifest says \d+ \(length_mismatch\)"
+    ):
         km.make_labels(small, tmp_path / "o", k=3, splits=["train"])
 
 

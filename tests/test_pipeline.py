@@ -11,9 +11,20 @@ import broken_corpus as bc
 import numpy as np
 import pytest
 
+from unispeech_jax import config as config_lib
+from unispeech_jax.data import (
+    batching,
+    data_config,
+    manifest,
+    mixing,
+    sources,
+    text_batches,
+    tfds_source,
+)
 from unispeech_jax.data import features as F
 from unispeech_jax.data import pipeline as P
 from unispeech_jax.data import text as text_lib
+from unispeech_jax.data.stats import PipelineStats
 
 SMALL = dict(
     source="manifest",
@@ -81,15 +92,22 @@ def test_batch_size_rule():
         max_sample_len=96000,
         bucket_boundaries=(32000, 48000, 64000, 96000),
     )
-    assert [P.batch_size_for(cfg, b) for b in (32000, 48000, 64000, 96000)] == [8, 8, 8, 8]
+    assert [batching.batch_size_for(cfg, b) for b in (32000, 48000, 64000, 96000)] == [8, 8, 8, 8]
     cfg.update(max_samples_per_batch=1_600_000)
-    assert [P.batch_size_for(cfg, b) for b in (32000, 48000, 64000, 96000)] == [48, 32, 24, 16]
+    assert [batching.batch_size_for(cfg, b) for b in (32000, 48000, 64000, 96000)] == [
+        48,
+        32,
+        24,
+        16,
+    ]
 
 
 def test_manifest_root_relative_paths_and_counts(corpus, tmp_path):
-    cfg = P._resolve(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)))
-    vocab = P.vocab(cfg)
-    split = P.load_split(corpus, "train", cfg, vocabulary=vocab, with_labels=True)
+    cfg = data_config.resolve(
+        cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,))
+    )
+    vocab = sources.vocab(cfg)
+    split = manifest.load_split(corpus, "train", cfg, vocabulary=vocab, with_labels=True)
     assert len(split) == 48
     assert split.lines.tolist() == list(range(2, 50))
     assert split.paths[3] == str(corpus / "wav/train/0003.flac")
@@ -101,12 +119,12 @@ def test_manifest_root_relative_paths_and_counts(corpus, tmp_path):
     lines = (corpus / "train.tsv").read_text().split("\n")
     (other / "train.tsv").write_text("\n".join([str(corpus)] + lines[1:]))
     shutil.copy(corpus / "train.phn", other / "train.phn")
-    moved = P.load_split(other, "train", cfg, vocabulary=vocab, with_labels=True)
+    moved = manifest.load_split(other, "train", cfg, vocabulary=vocab, with_labels=True)
     assert moved.paths == split.paths and (moved.lengths == split.lengths).all()
     with pytest.raises(P.DataError, match="manifest not found"):
-        P.load_split(corpus, "nope", cfg, vocabulary=vocab, with_labels=True)
+        manifest.load_split(corpus, "nope", cfg, vocabulary=vocab, with_labels=True)
     with pytest.raises(P.DataError, match="label file not found"):
-        P.load_split(
+        manifest.load_split(
             other, "train", dict(cfg_for(other), labels="ltr"), vocabulary=vocab, with_labels=True
         )
 
@@ -114,17 +132,64 @@ def test_manifest_root_relative_paths_and_counts(corpus, tmp_path):
 def test_bucket_lengths_and_letters():
     lengths = np.array([1, 2000, 2001, 8000, 8001, 16000, 16001])
     expected = [2000, 2000, 4000, 8000, 16000, 16000, 24000]
-    assert P.bucket_lengths((2000, 4000, 8000), lengths).tolist() == expected
-    assert [P.eval_bucket_len((2000, 4000, 8000), n) for n in lengths] == expected
-    assert P._letters("hi  you") == "H I | Y O U |"
+    assert batching.bucket_lengths((2000, 4000, 8000), lengths).tolist() == expected
+    assert [batching.eval_bucket_len((2000, 4000, 8000), n) for n in lengths] == expected
+    assert tfds_source.letters("hi  you") == "H I | Y O U |"
 
 
 def test_config_checks():
     with pytest.raises(ValueError, match="max_sample_len"):
-        P._resolve(dict(max_sample_len=5000, bucket_boundaries=(2000, 4000)))
+        data_config.resolve(dict(max_sample_len=5000, bucket_boundaries=(2000, 4000)))
     with pytest.raises(ValueError, match="increasing"):
-        P._resolve(dict(max_sample_len=4000, bucket_boundaries=(4000, 2000, 4000)))
-    assert set(P.default_config().to_dict()) == set(P._DEFAULTS)
+        data_config.resolve(dict(max_sample_len=4000, bucket_boundaries=(4000, 2000, 4000)))
+    assert set(data_config.default_config().to_dict()) == set(data_config._DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("bucket_boundaries", (1, "a"), r"data.bucket_boundaries=\(1, 'a'\): expected a tuple of "),
+        ("bucket_boundaries", "96000", "strictly increasing positive integers"),
+        ("bucket_boundaries", (0, 96000), "strictly increasing positive integers"),
+        ("text_bucket_boundaries", (), r"data.text_bucket_boundaries=\(\): expected a tuple"),
+        ("max_sample_len", "big", "data.max_sample_len='big': expected an integer"),
+        ("batch_multiple", 2.5, "data.batch_multiple=2.5: expected an integer"),
+        ("crop", 2, "data.crop=2: expected True or False"),
+        ("labelled_fraction", "all", "data.labelled_fraction='all': expected a number"),
+        ("labels", None, "data.labels=None: expected a string"),
+        ("unlabelled_manifests", ("a.tsv", 3), "expected paths of .tsv files"),
+        ("corpus", {"hours": "two"}, "data.corpus.hours='two': expected a number"),
+        ("corpus", {"hour": 2.0}, r"unknown data.corpus keys \['hour'\]"),
+        ("bucket_boundary", (96000,), r"unknown data keys \['bucket_boundary'\]"),
+        ("source", "hub", "unknown data.source 'hub'; known: espeak, manifest, tfds"),
+    ],
+)
+def test_malformed_config_value_is_one_line_naming_the_key(key, value, message):
+    with pytest.raises(P.DataError, match=message) as err:
+        data_config.check_config({key: value})
+    assert "\n" not in str(err.value)
+
+
+def test_malformed_override_is_a_config_error():
+    """The user's path: an override the ConfigDict accepts (a tuple) but the data rejects."""
+    config = config_lib.apply_overrides(config_lib.defaults(), ["data.bucket_boundaries=(1,'a')"])
+    with pytest.raises(config_lib.ConfigError, match=r"^data.bucket_boundaries=\(1, 'a'\): "):
+        config_lib.validate(config, num_devices=1)
+
+
+def test_config_values_are_converted():
+    cfg = data_config.resolve(
+        {
+            "bucket_boundaries": [2000.0, 4000],
+            "max_sample_len": 4000.0,
+            "min_sample_len": 1000,
+            "unlabelled_manifests": "extra.tsv",
+            "corpus": {"languages": ["en-us", "de"], "noise_snr": None},
+        }
+    )
+    assert cfg.bucket_boundaries == (2000, 4000) and cfg.max_sample_len == 4000
+    assert isinstance(cfg.max_sample_len, int) and cfg.unlabelled_manifests == ("extra.tsv",)
+    assert cfg.corpus["languages"] == "en-us,de" and cfg.corpus["noise_snr"] == 0.0
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -159,12 +224,12 @@ def test_bad_input_found_at_load_time(fresh, case):
     brk, reason, fname, line = _plan_time_cases()[case]
     brk(fresh)
     cfg = cfg_for(fresh)
-    stats = P.PipelineStats()
-    split = P.load_split(
+    stats = PipelineStats()
+    split = manifest.load_split(
         fresh,
         "valid",
         cfg,
-        vocabulary=P.vocab(cfg),
+        vocabulary=sources.vocab(cfg),
         with_labels=True,
         crop=False,
         filter_short=False,
@@ -172,11 +237,11 @@ def test_bad_input_found_at_load_time(fresh, case):
     )
     assert stats.skipped == {reason: 1} and len(split) == 5
     with pytest.raises(P.DataError, match=rf"{fname}:{line}: {reason}"):
-        P.load_split(
+        manifest.load_split(
             fresh,
             "valid",
             dict(cfg, strict=True),
-            vocabulary=P.vocab(cfg),
+            vocabulary=sources.vocab(cfg),
             with_labels=True,
             crop=False,
             filter_short=False,
@@ -185,10 +250,10 @@ def test_bad_input_found_at_load_time(fresh, case):
 
 def test_label_count_mismatch_skips_whole_split(fresh):
     bc.edit_line(fresh / "valid.phn", 3, None)
-    stats = P.PipelineStats()
+    stats = PipelineStats()
     cfg = cfg_for(fresh)
-    split = P.load_split(
-        fresh, "valid", cfg, vocabulary=P.vocab(cfg), with_labels=True, stats=stats
+    split = manifest.load_split(
+        fresh, "valid", cfg, vocabulary=sources.vocab(cfg), with_labels=True, stats=stats
     )
     assert len(split) == 0 and stats.skipped == {"label_count_mismatch": 6}
     with pytest.raises(P.DataError, match="valid.phn: label_count_mismatch"):
@@ -266,9 +331,9 @@ def test_length_filters_and_crop(fresh):
     cfg = cfg_for(
         fresh, min_sample_len=2500, max_sample_len=4000, bucket_boundaries=(4000,), crop=False
     )
-    stats = P.PipelineStats()
-    split = P.load_split(
-        fresh, "train", cfg, vocabulary=P.vocab(cfg), with_labels=True, stats=stats
+    stats = PipelineStats()
+    split = manifest.load_split(
+        fresh, "train", cfg, vocabulary=sources.vocab(cfg), with_labels=True, stats=stats
     )
     assert stats.filtered == {
         "too_short": sum(n < 2500 for n in lengths),
@@ -296,13 +361,13 @@ def test_bucketing_shapes_sizes_and_padding(corpus):
     for b in batches:
         bucket = b["audio"].shape[1]
         assert bucket in cfg["bucket_boundaries"]
-        assert b["audio"].shape[0] == P.batch_size_for(cfg, bucket)
+        assert b["audio"].shape[0] == batching.batch_size_for(cfg, bucket)
         assert b["phones"].shape == (b["audio"].shape[0], 32)
         for row, mask in zip(b["audio"], b["audio_mask"]):
             assert mask.sum() == lengths[bc.utterance_of(row)] <= bucket
             assert mask[: mask.sum()].all()
     seen = [u for b in batches for u in rows_of(b)]
-    assert len(seen) == len(set(seen)) and len(seen) > 48 - P.batch_size_for(cfg, 8000)
+    assert len(seen) == len(set(seen)) and len(seen) > 48 - batching.batch_size_for(cfg, 8000)
     it = P.make_train_iter(cfg, seed=0)
     take(it, 30)
     flat = P.make_train_iter(dict(cfg, bucket_boundaries=(8000,)), seed=0)
@@ -312,7 +377,7 @@ def test_bucketing_shapes_sizes_and_padding(corpus):
 
 def test_labels_and_masks_match_transcripts(corpus):
     cfg = cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(6000, 12000))
-    vocab = P.vocab(cfg)
+    vocab = sources.vocab(cfg)
     phn = (corpus / "train.phn").read_text().split("\n")
     for b in epoch_batches(cfg):
         assert b["labelled"].all()
@@ -393,17 +458,19 @@ def test_resume_on_changed_data_warns(corpus, fresh, caplog):
 
 
 def test_labelled_fraction(corpus):
-    cfg = P._resolve(cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,)))
-    vocab = P.vocab(cfg)
+    cfg = data_config.resolve(
+        cfg_for(corpus, crop=False, max_sample_len=12000, bucket_boundaries=(12000,))
+    )
+    vocab = sources.vocab(cfg)
     subsets = {}
     for frac in (0.25, 0.5):
-        s = P.load_split(
+        s = manifest.load_split(
             corpus, "train", cfg, vocabulary=vocab, with_labels=True, labelled_fraction=frac, seed=7
         )
         subsets[frac] = set(np.flatnonzero(s.labelled))
         assert len(subsets[frac]) == 48 * frac
     assert subsets[0.25] < subsets[0.5]
-    again = P.load_split(
+    again = manifest.load_split(
         corpus, "train", cfg, vocabulary=vocab, with_labels=True, labelled_fraction=0.5, seed=7
     )
     assert set(np.flatnonzero(again.labelled)) == subsets[0.5]
@@ -430,7 +497,9 @@ def test_labelled_fraction(corpus):
     seen = [u for b in batches for u in rows_of(b)]
     assert all(b["labelled"].all() and b["phones_mask"].any(1).all() for b in batches)
     assert len(seen) == len(set(seen)) and set(seen) <= subsets[0.5]
-    assert len(seen) >= 24 - P.batch_size_for(P._resolve(only), 12000)  # minus the remainder
+    assert len(seen) >= 24 - batching.batch_size_for(
+        data_config.resolve(only), 12000
+    )  # minus the remainder
     for bad in (dict(only, crop=True), dict(only, labels=""), dict(only, labelled_fraction=0.0)):
         with pytest.raises(ValueError, match="labelled_only needs"):
             P.make_train_iter(bad, seed=0)
@@ -457,7 +526,9 @@ def test_unlabelled_manifests_join_the_training_split(corpus, tmp_path, caplog):
                 seen.add(u)
                 assert bool(lab) == mask.any() == (u < 48), u
     assert 50 not in seen and len(seen & set(range(48, 60))) >= 9
-    assert len(seen) >= 59 - P.batch_size_for(P._resolve(cfg), 12000)  # minus the remainder
+    assert len(seen) >= 59 - batching.batch_size_for(
+        data_config.resolve(cfg), 12000
+    )  # minus the remainder
     assert "more.tsv:4: " in caplog.text
     for bad in (dict(cfg, labelled_only=True), dict(cfg, source="tfds"), dict(cfg, speakers=True)):
         with pytest.raises(ValueError, match="unlabelled_manifests needs"):
@@ -554,7 +625,7 @@ def test_tfds_streaming_train_and_resume(mock_tfds):
     for b in batches:
         bucket = b["audio"].shape[1]
         assert bucket in cfg["bucket_boundaries"]
-        assert b["audio"].shape[0] == P.batch_size_for(cfg, bucket)
+        assert b["audio"].shape[0] == batching.batch_size_for(cfg, bucket)
         assert (b["audio_mask"].sum(1) <= bucket).all() and b["weight"].all()
     # The bad example is counted exactly once within epoch 0 (epoch 1's copy enters the shuffle
     # buffer only after 32 others, so it is not reached before epoch 1's first batch).
@@ -614,7 +685,9 @@ def test_tfds_eval_covers_split(mock_tfds):
     batches = list(P.make_eval_iter(cfg, "dev_clean"))
     seen = [u for b in batches for u in rows_of(b)]
     assert sorted(seen) == list(range(13))
-    assert all(b["audio"].shape[0] == P.batch_size_for(cfg, b["audio"].shape[1]) for b in batches)
+    assert all(
+        b["audio"].shape[0] == batching.batch_size_for(cfg, b["audio"].shape[1]) for b in batches
+    )
     with pytest.raises(P.DataError, match=r"dev_clean\[13\]: unknown_phone"):
         list(P.make_eval_iter(dict(cfg, strict=True), "dev_clean"))
 
@@ -632,14 +705,14 @@ class _Counter:
 
 
 def test_mix_ratio_and_resume():
-    mixed = P.mix([_Counter("a"), _Counter("b")], [3, 1], seed=0)
+    mixed = mixing.mix([_Counter("a"), _Counter("b")], [3, 1], seed=0)
     out = [next(mixed) for _ in range(100)]
     assert sum(name == "a" for name, _ in out) == 75
     for k in range(0, 100, 4):  # exact within every window of 4
         assert sum(name == "a" for name, _ in out[k : k + 4]) == 3
     pos = json.loads(json.dumps(mixed.position))
     expected = [next(mixed) for _ in range(10)]
-    resumed = P.mix(
+    resumed = mixing.mix(
         [_Counter("a", pos["children"][0]), _Counter("b", pos["children"][1])],
         [3, 1],
         seed=0,
@@ -665,7 +738,7 @@ def test_text_iter(corpus, tmp_path):
     wrd = (corpus / "train.wrd").read_text().split("\n")[:-1]
     model = text_lib.train_char_model(wrd, tmp_path / "spm")
     sp = text_lib.load_sp(model)
-    it = P.make_text_iter(
+    it = text_batches.make_text_iter(
         corpus / "train.wrd",
         model,
         seed=0,
@@ -682,7 +755,7 @@ def test_text_iter(corpus, tmp_path):
             assert (ids[~mask] == 0).all()
     pos = it.position
     expected = take(it, 3)
-    resumed = P.make_text_iter(
+    resumed = text_batches.make_text_iter(
         corpus / "train.wrd",
         sp,
         seed=0,
@@ -708,8 +781,8 @@ def test_espeak_corpus_batches(tiny_corpus):
         max_samples_per_batch=64000,
         max_label_len=256,
     )
-    assert P.resolve_data_dir(cfg) == tiny_corpus
-    vocab = P.vocab(cfg)
+    assert sources.resolve_data_dir(cfg) == tiny_corpus
+    vocab = sources.vocab(cfg)
     phn = (tiny_corpus / "train.phn").read_text(encoding="utf-8").split("\n")
     it = P.make_train_iter(cfg, seed=0)
     for b in take(it, 6):
@@ -787,9 +860,9 @@ def test_speecht5_speech_batches_and_resume(st5_corpus):
         assert_same(x, y)
     for b in P.make_eval_iter(cfg, "valid"):
         check_st5_batch(b, train=False)
-    assert P.speaker_names(st5_corpus, cfg) == ["s0", "s1", "s2"]
+    assert manifest.speaker_names(st5_corpus, cfg) == ["s0", "s1", "s2"]
     # UniSpeech batches are unchanged: no extra keys unless asked for.
-    assert set(next(P.make_train_iter(cfg_for(st5_corpus), seed=0))) == set(P._BATCH_KEYS)
+    assert set(next(P.make_train_iter(cfg_for(st5_corpus), seed=0))) == set(batching.BATCH_KEYS)
 
 
 def test_speecht5_bad_labels(st5_corpus, tmp_path):
@@ -815,9 +888,9 @@ def test_speecht5_bad_labels(st5_corpus, tmp_path):
     with pytest.raises(P.DataError, match=r"train\.km:2: bad_km_labels"):
         P.make_train_iter(dict(cfg, strict=True), seed=0)
     bc.edit_line(root / "train.km", 1, None)
-    stats = P.PipelineStats()
+    stats = PipelineStats()
     assert not len(
-        P.load_split(root, "train", cfg, vocabulary=None, with_labels=False, stats=stats)
+        manifest.load_split(root, "train", cfg, vocabulary=None, with_labels=False, stats=stats)
     )
     assert stats.skipped["label_count_mismatch"] == 16
     with pytest.raises(P.DataError, match=r"label file not found: .*valid\.frames"):
@@ -839,7 +912,7 @@ def test_text_iter_infilling(corpus, tmp_path):
         "batch_multiple": 2,
         "infill": True,
     }
-    it = P.make_text_iter(corpus / "train.wrd", sp, **kw)
+    it = text_batches.make_text_iter(corpus / "train.wrd", sp, **kw)
     mask_id, masks, total = text_lib.mask_token_id(sp), 0, 0
     for b in take(it, 10):
         assert set(b) == {"text", "text_mask", "text_source", "text_source_mask", "weight"}
@@ -855,6 +928,6 @@ def test_text_iter_infilling(corpus, tmp_path):
     assert masks > 0.05 * total
     pos = it.position
     expected = take(it, 3)
-    resumed = P.make_text_iter(corpus / "train.wrd", sp, start_position=pos, **kw)
+    resumed = text_batches.make_text_iter(corpus / "train.wrd", sp, start_position=pos, **kw)
     for x, y in zip(expected, take(resumed, 3)):
         assert_same(x, y)

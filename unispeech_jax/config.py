@@ -22,7 +22,8 @@ from collections.abc import Sequence
 import ml_collections
 from absl import flags
 
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import data_config
+from unispeech_jax.data.stats import DataError
 from unispeech_jax.models import unispeech
 
 REQUIRED_KEYS = (
@@ -207,6 +208,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
         raise ConfigError(f"config is missing required top-level keys: {missing}")
+    try:
+        data_config.check_config(config.data)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     sizes = mesh_shape(config.mesh, num_devices)
     batch_shards = sizes["data"] * sizes["fsdp"]
     multiple = int(config.data.batch_multiple)
@@ -225,14 +230,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         raise ConfigError(
             f"optim.grad_accum={grad_accum}: data.batch_multiple={multiple} must be "
             f"divisible by grad_accum × data × fsdp = {grad_accum * batch_shards}"
-        )
-    boundaries = tuple(config.data.bucket_boundaries)
-    if list(boundaries) != sorted(boundaries) or not boundaries:
-        raise ConfigError(f"data.bucket_boundaries must be increasing, got {boundaries}")
-    if boundaries[-1] != config.data.max_sample_len:
-        raise ConfigError(
-            f"data.bucket_boundaries[-1]={boundaries[-1]} must equal "
-            f"data.max_sample_len={config.data.max_sample_len}"
         )
     for axis in (r[1] for r in config.mesh.rules):
         axes = axis if isinstance(axis, (tuple, list)) else (axis,)
@@ -322,8 +319,8 @@ def defaults() -> ml_collections.ConfigDict:
     c.init_from = ""  # a workdir whose params initialise this run (fine-tuning)
     c.init_from_step = -1  # which of its checkpoints; -1 = the newest
 
-    # Input: every key of unispeech_jax/data/pipeline.py, at the pre-training recipe's lengths.
-    c.data = pipeline.default_config()
+    # Input: every key of unispeech_jax/data/data_config.py, at the pre-training recipe's lengths.
+    c.data = data_config.default_config()
     c.data.corpus.hours = 10.0
     c.data.max_sample_len = 250_000
     c.data.bucket_boundaries = (64_000, 128_000, 192_000, 250_000)

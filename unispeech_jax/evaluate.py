@@ -31,7 +31,7 @@ from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import decoding, models, sharding
 from unispeech_jax import metrics as metrics_lib
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import pipeline, sources
 
 
 class Evaluator:
@@ -46,7 +46,7 @@ class Evaluator:
         )
         self._predict = None
         if hasattr(family, "predict_fn"):
-            self.symbols = pipeline.vocab(config.data).symbols
+            self.symbols = sources.vocab(config.data).symbols
             self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
 
     def run(self, params, split: str, max_batches: int = 0, model_state=None) -> dict[str, float]:

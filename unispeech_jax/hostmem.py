@@ -3,7 +3,7 @@
 XLA:CPU mallocs a step's temporaries afresh at each execution (1.5 GB at base). glibc serves
 blocks that large with a new mmap and unmaps them on free, so every step page-faults its whole
 working set again, 4 KiB at a time: 428 k minor faults per base CTC step, 10–20 % of the step
-on the 2-core machine (bench/RESULTS.md, "Huge pages"). glibc ≥ 2.35's tunable
+on the 2-core machine (docs/results/step_vs_hf.md, "Huge pages"). glibc ≥ 2.35's tunable
 `glibc.malloc.hugetlb=1` makes malloc advise its mappings for transparent huge pages (THP):
 ~2 k faults per step. Tunables are read once, when the process starts, so the command-line
 entry points re-execute themselves with it set (`reexec_with_huge_pages`). Setting

@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from unispeech_jax.data.audio import SAMPLE_RATE
 
 # SpeechT5 log-mel target.
 MEL_N_FFT = 1024

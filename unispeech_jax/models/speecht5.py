@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unispeech_jax import losses
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import batching, sources
 from unispeech_jax.data import text as text_lib
 from unispeech_jax.models import dropout, layers, masking
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
@@ -913,11 +913,11 @@ def vocab_size(config) -> int:
     model's </s>, the token the text decoder starts from."""
     from unispeech_jax.config import ConfigError  # config imports the families' defaults
 
-    sp = text_lib.load_sp(pipeline.sentencepiece_model(config.data))
+    sp = text_lib.load_sp(sources.sentencepiece_model(config.data))
     if sp.eos_id() != config.model.decoder_start_token_id:
         raise ConfigError(
             f"model.decoder_start_token_id={config.model.decoder_start_token_id} is not the "
-            f"</s> id ({sp.eos_id()}) of {pipeline.sentencepiece_model(config.data)}"
+            f"</s> id ({sp.eos_id()}) of {sources.sentencepiece_model(config.data)}"
         )
     return text_lib.text_vocab_size(sp)
 
@@ -925,7 +925,7 @@ def vocab_size(config) -> int:
 def dummy_batch(data_cfg) -> dict:
     """Zero audio of the largest speech bucket (init only reads the audio length)."""
     samples = int(tuple(data_cfg.bucket_boundaries)[-1])
-    batch = pipeline.batch_size_for(data_cfg, samples)
+    batch = batching.batch_size_for(data_cfg, samples)
     return {
         "audio": np.zeros((batch, samples), np.float32),
         "audio_mask": np.ones((batch, samples), bool),

@@ -3,7 +3,7 @@
 Family interface (docs/ARCHITECTURE.md "Models"):
 
     build(model_cfg, vocab_size) -> UniSpeech module
-    dummy_batch(data_cfg) -> batch of the largest bucket (sizes from pipeline.batch_size_for)
+    dummy_batch(data_cfg) -> batch of the largest bucket (sizes from data.batching.batch_size_for)
     loss_fn(module, params, batch, rng, step, train) -> (loss, metrics)
     predict_fn(module, params, batch) -> (ctc_logits [B,T,V], frame_valid [B,T])
     flops_per_batch(model_cfg, batch_shapes) -> float   (fwd + bwd = 3 × forward)
@@ -125,7 +125,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unispeech_jax import losses
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import batching, sources
 from unispeech_jax.models import dropout, layers, masking
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
@@ -443,7 +443,7 @@ def build(model_cfg, vocab_size: int) -> UniSpeech:
 
 def vocab_size(config) -> int:
     """Output classes of the CTC heads: the size of `config.data`'s phone vocabulary."""
-    return len(pipeline.vocab(config.data))
+    return len(sources.vocab(config.data))
 
 
 def init_params(
@@ -468,7 +468,7 @@ def init_params(
 def dummy_batch(data_cfg) -> dict:
     """A zero batch with the shapes of the largest bucket (init / eval_shape / compile)."""
     samples = int(tuple(data_cfg.bucket_boundaries)[-1])
-    batch = pipeline.batch_size_for(data_cfg, samples)
+    batch = batching.batch_size_for(data_cfg, samples)
     labels = int(data_cfg.max_label_len)
     return {
         "audio": np.zeros((batch, samples), np.float32),

@@ -1,35 +1,17 @@
-"""Frame labels for HuBERT-style masked prediction (SpeechT5 speech pre-training).
+"""Command line of the k-means frame labels (data/kmeans.py says what they are and how they
+are made).
 
     python -m unispeech_jax.tools.kmeans_labels --corpus DIR --k 100 --out OUT
         [--splits train,valid,test] [--fit-split train] [--seed 0] [--iters 50] [--tol 1e-4]
         [--max-fit-frames 1000000] [--feature-fn pkg.module:function | --features-dir FEATS]
 
-For every split, `OUT/<split>.km` holds one line per manifest row of `DIR/<split>.tsv`: the
-space-separated cluster ids of the utterance's 20 ms frames, exactly `conv_frames(num_samples)`
-of them (frame t covers samples [320 t, 320 t + 400), the receptive field of conv frame t of
-the model). The pipeline reads it with `data.km_labels='km'`, `data.km_dir=OUT`.
-
-Features, one of:
-- default, first iteration: MFCC + deltas + delta-deltas (39 dims, `data/features.py`);
-- `feature_fn` (second iteration, e.g. a layer of a trained model): a callable
-  float32 [S] waveform at 16 kHz -> float [conv_frames(S), D]; on the command line
-  `--feature-fn pkg.module:function` names it;
-- `--features-dir FEATS`: features dumped beforehand, `FEATS/<split>.npy` float [sum T, D]
-  (all utterances of the split concatenated in manifest order) and `FEATS/<split>.len`
-  (one T per line).
-
-The clustering: features are standardised with the mean and standard deviation of the fit
-split (so that no dimension dominates the distances), at most `max_fit_frames` frames of it
-are sampled, k-means++ seeds the centroids and Lloyd iterations refine them until the mean
-squared distance improves by less than `tol` (relative) or `iters` is reached. Everything
-random comes from `seed`: the same inputs give the same files.
-`OUT/kmeans.npz` keeps (centroids, mean, std) and `OUT/dict.km.txt` the fairseq dictionary
-of the ids (frame counts of the fit split).
-
-Bad input is an error naming the file: a missing corpus or manifest, an empty split, an
-unreadable audio file, a sample rate other than 16 kHz, a length that disagrees with the
-manifest, features whose frame count is not `conv_frames(num_samples)`. A label file must
-never be misaligned with its manifest, so nothing is skipped.
+For every split, `OUT/<split>.km` holds the cluster ids of the 20 ms conv frames of each
+manifest row of `DIR/<split>.tsv`; `OUT/kmeans.npz`, `OUT/dict.km.txt` and `OUT/kmeans.json`
+keep the centroids, the id counts and a summary. The pipeline reads the labels with
+`data.km_labels='km'`, `data.km_dir=OUT`. `--feature-fn` names a callable float32 [S]
+waveform -> float [conv_frames(S), D]; `--features-dir` a folder of dumped features
+(`<split>.npy` float [sum T, D], `<split>.len`). Bad input: one line naming the file, exit
+status 2.
 """
 
 from __future__ import annotations
@@ -43,322 +25,22 @@ import argparse
 import importlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import numpy as np
-import soundfile as sf
-
-from unispeech_jax.data import corpus as corpus_lib
 from unispeech_jax.data import features as features_lib
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import kmeans
 
 logger = logging.getLogger(__name__)
 
-FeatureFn = Callable[[np.ndarray], np.ndarray]
 
-
-class KMeansError(Exception):
-    """Bad input to the label tool; the message names the file."""
-
-
-# ============================================================================ k-means
-
-
-def nearest(
-    x: np.ndarray, centroids: np.ndarray, chunk: int = 65536
-) -> tuple[np.ndarray, np.ndarray]:
-    """Closest centroid of every row: float [N, D], [K, D] -> (int32 [N] ids, float32 [N]
-    squared distances). Ties go to the lower id."""
-    c = np.asarray(centroids, np.float32)
-    c_sq = np.einsum("kd,kd->k", c, c)
-    ids = np.empty(len(x), np.int32)
-    dist = np.empty(len(x), np.float32)
-    for lo in range(0, len(x), chunk):
-        part = np.asarray(x[lo : lo + chunk], np.float32)
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2: one matmul per chunk, |x|^2 only for the minimum.
-        d = part @ (-2.0 * c.T)
-        d += c_sq
-        best = d.argmin(1)
-        ids[lo : lo + chunk] = best
-        closest = np.take_along_axis(d, best[:, None], 1)[:, 0]
-        dist[lo : lo + chunk] = np.maximum(0.0, closest + np.einsum("nd,nd->n", part, part))
-    return ids, dist
-
-
-def cluster_sums(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65536) -> np.ndarray:
-    """float64 [k, D] sum of the rows of float [N, D] per label (int [N] in [0, k))."""
-    sums = np.zeros((k, x.shape[1]), np.float64)
-    for lo in range(0, len(x), chunk):
-        part = labels[lo : lo + chunk]
-        one_hot = (part[:, None] == np.arange(k)[None, :]).astype(np.float32)
-        sums += one_hot.T @ x[lo : lo + chunk]
-    return sums
-
-
-def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: float32 [N, D] -> float32 [k, D] (each new centroid drawn with
-    probability proportional to the squared distance to the closest one so far)."""
-    x_sq = np.einsum("nd,nd->n", x, x)
-
-    def distance_to(i):  # float64 [N] squared distances to point i: one mat-vec
-        return np.maximum(0.0, x_sq - 2.0 * (x @ x[i]) + x_sq[i]).astype(np.float64)
-
-    chosen = [int(rng.integers(len(x)))]
-    dist = distance_to(chosen[0])
-    for _ in range(1, k):
-        total = dist.sum()
-        # All points already sit on centroids (fewer distinct points than k): pick uniformly.
-        i = int(rng.choice(len(x), p=dist / total)) if total > 0 else int(rng.integers(len(x)))
-        chosen.append(i)
-        dist = np.minimum(dist, distance_to(i))
-    return x[chosen].astype(np.float32)
-
-
-def fit_kmeans(
-    x: np.ndarray, k: int, *, seed: int, iters: int = 50, tol: float = 1e-4
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Lloyd's k-means from k-means++ seeds: float [N, D] -> (float32 [k, D] centroids, info).
-
-    Stops when an iteration lowers the mean squared distance by less than a fraction `tol`, or
-    after `iters` iterations. An emptied cluster is moved to the point farthest from its
-    centroid, so all k ids stay in use. Deterministic in `seed`.
-    """
-    x = np.asarray(x, np.float32)
-    if len(x) < k:
-        raise KMeansError(f"k-means: {len(x)} frames for k={k} clusters")
-    centroids = kmeans_plus_plus(x, k, np.random.default_rng([seed, 2]))
-    previous = np.inf
-    for step in range(1, iters + 1):  # noqa: B007 (the count is reported below)
-        labels, dist = nearest(x, centroids)
-        inertia = float(dist.mean(dtype=np.float64))
-        counts = np.bincount(labels, minlength=k)
-        for empty in np.flatnonzero(counts == 0):
-            far = int(dist.argmax())
-            counts[labels[far]] -= 1
-            labels[far], dist[far], counts[empty] = empty, 0.0, 1
-        sums = cluster_sums(x, labels, k)
-        # A cluster emptied by the move above keeps its centroid until the next iteration.
-        centroids = np.where(
-            counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids
-        ).astype(np.float32)
-        if previous - inertia <= tol * inertia:
-            break
-        previous = inertia
-    _, dist = nearest(x, centroids)
-    return centroids, {"iterations": step, "inertia_per_frame": float(dist.mean())}
-
-
-# ============================================================================ corpus access
-
-
-def load_manifest(corpus: Path, split: str) -> pipeline.Split:
-    """Every row of `corpus/<split>.tsv` (no filtering; a malformed row or a missing audio
-    file raises a DataError naming the manifest line)."""
-    cfg = {
-        "source": "manifest",
-        "manifest_dir": str(corpus),
-        "labels": "",
-        "strict": True,
-    }
-    try:
-        split_rows = pipeline.load_split(
-            corpus,
-            split,
-            cfg,
-            vocabulary=None,
-            with_labels=False,
-            crop=False,
-            filter_short=False,
-        )
-    except pipeline.DataError as e:
-        raise KMeansError(str(e)) from None
-    if not len(split_rows):
-        raise KMeansError(f"{split_rows.manifest}: empty split (no utterances)")
-    return split_rows
-
-
-def read_audio(path: str, expected: int) -> np.ndarray:
-    """float32 [expected] mono 16 kHz samples of `path`."""
-    try:
-        x, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as e:  # libsndfile errors are RuntimeErrors
-        raise KMeansError(f"{path}: unreadable audio ({type(e).__name__}: {e})") from None
-    if rate != features_lib.SAMPLE_RATE:
-        raise KMeansError(f"{path}: sample rate {rate}, expected {features_lib.SAMPLE_RATE}")
-    if x.shape[1] != 1:
-        raise KMeansError(f"{path}: {x.shape[1]} channels, expected 1")
-    if len(x) != expected:
-        raise KMeansError(f"{path}: {len(x)} samples, the manifest says {expected}")
-    return x[:, 0]
-
-
-def _checked(feats: np.ndarray, num_samples: int, where: str) -> np.ndarray:
-    feats = np.asarray(feats, np.float32)
-    frames = features_lib.conv_frames(num_samples)
-    if feats.ndim != 2 or len(feats) != frames:
-        raise KMeansError(
-            f"{where}: features of shape {feats.shape}, expected [{frames}, D] "
-            f"(conv_frames({num_samples}))"
-        )
-    if not np.isfinite(feats).all():
-        raise KMeansError(f"{where}: non-finite features")
-    return feats
-
-
-def audio_features(rows: pipeline.Split, feature_fn: FeatureFn) -> Iterator[np.ndarray]:
-    """float32 [T_i, D] features of every row of a split, in manifest order."""
-    for path, n in zip(rows.paths, rows.lengths):
-        yield _checked(feature_fn(read_audio(path, int(n))), int(n), path)
-
-
-def dumped_features(rows: pipeline.Split, features_dir: Path, split: str) -> Iterator[np.ndarray]:
-    """The rows of `features_dir/<split>.npy` cut by `<split>.len`, checked against the
-    manifest's lengths."""
-    npy, lens = features_dir / f"{split}.npy", features_dir / f"{split}.len"
-    for f in (npy, lens):
-        if not f.is_file():
-            raise KMeansError(f"features file not found: {f}")
-    try:
-        counts = [int(line) for line in lens.read_text().split()]
-    except ValueError:
-        raise KMeansError(f"{lens}: expected one integer frame count per line") from None
-    if len(counts) != len(rows):
-        raise KMeansError(f"{lens}: {len(counts)} lines for {len(rows)} rows of {rows.manifest}")
-    data = np.load(npy, mmap_mode="r")
-    if data.ndim != 2 or len(data) != sum(counts):
-        raise KMeansError(f"{npy}: shape {data.shape}, {lens} sums to {sum(counts)} frames")
-    offset = 0
-    for j, (count, n) in enumerate(zip(counts, rows.lengths)):
-        where = f"{npy} (utterance {j}, {lens}:{j + 1})"
-        yield _checked(data[offset : offset + count], int(n), where)
-        offset += count
-
-
-# ============================================================================ the tool
-
-
-def _features_of(rows, split, feature_fn, features_dir) -> Iterator[np.ndarray]:
-    if features_dir is not None:
-        return dumped_features(rows, Path(features_dir), split)
-    return audio_features(rows, feature_fn)
-
-
-def _fit_sample(
-    rows, split, feature_fn, features_dir, max_frames, seed
-) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """Frames of the fit split, each kept with probability max_frames / total (seeded):
-    (float32 [N, D], the per-utterance features when all were kept, else None)."""
-    total = int(features_lib.conv_frames(rows.lengths).sum())
-    keep = min(1.0, max_frames / max(total, 1))
-    rng = np.random.default_rng([seed, 1])
-    parts = []
-    for feats in _features_of(rows, split, feature_fn, features_dir):
-        parts.append(feats if keep == 1.0 else feats[rng.random(len(feats)) < keep])
-    return np.concatenate(parts), (parts if keep == 1.0 else None)
-
-
-def make_labels(
-    corpus: str | Path,
-    out: str | Path,
-    k: int = 100,
-    *,
-    splits: Sequence[str] = ("train", "valid", "test"),
-    fit_split: str = "train",
-    seed: int = 0,
-    iters: int = 50,
-    tol: float = 1e-4,
-    max_fit_frames: int = 1_000_000,
-    feature_fn: FeatureFn = features_lib.mfcc_deltas,
-    features_dir: str | Path | None = None,
-) -> dict:
-    """Fits k-means on `fit_split` and writes `out/<split>.km` for every split (see the module
-    docstring). Returns a summary (sizes, iterations, inertia, cluster usage, seconds)."""
-    corpus, out = Path(corpus), Path(out)
-    if not corpus.is_dir():
-        raise KMeansError(f"corpus not found: {corpus}")
-    if k < 2:
-        raise KMeansError(f"--k must be at least 2, got {k}")
-    start = time.perf_counter()
-    manifests = {s: load_manifest(corpus, s) for s in dict.fromkeys([fit_split, *splits])}
-    fit_rows = manifests[fit_split]
-    sample, fit_features = _fit_sample(
-        fit_rows, fit_split, feature_fn, features_dir, max_fit_frames, seed
-    )
-    mean = sample.mean(0)
-    std = np.maximum(sample.std(0), 1e-5)
-    logger.info(
-        "%d frames of %s sampled (%.1f s)",
-        len(sample),
-        fit_split,
-        time.perf_counter() - start,
-    )
-    centroids, info = fit_kmeans((sample - mean) / std, k, seed=seed, iters=iters, tol=tol)
-    logger.info("k-means: %s (%.1f s)", info, time.perf_counter() - start)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "kmeans.npz", centroids=centroids, mean=mean, std=std)
-    summary = {
-        "k": k,
-        "seed": seed,
-        "fit_split": fit_split,
-        "fit_frames": len(sample),
-        **info,
-    }
-    for split in splits:
-        rows = manifests[split]
-        counts = np.zeros(k, np.int64)
-        lines = []
-        # The fit split's features are still in memory unless they were subsampled.
-        if split == fit_split and fit_features is not None:
-            split_features = iter(fit_features)
-        else:
-            split_features = _features_of(rows, split, feature_fn, features_dir)
-        for feats in split_features:
-            ids, _ = nearest((feats - mean) / std, centroids)
-            counts += np.bincount(ids, minlength=k)
-            lines.append(" ".join(map(str, ids.tolist())) + "\n")
-        (out / f"{split}.km").write_text("".join(lines), encoding="utf-8")
-        summary[f"{split}/utterances"] = len(rows)
-        summary[f"{split}/clusters_used"] = int((counts > 0).sum())
-        if split == fit_split:
-            order = np.argsort(-counts, kind="stable")
-            (out / "dict.km.txt").write_text(
-                "".join(f"{i} {counts[i]}\n" for i in order), encoding="utf-8"
-            )
-    summary["seconds"] = round(time.perf_counter() - start, 2)
-    (out / "kmeans.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    return summary
-
-
-def ensure_labels(
-    corpus: str | Path, k: int, *, splits: Sequence[str] = ("train", "valid", "test")
-) -> Path:
-    """`corpus/km<k>`: MFCC k-means labels of the corpus (seed 0), made on first use.
-
-    What `data.km_clusters` asks for, so that a fresh machine needs no separate labelling
-    command. The labels are written into a temporary sibling and renamed into place when
-    complete (kmeans.json is written last), so a half-written folder is never used; processes
-    racing both compute the same labels and the first rename wins.
-    """
-    corpus = Path(corpus)
-    final = corpus / f"km{k}"
-    if (final / "kmeans.json").is_file():
-        return final
-    logger.info("making k-means frame labels (k=%d) of %s once, into %s", k, corpus, final)
-    return corpus_lib.build_atomically(
-        final, "kmeans.json", lambda tmp: make_labels(corpus, tmp, k, splits=splits)
-    )
-
-
-def _import_callable(spec: str) -> FeatureFn:
+def _import_callable(spec: str) -> kmeans.FeatureFn:
     """'pkg.module:function' -> the function."""
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise KMeansError(f"--feature-fn: expected 'pkg.module:function', got {spec!r}")
+        raise kmeans.KMeansError(f"--feature-fn: expected 'pkg.module:function', got {spec!r}")
     fn = getattr(importlib.import_module(module), name, None)
     if not callable(fn):
-        raise KMeansError(f"--feature-fn: {spec} is not a callable")
+        raise kmeans.KMeansError(f"--feature-fn: {spec} is not a callable")
     return fn
 
 
@@ -378,21 +60,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
     source.add_argument("--features-dir", help="folder with <split>.npy and <split>.len")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    summary = make_labels(
-        args.corpus,
-        args.out,
-        args.k,
-        splits=[s.strip() for s in args.splits.split(",") if s.strip()],
-        fit_split=args.fit_split,
-        seed=args.seed,
-        iters=args.iters,
-        tol=args.tol,
-        max_fit_frames=args.max_fit_frames,
-        feature_fn=_import_callable(args.feature_fn)
-        if args.feature_fn
-        else features_lib.mfcc_deltas,
-        features_dir=args.features_dir,
-    )
+    try:
+        summary = kmeans.make_labels(
+            args.corpus,
+            args.out,
+            args.k,
+            splits=[s.strip() for s in args.splits.split(",") if s.strip()],
+            fit_split=args.fit_split,
+            seed=args.seed,
+            iters=args.iters,
+            tol=args.tol,
+            max_fit_frames=args.max_fit_frames,
+            feature_fn=_import_callable(args.feature_fn)
+            if args.feature_fn
+            else features_lib.mfcc_deltas,
+            features_dir=args.features_dir,
+        )
+    except kmeans.KMeansError as e:
+        parser.exit(2, f"error: {e}\n")
     logger.info("%s", json.dumps(summary))
     return summary
 

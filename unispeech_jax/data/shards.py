@@ -1,0 +1,156 @@
+"""One shard of the eSpeak NG corpus: `SHARD_SIZE` utterances spoken, degraded if asked, and
+written as FLAC, in a fresh worker process.
+
+A shard's content depends only on (seed, split, shard index), never on the worker count or on
+which process ran it: libespeak-ng keeps global state that leaks from one utterance into the
+next (filters, echo buffers), so every shard runs in a fresh process and the library's random
+generator is reseeded before every utterance. Noise and reverberation are synthetic and seeded:
+nothing to download.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pathlib
+import time
+from collections import Counter
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from unispeech_jax.data.audio import SAMPLE_RATE
+from unispeech_jax.data.espeak import ESpeak, sentence_phones
+from unispeech_jax.data.sentences import faker_sentences
+from unispeech_jax.data.voices import JITTER, SPLITS
+
+SHARD_SIZE = 32
+
+
+def texts_for_shard(by_split: dict, split: str, index: int, seed: int) -> list:
+    """The (lang, text) list of one shard in --text-file mode (cycles if the file is short)."""
+    pool = by_split[split]
+    order = np.random.default_rng([seed, 11, SPLITS.index(split)]).permutation(len(pool))
+    start = index * SHARD_SIZE
+    return [pool[order[(start + k) % len(pool)]] for k in range(SHARD_SIZE)]
+
+
+def _coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise with power ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
+    noise = np.fft.irfft(spec / f ** (exponent / 2), n)
+    return noise / (np.std(noise) + 1e-12)
+
+
+def make_noise(n: int, others: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """White, pink, brown or babble (other utterances of the shard, looped and summed)."""
+    kind = ("white", "pink", "brown", "babble")[int(rng.integers(4))]
+    if kind == "babble" and others:
+        noise = np.zeros(n)
+        for idx in rng.choice(len(others), size=min(4, len(others)), replace=False):
+            other = others[idx]
+            noise += np.roll(np.resize(other, n), int(rng.integers(n)))
+        if np.std(noise) > 0:
+            return noise / np.std(noise)
+    return _coloured_noise(n, {"white": 0.0, "pink": 1.0}.get(kind, 2.0), rng)
+
+
+def reverberate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Convolution with an exponentially decaying noise room response (RT60 0.2-0.7 s)."""
+    rt60 = rng.uniform(0.2, 0.7)
+    t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+    rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * rng.uniform(0.1, 0.3)
+    rir[0] = 1.0  # direct path
+    nfft = 1 << (len(x) + len(rir) - 2).bit_length()  # linear (not circular) convolution
+    y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(rir, nfft), nfft)[: len(x)]
+    return y * (np.std(x) / (np.std(y) + 1e-12))
+
+
+def _shard_seed(seed: int, split: str, index: int) -> list[int]:
+    return [seed, SPLITS.index(split), index]
+
+
+def _write_flac(path: pathlib.Path, audio: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+
+
+def run_shard(spec: dict) -> dict:
+    """Synthesises one shard, writes its FLAC files, returns its utterance records."""
+    start_cpu = time.process_time()
+    split, index = spec["split"], spec["index"]
+    rng = np.random.default_rng(_shard_seed(spec["seed"], split, index))
+    engine = ESpeak()
+    out = pathlib.Path(spec["out"])
+    languages = spec["languages"]
+    if spec["texts"] is not None:
+        texts = iter(spec["texts"])
+    else:
+        streams = {lang: faker_sentences(lang, split, rng) for lang in languages}
+        texts = (
+            (lang, next(streams[lang]))
+            for lang in (languages[int(rng.integers(len(languages)))] for _ in itertools.count())
+        )
+    records, clean_audio = [], []
+    skipped = Counter()
+    synth_cpu = 0.0
+    for i, (lang, text) in zip(range(SHARD_SIZE), texts):
+        spk = spec["speakers"][int(rng.integers(len(spec["speakers"])))]
+        pitch = spk["pitch"] + rng.integers(-JITTER["pitch"], JITTER["pitch"], endpoint=True)
+        range_ = spk["range"] + rng.integers(-JITTER["range"], JITTER["range"], endpoint=True)
+        rate = spk["rate"] * (1 + rng.uniform(-JITTER["rate"], JITTER["rate"]))
+        utt_seed = int(rng.integers(2**31))
+        t0 = time.process_time()
+        engine.set_voice(f"{lang}+{spk['variant']}")
+        engine.set_params(round(rate), pitch, range_)
+        phones = sentence_phones(engine, text)
+        if phones is None:
+            skipped["no_phones"] += 1
+            continue
+        engine.seed(utt_seed)
+        wav = engine.synth(text)
+        synth_cpu += time.process_time() - t0
+        if wav.size == 0 or not np.any(wav):
+            skipped["no_audio"] += 1
+            continue
+        audio = soxr.resample(
+            wav.astype(np.float32) / 32768.0, engine.rate, SAMPLE_RATE, quality="HQ"
+        )
+        uid = f"{split}-{index:05d}-{i:02d}"
+        rel = f"audio/{split}/{spk['id']}/{uid}.flac"
+        records.append(
+            {
+                "id": uid,
+                "path": rel,
+                "num_samples": int(audio.size),
+                "speaker": spk["id"],
+                "lang": lang,
+                "text": text,
+                "phones": " ".join(" ".join(w) + " |" for w in phones),
+            }
+        )
+        clean_audio.append(audio)
+    noisy = spec["noise_snr"] is not None or spec["reverb"]
+    for rec, audio in zip(records, clean_audio):
+        if noisy:
+            degraded = reverberate(audio, rng) if spec["reverb"] else audio.copy()
+            if spec["noise_snr"] is not None:
+                others = [a for a in clean_audio if a is not audio]
+                noise = make_noise(audio.size, others, rng)
+                power = np.mean(audio**2)
+                degraded = degraded + noise * np.sqrt(power / 10 ** (spec["noise_snr"] / 10))
+            peak = max(np.max(np.abs(degraded)), np.max(np.abs(audio)))
+            gain = 0.99 / peak if peak > 0.99 else 1.0  # same gain on both: same scale
+            audio = audio * gain
+            rec["noisy_path"] = rec["path"].replace("audio/", "noisy/", 1)
+            _write_flac(out / rec["noisy_path"], np.clip(degraded * gain, -1, 1))
+        _write_flac(out / rec["path"], np.clip(audio, -1, 1))
+    return {
+        "split": split,
+        "index": index,
+        "records": records,
+        "skipped": dict(skipped),
+        "synth_cpu": synth_cpu,
+        "cpu": time.process_time() - start_cpu,
+    }
