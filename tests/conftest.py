@@ -6,7 +6,9 @@ import pytest
 
 # The tests check values, not speed: LLVM's optimisation passes are half of every XLA CPU
 # compilation of the micro models (measured 15.6 s -> 7.2 s for one train step's builds) and
-# buy nothing at these sizes. Set before any test module imports JAX; subprocesses inherit it.
+# buy nothing at these sizes. Set before any test module imports JAX; subprocesses inherit it,
+# except the kill -9 test's runs and its reference (micro.subprocess_env(xla_default=True)):
+# bit-exact resume is checked at the level users run.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
@@ -77,7 +79,7 @@ def reference_run(tiny_corpus, shared_dir, compile_cache):
             workdir = shared_dir / "reference_run"
             out = subprocess.run(
                 micro.train_command(workdir, *micro.REFERENCE_ARGS),
-                env=micro.subprocess_env(compile_cache),
+                env=micro.subprocess_env(compile_cache, xla_default=True),
                 capture_output=True,
                 text=True,
                 timeout=900,

@@ -10,6 +10,9 @@ import pathlib
 import re
 import sys
 
+import jax
+import numpy as np
+
 from unispeech_jax import checkpoint
 from unispeech_jax import config as config_lib
 
@@ -81,15 +84,53 @@ def restore_variables(workdir, step=None):
         return ckpt.restore_variables(step)
 
 
-def subprocess_env(compile_cache) -> dict[str, str]:
+# Parameters after the same updates computed two ways (sharded, accumulated) may differ by
+# rounding only: at most this fraction of the change the updates made (`params_errors`).
+# Adam divides each gradient element by its own size (+ eps), so elements whose gradient is
+# near eps turn rounding into visible update differences: measured worst 4.4e-3 (SpeechT5's
+# first conv kernel, sharded, two steps) and 1.0e-2 (a conv kernel, two accumulated
+# micro-batches). A wrong update (a gradient not reduced over devices or micro-batches, a
+# shard updated twice or not at all) is off by the size of the update itself.
+PARAMS_RTOL = 0.02
+
+
+def params_errors(params, reference, start) -> dict[str, float]:
+    """The largest deviation of each parameter array from the reference run's, relative to
+    the largest change the reference's updates made to it (1.0 = as far off as the updates
+    moved it), for the worst five arrays.
+
+    An array the updates barely moved is measured against a tenth of the largest change in
+    the model instead: the attention key bias, whose true gradient is zero (softmax ignores a
+    constant per query), gets rounding noise as gradient, which Adam scales up to noise-sized
+    updates that differ between any two reduction orders.
+    """
+    params, reference, start = jax.device_get((params, reference, start))
+    moved = jax.tree.map(lambda r, s: np.abs(r - s).max(), reference, start)
+    floor = 0.1 * max(jax.tree.leaves(moved))
+    errors = jax.tree.map(
+        lambda p, r, m: float(np.abs(p - r).max() / max(m, floor)), params, reference, moved
+    )
+    named = dict(zip(checkpoint.array_names(errors), jax.tree.leaves(errors)))
+    return dict(sorted(named.items(), key=lambda kv: -kv[1])[:5])
+
+
+def subprocess_env(compile_cache, xla_default: bool = False) -> dict[str, str]:
     """Environment for train subprocesses: this checkout and Python first, CPU only, a
     persistent compilation cache so that restarts of the same config compile nothing, and
     4 KiB pages (unispeech_jax/hostmem.py's opt-out): these runs are a few micro steps,
     mostly compilation, which huge pages do not speed up; with them test_faults +
     test_launch took 177-179 s against 145-164 s. tests/test_hostmem.py tests the
-    re-execution itself."""
+    re-execution itself.
+
+    xla_default: XLA's default optimisation level instead of the suite's level 0 (see
+    conftest.py), for the runs that check resume bit for bit as users run it: the kill -9
+    test and its reference run."""
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    if xla_default:
+        xla_flags = re.sub(r"--xla_backend_optimization_level=\S+", "", xla_flags).strip()
     return dict(
         os.environ,
+        XLA_FLAGS=xla_flags,
         GLIBC_TUNABLES="glibc.malloc.hugetlb=0",
         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),

@@ -5,6 +5,7 @@ half-written checkpoint, SIGTERM, command-line mistakes. In-process: NaN injecte
 loss (stop, or skip), and a checkpoint restored into a model of another shape.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -72,12 +73,13 @@ class Run:
         return self.proc.wait(timeout=TIMEOUT)
 
 
-def test_kill9_sigterm_and_partial_checkpoint_resume_bit_exact(
+def test_kill9_sigint_and_partial_checkpoint_resume_bit_exact(
     reference_run, compile_cache, tmp_path
 ):
     """kill -9 twice at arbitrary steps, a half-written checkpoint planted in between, then
-    SIGTERM: the pieced-together run logs the uninterrupted run's losses bit for bit."""
-    env = micro.subprocess_env(compile_cache)
+    SIGINT (Ctrl-C; tests/test_launch.py sends SIGTERM): the pieced-together run logs every
+    step once, with the uninterrupted run's losses bit for bit."""
+    env = micro.subprocess_env(compile_cache, xla_default=True)  # as users run it
     work = tmp_path / "w"
 
     run = Run(work, env)
@@ -100,15 +102,17 @@ def test_kill9_sigterm_and_partial_checkpoint_resume_bit_exact(
 
     run = Run(work, env)
     stopped_after = run.wait_for_step(run.start_step() + 1)
-    run.proc.send_signal(signal.SIGTERM)
+    run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 0, run.output()[-4000:]
     saved = complete_checkpoints(work)[-1]
-    assert saved >= stopped_after and f"SIGTERM: saved step {saved}, exiting" in run.output()
+    assert saved >= stopped_after and f"SIGINT: saved step {saved}, exiting" in run.output()
     assert micro.last_logged_step(work) == saved < 16  # the step in flight was finished, not lost
 
     run = Run(work, env)
     assert run.start_step() == saved
     assert run.finish() == 0, run.output()[-4000:]
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, 17))  # no repeats
     assert micro.train_losses(work) == reference_run
 
 

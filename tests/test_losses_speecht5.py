@@ -1,12 +1,13 @@
 """SpeechT5 losses (losses.py) against their torch / Hugging Face definitions on random data."""
 
+import hf_deps
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from unispeech_jax import losses
 
-torch = pytest.importorskip("torch")
+torch = hf_deps.load("torch")
 
 
 def _rng(seed=0):
@@ -14,7 +15,7 @@ def _rng(seed=0):
 
 
 def test_spectrogram_loss_matches_hf_speecht5_loss():
-    transformers = pytest.importorskip("transformers")
+    transformers = hf_deps.load("transformers")
     from transformers.models.speecht5.modeling_speecht5 import SpeechT5SpectrogramLoss
 
     rng = _rng(1)
@@ -87,7 +88,7 @@ def test_masked_prediction_loss_counts_only_masked_frames():
 
 
 def test_guided_attention_loss_matches_hf():
-    transformers = pytest.importorskip("transformers")
+    transformers = hf_deps.load("transformers")
     from transformers.models.speecht5.modeling_speecht5 import SpeechT5GuidedMultiheadAttentionLoss
 
     rng = _rng(3)

@@ -1,6 +1,8 @@
 """Sharding strategies on 8 fake CPU devices: data parallel, FSDP, FSDP with data, and
-data × fsdp × tensor each give the 1-device step's loss and gradient norm; FSDP divides the
-per-device bytes of parameters and optimizer state. SpeechT5's joint steps likewise."""
+data × fsdp × tensor each give the 1-device steps' losses, gradient norms and, after the
+sharded optimizer updates, parameters; FSDP divides the per-device bytes of parameters and
+optimizer state; checkpoint hashes do not depend on the layout. SpeechT5's joint steps
+likewise."""
 
 import json
 import os
@@ -8,6 +10,7 @@ import pathlib
 import subprocess
 import sys
 
+import micro
 import numpy as np
 import pytest
 
@@ -18,7 +21,8 @@ FSDP2 = 0.65  # fsdp=2 (4x2x1, and 2x2x2 where tensor splits some of the rest ag
 
 
 def run_on_8_devices(family):
-    """multidevice_step.py's JSON: {mesh: [metrics per step, param bytes, opt bytes]}."""
+    """multidevice_step.py's JSON: {mesh: {metrics (per step), param_bytes, opt_bytes,
+    params_errors, same_checksums}}."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
     env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run(
@@ -39,12 +43,21 @@ def unispeech_meshes(tiny_corpus_env):
 
 def test_meshes_match_single_device_and_fsdp_shrinks_state(unispeech_meshes):
     results = dict(unispeech_meshes)
-    (single,), param_bytes, opt_bytes = results.pop("1")
-    for mesh, ((metrics,), *_) in results.items():
-        for key in ("loss", "grad_norm", "contrastive", "ctc"):
-            np.testing.assert_allclose(metrics[key], single[key], rtol=2e-5, err_msg=(mesh, key))
+    single = results.pop("1")
+    assert len(single["metrics"]) == 3
+    for mesh, r in results.items():
+        for step, (metrics, one) in enumerate(zip(r["metrics"], single["metrics"])):
+            for key in ("loss", "grad_norm", "contrastive", "ctc"):
+                np.testing.assert_allclose(
+                    metrics[key], one[key], rtol=2e-5, err_msg=(mesh, step, key)
+                )
+        assert max(r["params_errors"].values()) < micro.PARAMS_RTOL, (mesh, r["params_errors"])
+        assert r["same_checksums"], mesh
     # Fullest device's bytes of params and of optimizer state, relative to a whole replica.
-    ratios = {m: (r[1] / param_bytes, r[2] / opt_bytes) for m, r in results.items()}
+    ratios = {
+        m: (r["param_bytes"] / single["param_bytes"], r["opt_bytes"] / single["opt_bytes"])
+        for m, r in results.items()
+    }
     assert ratios["8x1x1"] == (1.0, 1.0), ratios  # data parallel replicates
     # fsdp=8 splits the model dimension of every large array 8 ways; biases, norms and the
     # codebook stay whole, hence not exactly 1/8.
@@ -56,11 +69,12 @@ def test_meshes_match_single_device_and_fsdp_shrinks_state(unispeech_meshes):
 def test_speecht5_joint_steps_on_fsdp_data_mesh_match_single_device(tiny_corpus_env):
     """A speech step and a text step, the second from the state the first left."""
     results = run_on_8_devices("speecht5")
-    single, param_bytes, _ = results["1"]
-    multi, multi_bytes, _ = results["4x2x1"]
-    for one, eight in zip(single, multi):
+    single, multi = results["1"], results["4x2x1"]
+    for one, eight in zip(single["metrics"], multi["metrics"], strict=True):
         kind = "text" if "text/mle" in one else "speech"
         parts = ("mle", "diversity") if kind == "text" else ("mlm", "l1", "bce", "diversity")
         for key in ("loss", "grad_norm", *(f"{kind}/{p}" for p in parts)):
             np.testing.assert_allclose(eight[key], one[key], rtol=2e-5, err_msg=key)
-    assert multi_bytes < 0.6 * param_bytes, results
+    assert max(multi["params_errors"].values()) < micro.PARAMS_RTOL, multi["params_errors"]
+    assert multi["same_checksums"]
+    assert multi["param_bytes"] < 0.6 * single["param_bytes"], results

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 
 import flax.linen as nn
+import hf_deps
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,8 +28,8 @@ from unispeech_jax import decoding
 from unispeech_jax.convert import hf_speecht5 as conv
 from unispeech_jax.models import speecht5, vocoder
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = hf_deps.load("torch")
+transformers = hf_deps.load("transformers")
 
 
 ATOL = 1e-4

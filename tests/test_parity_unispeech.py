@@ -14,12 +14,13 @@ masks, so this is the comparable call.
 
 import itertools
 
+import hf_deps
 import jax
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = hf_deps.load("torch")
+transformers = hf_deps.load("transformers")
 
 from unispeech_jax.convert import hf  # noqa: E402
 from unispeech_jax.models import unispeech  # noqa: E402

@@ -1,9 +1,9 @@
 """Gumbel vector quantizer: shapes, temperature, straight-through gradient, HF parity."""
 
+import hf_deps
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
@@ -106,8 +106,8 @@ def test_bf16_compute_dtype():
 
 
 def test_parity_with_hugging_face_in_eval_mode():
-    torch = pytest.importorskip("torch")
-    wav2vec2 = pytest.importorskip("transformers.models.wav2vec2.modeling_wav2vec2")
+    torch = hf_deps.load("torch")
+    wav2vec2 = hf_deps.load("transformers.models.wav2vec2.modeling_wav2vec2")
     config = wav2vec2.Wav2Vec2Config(
         conv_dim=(C,) * 7,
         num_codevector_groups=G,

@@ -2,6 +2,7 @@
 
 import json
 
+import hf_deps
 import numpy as np
 import pytest
 import soundfile as sf
@@ -73,8 +74,8 @@ def _tiny_hf_vocoder(torch, transformers):
 
 @pytest.mark.parametrize("fmt", ["safetensors", "weight_norm", "pytorch_model.bin"])
 def test_hifigan_from_a_hugging_face_save_matches_torch(tmp_path, fmt):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = hf_deps.load("torch")
+    transformers = hf_deps.load("transformers")
     model = _tiny_hf_vocoder(torch, transformers)
     rng = np.random.default_rng(0)
     mel = (rng.standard_normal((64, 80)) - 4.0).astype(np.float32)
