@@ -3,9 +3,11 @@
 import json
 import pathlib
 
+import flax.linen as nn
 import jax
 import micro
 import numpy as np
+import optax
 
 from unispeech_jax import config as config_lib
 from unispeech_jax import train
@@ -68,9 +70,19 @@ def train_rows(workdir):
     return [r for r in rows if r["split"] == "train"]
 
 
-def test_joint_pretraining_resumes_mixed_source_and_batch_stats(tiny_corpus_env, tmp_path):
-    """Stop at step 3, resume to 5: every loss part finite, both modalities trained, the speech /
-    text order of the uninterrupted source, BatchNorm statistics checkpointed."""
+# What a metrics row holds besides the step's own numbers: timings, this process's compile
+# counts (a resumed process starts from 0).
+NOT_THE_STEPS = ("wall_min", "audio_s_per_s", "s_per_step", "mfu", "step_compiles")
+
+
+def test_joint_pretraining_resumes_bit_exact_with_mixed_source_and_batch_stats(
+    tiny_corpus_env, tmp_path
+):
+    """Stop at step 3, resume to 5: every metric of every step equals the uninterrupted run's
+    bit for bit (so the speech / text order, the data position, the RNG and the BatchNorm
+    statistics all resumed); every loss part finite, both modalities trained."""
+    straight = tmp_path / "straight"
+    train.train(micro_config(), straight)
     work = tmp_path / "w"
     assert train.train(micro_config(), work, stop_at=3)["step"] == 3
     result = train.train(micro_config(), work)
@@ -78,6 +90,13 @@ def test_joint_pretraining_resumes_mixed_source_and_batch_stats(tiny_corpus_env,
 
     rows = train_rows(work)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # the second call went on from 3
+    # A row also repeats the newest value of the other modality's metrics, which a resumed
+    # process has not seen yet: compare what both rows have, which includes the step's own.
+    for row, want in zip(rows, train_rows(straight), strict=True):
+        shared = (set(row) & set(want)) - set(NOT_THE_STEPS)
+        kind = "text" if row["loss"] == row.get("text/loss") else "speech"
+        assert {"loss", "grad_norm", "param_norm", f"{kind}/loss"} <= shared, row
+        assert {k: row[k] for k in shared} == {k: want[k] for k in shared}, row["step"]
     last = rows[-1]
     for key in (
         "speech/mlm",
@@ -137,3 +156,42 @@ def test_masked_prediction_is_learnable_on_one_speech_batch(tiny_corpus_env):
         state, metrics = step(state, batch)
         losses.append(float(metrics["speech/mlm"]))
     assert np.mean(losses[-5:]) < 0.6 * losses[0] and np.mean(losses[-5:]) < 0.7 * np.log(8), losses
+
+
+def test_pretraining_step_is_its_loss_parts(tiny_corpus_env):
+    """The jitted train step on a speech and on a text batch: its loss is the family's
+    loss_fn at that step's key, which is the documented sum of the parts tests/
+    test_losses_speecht5.py checks against torch (L_mlm + L_1 + L_bce + γ·L_d, L_mle + γ·L_d),
+    and the gradient it applies is that loss's."""
+    from unispeech_jax import models, optim
+
+    config = micro_config()
+    family = models.get(config.model.name)
+    module = family.build(config.model, family.vocab_size(config))
+    tx, lr_fn = optim.make(config.optim, config.total_steps)
+    source = pipeline.make_train_iter(config.data, seed=config.seed)
+    speech = next(b for b in source if "km" in b)
+    text = next(b for b in source if "text_source" in b)
+    state = jax.jit(train.make_init_fn(family, module, tx, speech))(jax.random.key(0))
+    state = nn.meta.unbox(state)
+    step = jax.jit(train.make_train_step(family, module, tx, lr_fn, config, None))
+    gamma = config.model.diversity_loss_weight
+
+    @jax.jit
+    def objective(params, batch):
+        def loss(p):
+            key = jax.random.fold_in(jax.random.key(config.seed), 0)  # the step's key at step 0
+            return models.loss_fn(family, module, p, state["model_state"], batch, key, 0, True)
+
+        return jax.value_and_grad(loss, has_aux=True)(params)
+
+    for batch, parts in (
+        (speech, {"speech/mlm": 1, "speech/l1": 1, "speech/bce": 1, "speech/diversity": gamma}),
+        (text, {"text/mle": 1, "text/diversity": gamma}),
+    ):
+        _, metrics = step(state, batch)
+        (loss, (parts_of, _)), grads = objective(state["params"], batch)
+        np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+        np.testing.assert_allclose(loss, sum(w * parts_of[k] for k, w in parts.items()), rtol=1e-6)
+        assert all(np.isfinite(parts_of[k]) and parts_of[k] > 0 for k in parts), parts_of
+        np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-5)

@@ -425,3 +425,59 @@ def test_positional_conv_implementations_agree_with_the_grouped_conv():
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=impl.__name__)
     with pytest.raises(ValueError, match="pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps'"):
         unispeech.build(tiny_cfg(pos_conv_impl="fast"), VOCAB)
+
+
+@pytest.mark.parametrize("projection", ["transpose", "standard"])
+def test_mixed_ctc_feeds_quantized_vectors_to_a_fraction_r_of_frames(projection):
+    """Inside the model: a fraction ≈ r of the frames reach the CTC head as their quantized
+    vector in model space (final_proj ∘ project_q, or q2h_proj), the others as the encoder
+    output; in eval mode the mixing uses the quantizer's own (argmax) codes."""
+    r = 0.3
+    cfg, module, params = build(mixed_ctc_projection=projection, replace_prob=r)
+    batch = make_batch(lengths=(32000,) * 4, labelled=(1.0,) * 4, samples=32000)
+    out, state = module.apply(
+        {"params": params},
+        batch["audio"],
+        batch["audio_mask"],
+        None,
+        method=unispeech.UniSpeech.pretrain,
+        rngs={"mixed": jax.random.key(3)},
+        replace_prob=r,
+        capture_intermediates=lambda mdl, name: mdl.name == "quantizer" and name == "__call__",
+    )
+    q = state["intermediates"]["quantizer"]["__call__"][0][0]
+    apply = lambda f, x: module.apply({"params": params}, x, method=f)  # noqa: E731
+    from_hidden = apply(lambda m, x: m.ctc_proj(x), out["hidden"])
+    from_codes = apply(lambda m, x: m.ctc_proj(m._quantized_to_model_space(x)), q)
+    close = lambda a, b: np.all(np.isclose(a, b, rtol=1e-4, atol=1e-5), axis=-1)  # noqa: E731
+    replaced = close(out["ctc_logits"], from_codes)
+    kept = close(out["ctc_logits"], from_hidden)
+    assert np.all(replaced != kept)  # every frame is exactly one of the two
+    # ~400 frames: the fraction's standard deviation is 0.023.
+    assert abs(replaced.mean() - r) < 0.08, replaced.mean()
+
+
+def test_feature_grad_mult_scales_only_the_conv_stack_gradient():
+    """feature_grad_mult multiplies the gradient of every conv-stack parameter (0 freezes
+    them) and leaves every other gradient as it was."""
+    batch = make_batch(labelled=(1.0, 1.0, 1.0))
+
+    def grads(mult):
+        _, module, params = build(objective="ctc", feature_grad_mult=mult)
+        return jax.jit(
+            jax.grad(lambda p: unispeech.loss_fn(module, p, batch, jax.random.key(0), 0, True)[0])
+        )(params)
+
+    full, tenth, frozen = grads(1.0), grads(0.1), grads(0.0)
+    conv = lambda g: g["feature_extractor"]  # noqa: E731
+    rest = lambda g: {k: v for k, v in g.items() if k != "feature_extractor"}  # noqa: E731
+    # Rounding differs: equal to 1e-4 of each array's largest gradient, or of the model's for
+    # arrays whose gradient is rounding noise (the attention key bias: its true one is zero).
+    floor = 1e-6 * max(float(jnp.abs(g).max()) for g in jax.tree.leaves(full))
+    close = lambda a, b: np.testing.assert_allclose(  # noqa: E731
+        a, b, rtol=0, atol=max(1e-4 * float(jnp.abs(b).max()), floor)
+    )
+    jax.tree.map(lambda a, b: close(a, 0.1 * b), conv(tenth), conv(full))
+    jax.tree.map(close, rest(tenth), rest(full))
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(conv(frozen)))
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(conv(full))) > 0.0
