@@ -393,8 +393,8 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     """Trains until `config.total_steps` (or `stop_at`, saving there, so that a later call
     resumes: schedules still follow total_steps); returns the last train and eval metrics."""
     start_time = time.perf_counter()
-    workdir = config_lib.writable_workdir(workdir)
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
+    workdir = config_lib.writable_workdir(workdir)
     # Closed however the run ends: an open manager's threads fail at interpreter exit.
     with checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt:
         return _train(config, workdir, stop_at, ckpt, sizes, start_time)
