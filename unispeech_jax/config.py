@@ -4,7 +4,8 @@ Configs are Python files with `get_config() -> ml_collections.ConfigDict` (see `
 Command-line overrides (`--config.KEY=VALUE`) go through `apply_overrides`, which rejects
 unknown keys (suggesting the nearest) and wrong types; `validate` adds the checks that need
 the whole config (mesh against devices, batch against the data axis), so that a mistake is
-one clear message before anything is compiled.
+one clear message before anything is compiled. The CLIs parse their flags with
+`parse_command_line` and check `--workdir` with `writable_workdir`, for the same reason.
 """
 
 from __future__ import annotations
