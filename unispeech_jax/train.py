@@ -475,7 +475,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
     # --- Data ----------------------------------------------------------------------------
     train_iter = pipeline.make_train_iter(
-        config.data,
+        config,
         seed=config.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
