@@ -98,7 +98,8 @@ def dummy_batch(cfg: DataConfig, task: tasks.TaskSpec, embedding_dim: int = 0) -
     """A zero (padding) batch of `task` in the largest training bucket, global batch size:
     the shapes and dtypes a model is initialised with."""
     bucket = cfg.bucket_boundaries[-1]
-    return _blank(outputs(task, embedding_dim, False), cfg, task, batch_size_for(cfg, bucket), 0, 0)
+    rows = batch_size_for(cfg, bucket)
+    return _blank(outputs(task, embedding_dim, False), cfg, task, rows, bucket, 0)
 
 
 class TaskDecoder:
