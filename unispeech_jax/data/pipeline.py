@@ -2,14 +2,18 @@
 
 What train.py calls:
 
-    it = make_train_iter(config.data, seed=s, process_index=i, process_count=n,
+    it = make_train_iter(config, seed=s, process_index=i, process_count=n,
                          start_position=saved_position)     # infinite
     batch = next(it); it.position (JSON-able, save it with the checkpoint); it.stats
-    for batch in make_eval_iter(config.data, "valid", process_index=i, process_count=n): ...
+    for batch in make_eval_iter(config, "valid", process_index=i, process_count=n): ...
 
-Batches follow docs/ARCHITECTURE.md ("Batches"): host-local numpy dicts with `audio`,
-`audio_mask`, `phones`, `phones_mask`, `labelled`, `weight`. `audio` is padded to the batch's
-bucket length, `phones` always to `max_label_len`, so shapes take a few static values.
+`config` is the run config (or only its data block). Batches follow docs/ARCHITECTURE.md
+("Batches"): host-local numpy dicts with `audio`, `audio_mask`, `phones`, `phones_mask`,
+`labelled`, `weight`. `audio` is padded to the batch's bucket length, `phones` always to
+`max_label_len`, so shapes take a few static values. A SpeechT5 run config whose
+`model.task` is a fine-tuning task gets that task's batches instead ("Task batches":
+data/tasks.py, task_split.py, task_batches.py); `task_split`, `speaker_utterances` and
+`dummy_task_batch` tell evaluators and model builders about them.
 
 The parts, one file each in data/: `data_config` (the `config.data` keys, defaults, checks),
 `sources` (the data folder of a source, the vocabularies), `manifest` (reading a split and its
@@ -19,13 +23,11 @@ TFDS), `text_batches` and `mixing` (SpeechT5's text batches and the speech/text 
 (bad input: skip reasons, counters, `DataError`), `kmeans` (frame labels).
 
 Every input problem is a counted skip or, with `strict=True`, a `DataError` naming the file,
-the line and the problem (data/stats.py). `labelled_only=True` (CTC fine-tuning on the
-`labelled_fraction` subset) trains on the labelled rows alone; it needs `crop=False`, so no
-labelled utterance turns unlabelled.
-
-transcript does not match a crop); counted as "labelled_cropped". `labelled_only=True` (CTC
-fine-tuning on the `labelled_fraction` subset) trains on the labelled rows alone; it needs
-`crop=False`, so no labelled utterance turns unlabelled.
+the line and the problem (data/stats.py). With `crop=True` a labelled utterance longer than
+`max_sample_len` is trained as unlabelled (its transcript does not match a crop); counted as
+"labelled_cropped". `labelled_only=True` (CTC fine-tuning on the `labelled_fraction` subset)
+trains on the labelled rows alone; it needs `crop=False`, so no labelled utterance turns
+unlabelled.
 
 Unlabelled data from elsewhere (manifest / eSpeak sources): `data.unlabelled_manifests` lists
 more manifests (paths to `.tsv` files, same format, no label files read) whose utterances join
