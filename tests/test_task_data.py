@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
+from test_pipeline import epoch_batches
 
 from unispeech_jax import config as config_lib
 from unispeech_jax.data import corpus, features, sources, sword, task_batches, tasks
@@ -83,17 +84,6 @@ def config(root, task, **data):
     model = dict(name="speecht5", task=task, reduction_factor=2, speaker_embedding_dim=WIDTH)
     cfg = dict(DATA, manifest_dir=str(root), sp_model=str(root / "spm_char.model"), **data)
     return ml_collections.ConfigDict(dict(model=model, data=cfg))
-
-
-def epoch(cfg, **kw):
-    """The batches of epoch 0 of a train iterator."""
-    it = P.make_train_iter(cfg, seed=0, **kw)
-    out = []
-    while True:
-        b = next(it)
-        if it.position["epoch"] != 0:
-            return out
-        out.append(b)
 
 
 def lines(root, split, ext):
@@ -224,8 +214,8 @@ def test_planning_lengths_take_the_longer_side(root):
 @pytest.mark.parametrize("task", ["asr", "tts", "vc"])
 def test_two_hosts_share_each_batch(root, task):
     cfg = config(root, task)
-    single = epoch(cfg)
-    hosts = [epoch(cfg, process_index=i, process_count=2) for i in (0, 1)]
+    single = epoch_batches(cfg)
+    hosts = [epoch_batches(cfg, process_index=i, process_count=2) for i in (0, 1)]
     assert len(hosts[0]) == len(hosts[1]) == len(single)
     for g, a, b in zip(single, *hosts):
         for k in g:
@@ -340,7 +330,7 @@ def test_heldout_rows_of_training_speakers(root):
     assert not rows(train) & rows(held) and rows(train) | rows(held) == set(range(N_TRAIN))
     assert all(u ^ 1 in rows(held) for u in rows(held))  # renderings of a sentence together
     assert 0 < len(held) < N_TRAIN and (held.speaker >= 0).all()
-    seen = {bc.utterance_of(x) for b in epoch(cfg) for x in b["audio"]}
+    seen = {bc.utterance_of(x) for b in epoch_batches(cfg) for x in b["audio"]}
     assert seen <= rows(train)
     vc = config(root, "vc", heldout_fraction=0.4)
     assert len(P.task_split(vc, "train:heldout")) == len(held)  # pairs within the held rows
@@ -371,7 +361,9 @@ def test_target_sentencepiece_model_made_on_first_use(fresh):
 def test_dummy_batch_is_the_largest_training_batch(root, task):
     cfg = config(root, task, speaker_embeddings=str(root / "xvectors") if task != "asr" else "")
     dummy = P.dummy_task_batch(cfg)
-    biggest = max(epoch(cfg), key=lambda b: max(v.shape[1] for v in b.values() if v.ndim > 1))
+    biggest = max(
+        epoch_batches(cfg), key=lambda b: max(v.shape[1] for v in b.values() if v.ndim > 1)
+    )
     assert dummy.keys() == biggest.keys()
     for k in dummy:
         assert dummy[k].dtype == biggest[k].dtype and dummy[k].shape == biggest[k].shape, k

@@ -162,12 +162,7 @@ def load_split(
             )
         labels = read_lines(label_file)
         if len(labels) != n_rows:
-            for _ in range(n_rows):  # alignment unknown: no row can be trusted
-                stats.problem(
-                    "label_count_mismatch",
-                    str(label_file),
-                    f"{len(labels)} lines for {n_rows} manifest rows",
-                )
+            skip_every_row(stats, label_file, n_rows, f"{len(labels)} lines")
             rows = []
 
     km_file = km_dir(cfg, data_dir) / f"{split}.{cfg.km_labels}"
@@ -304,17 +299,22 @@ def clustered_labels_dir(data_dir: str | os.PathLike, k: int) -> Path:
 
 def aligned_lines(path: Path, n_rows: int, stats: PipelineStats) -> list[bytes]:
     """The lines of a per-row file (km labels, speakers); [] when their count differs from the
-    manifest's, after counting every row as skipped (the alignment is unknown)."""
+    manifest's, after counting every row as skipped (`skip_every_row`)."""
     if not path.is_file():
         raise DataError(f"label file not found: {path}")
     lines = read_lines(path)
     if len(lines) != n_rows:
-        for _ in range(n_rows):
-            stats.problem(
-                "label_count_mismatch", str(path), f"{len(lines)} lines for {n_rows} manifest rows"
-            )
+        skip_every_row(stats, path, n_rows, f"{len(lines)} lines")
         return []
     return lines
+
+
+def skip_every_row(stats: PipelineStats, path: Path, n_rows: int, found: str) -> None:
+    """Counts all `n_rows` rows of a split as skipped because the per-row file `path` holds
+    `found` (e.g. '9 lines') instead of one entry per row: the alignment is unknown, so no
+    row can be trusted."""
+    for _ in range(n_rows):
+        stats.problem("label_count_mismatch", str(path), f"{found} for {n_rows} manifest rows")
 
 
 def speaker_names(data_dir: str | os.PathLike, data_cfg) -> list[str]:

@@ -42,6 +42,7 @@ from unispeech_jax.data.manifest import (
     load_split,
     manifest_root,
     read_lines,
+    skip_every_row,
     speaker_names,
     transcript,
 )
@@ -134,7 +135,7 @@ def load_task_split(
     words = per_row("wrd", t == "vc") if text_ext != "wrd" else None
     spk = per_row("spk", True) if t in tasks.SPEAKER else None
     clean = per_row("clean", True) if t == "se" else None
-    xvectors = _xvectors(cfg, data_dir, base, n_rows, task, stats)
+    xvectors = _xvectors(cfg, base, n_rows, task, stats)
     misaligned = any(f == [] for f in (lines, words, spk, clean))
     if misaligned or (xvectors is not None and not len(xvectors)):
         keep = range(0)  # every row is counted as skipped already
@@ -251,7 +252,6 @@ def _task_split(task, manifest, rows, examples, ids, with_xvectors) -> TaskSplit
 
 def _xvectors(
     cfg: DataConfig,
-    data_dir: Path,
     split: str,
     n_rows: int,
     task: tasks.TaskSpec,
@@ -282,11 +282,6 @@ def _xvectors(
             f"is {width}"
         )
     if len(vectors) != n_rows:
-        for _ in range(n_rows):  # alignment unknown: no row can be trusted
-            stats.problem(
-                "label_count_mismatch",
-                str(path),
-                f"{len(vectors)} x-vectors for {n_rows} manifest rows in {data_dir}",
-            )
+        skip_every_row(stats, path, n_rows, f"{len(vectors)} x-vectors")
         return vectors[:0]
     return vectors
