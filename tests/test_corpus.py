@@ -151,6 +151,45 @@ def test_text_file(tmp_path):
             assert phn.split().count("|") == len(w.split())
 
 
+def test_translations_speak_the_source_and_keep_the_target(tmp_path):
+    pairs = {
+        "In the beginning God created the heavens and the earth.": "EN el principio crió Dios "
+        "los cielos y la tierra.",
+        "Jesus wept.": "Y lloró Jesús.",
+        "Rejoice always.": "Estad siempre gozosos.",
+        "Pray without ceasing.": "Orad   sin cesar.",
+        "In everything give thanks.": "Dad gracias en todo.",
+        "He paid 5 shekels.": "Pagó cinco siclos.",  # digits in the source: dropped
+        "No translation here.": "",  # dropped
+    }
+    text = tmp_path / "bible.tsv"
+    text.write_text("".join(f"{a}\t{b}\n" for a, b in pairs.items()), encoding="utf-8")
+    out = tmp_path / "c"
+    corpus.generate(out, hours=0.002, translations=text, quiet=True)
+    expected = {
+        sentences.normalise_text(a): " ".join(b.split())
+        for a, b in pairs.items()
+        if b and "5" not in a
+    }
+    for split in SPLITS:
+        wrd, tgt = read_lines(out / f"{split}.wrd"), read_lines(out / f"{split}.tgt")
+        assert len(wrd) == len(tgt) == len(read_lines(out / f"{split}.tsv")) - 1
+        assert all(expected[w] == t for w, t in zip(wrd, tgt))
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["arguments"]["translations"]["name"] == "bible.tsv"
+    with pytest.raises(ValueError, match="one language"):
+        corpus.generate(tmp_path / "d", hours=0.002, languages=("en-us", "es"), translations=text)
+
+
+def test_task_options_leave_the_default_corpus_alone():
+    """Cache keys of corpora made before --parallel / --translations / SNR lists existed."""
+    assert corpus.corpus_key(1.0, ["en-us"]) == "70f9826cf5476265"
+    assert corpus.corpus_key(0.02, ["en-us"], [5], True, 3) == "ce0f17df42daa668"
+    assert corpus.corpus_key(1.0, ["en-us"], parallel=2) != "70f9826cf5476265"
+    with pytest.raises(ValueError, match=r"parallel must be in \[1, 10\]"):
+        corpus.generate("/nonexistent", hours=0.01, parallel=11)
+
+
 def test_unknown_language_is_named(tmp_path):
     with pytest.raises(ValueError, match="xx-nope"):
         corpus.generate(tmp_path / "c", hours=0.01, languages=("en-us", "xx-nope"))

@@ -189,7 +189,7 @@ def test_config_values_are_converted():
     )
     assert cfg.bucket_boundaries == (2000, 4000) and cfg.max_sample_len == 4000
     assert isinstance(cfg.max_sample_len, int) and cfg.unlabelled_manifests == ("extra.tsv",)
-    assert cfg.corpus["languages"] == "en-us,de" and cfg.corpus["noise_snr"] == 0.0
+    assert cfg.corpus["languages"] == "en-us,de" and cfg.corpus["noise_snr"] == ()
 
 
 # ----------------------------------------------------------------------------- bad input

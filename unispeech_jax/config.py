@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import ml_collections
 from absl import flags
 
-from unispeech_jax.data import data_config
+from unispeech_jax.data import data_config, tasks
 from unispeech_jax.data.stats import DataError
 from unispeech_jax.models import unispeech
 
@@ -210,7 +210,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     if missing:
         raise ConfigError(f"config is missing required top-level keys: {missing}")
     try:
-        data_config.check_config(config.data)
+        _, task = tasks.split_config(config)
+        data_config.check_config(config.data, task and task.name)
     except DataError as e:
         raise ConfigError(str(e)) from None
     sizes = mesh_shape(config.mesh, num_devices)

@@ -58,7 +58,7 @@ class Evaluator:
         refs: list[str] = []
         hyps: list[str] = []
         batches = pipeline.make_eval_iter(
-            self.config.data,
+            self.config,
             split,
             process_index=jax.process_index(),
             process_count=jax.process_count(),

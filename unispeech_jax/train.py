@@ -481,7 +481,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
 
     # --- Data ----------------------------------------------------------------------------
     train_iter = pipeline.make_train_iter(
-        config.data,
+        config,
         seed=config.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),

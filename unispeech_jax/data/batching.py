@@ -175,12 +175,13 @@ def parse_position(position) -> tuple[int, int]:
 
 
 def account(stats: PipelineStats, batch: dict) -> None:
-    """Counts a yielded speech batch (its weight-1 rows and their samples) in `stats`."""
+    """Counts a yielded batch (its weight-1 rows and, with audio, their samples) in `stats`."""
     real = batch["weight"] > 0
     stats.batches += 1
     stats.examples += int(real.sum())
-    stats.audio_samples += int(batch["audio_mask"][real].sum())
-    stats.padded_samples += int(real.sum()) * batch["audio"].shape[1]
+    if "audio" in batch:
+        stats.audio_samples += int(batch["audio_mask"][real].sum())
+        stats.padded_samples += int(real.sum()) * batch["audio"].shape[1]
 
 
 class BatchIterator:

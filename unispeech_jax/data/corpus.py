@@ -1,12 +1,19 @@
 """A real speech corpus made locally with eSpeak NG, because no data set can be downloaded.
 
     python -m unispeech_jax.data.corpus --out DIR [--hours H] [--languages en-us,es,de]
-        [--noise-snr DB] [--reverb] [--seed S] [--workers W] [--text-file F]
+        [--noise-snr DB[,DB...]] [--reverb] [--parallel K] [--seed S] [--workers W]
+        [--text-file F | --translations F]
 
 Text comes from `faker` word lists (real words of the language, random syntax) or from a
 user file; eSpeak NG (the library shipped by the `espeakng-loader` wheel, driven in-process
 through ctypes) speaks it in many voices and gives its IPA phones. The layout written to
 DIR is the "Corpus on disk" contract of docs/ARCHITECTURE.md.
+
+Options for the fine-tuning tasks: `--noise-snr` writes noisy copies (one SNR per utterance,
+drawn from the list) with `.clean` and `.snr` lists (speech enhancement); `--parallel K`
+speaks every sentence in K different voices of its split (voice conversion pairs);
+`--translations F` speaks the source side of `source<TAB>translation` lines and writes the
+translation as `.tgt` (speech translation; data/sword.py makes such a file from two Bibles).
 
 How the work is cut up, and why the output is byte-identical for the same arguments:
 - Every split (train/valid/test) is a sequence of *shards* of `SHARD_SIZE` utterances. A
@@ -51,7 +58,12 @@ from unispeech_jax.data import shards
 from unispeech_jax.data.audio import SAMPLE_RATE
 from unispeech_jax.data.cache import build_atomically, cache_dir
 from unispeech_jax.data.espeak import data_path, espeak_languages
-from unispeech_jax.data.sentences import FAKER_LOCALES, SPLIT_FRACTION, read_text_file
+from unispeech_jax.data.sentences import (
+    FAKER_LOCALES,
+    SPLIT_FRACTION,
+    read_text_file,
+    read_translations,
+)
 from unispeech_jax.data.shards import SHARD_SIZE
 from unispeech_jax.data.voices import SPLITS, VOICE_FAMILIES, missing_variants, speakers_for_split
 
@@ -119,6 +131,7 @@ def _run_shards(
     languages: list[str],
     noise_snr,
     reverb,
+    parallel: int,
     seed: int,
     workers: int,
     by_split,
@@ -164,6 +177,7 @@ def _run_shards(
                         "speakers": speakers[split],
                         "noise_snr": noise_snr,
                         "reverb": reverb,
+                        "parallel": parallel,
                         "texts": texts,
                     }
                     in_flight[pool.submit(shards.run_shard, spec)] = split
@@ -209,7 +223,10 @@ def _phone_dict(lines) -> str:
     return "".join(f"{p} {c}\n" for p, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])))
 
 
-def _write_sentencepiece(out: pathlib.Path, texts: list[str]) -> None:
+def write_sentencepiece(prefix: pathlib.Path, texts: list[str]) -> None:
+    """A character SentencePiece model of `texts` as <prefix>.model and <prefix>.vocab, with
+    SentencePiece's default ids (0 <unk>, 1 <s>, 2 </s>, no pad; data/text.py adds mask and
+    pad ids past the pieces). Deterministic: the same texts give the same bytes."""
     chars = {c for t in texts for c in t if c != " "}
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -222,54 +239,91 @@ def _write_sentencepiece(out: pathlib.Path, texts: list[str]) -> None:
         shuffle_input_sentence=False,
         minloglevel=2,
     )
-    (out / "spm_char.model").write_bytes(model.getvalue())
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     vocab = "".join(
         f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size())
     )
-    (out / "spm_char.vocab").write_text(vocab, encoding="utf-8")
+    prefix.with_suffix(".vocab").write_text(vocab, encoding="utf-8")
+    prefix.with_suffix(".model").write_bytes(model.getvalue())
 
 
 def _file_sha256(path) -> str:
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
+def snr_argument(noise_snr):
+    """`noise_snr` as the generator takes it: None (no noisy copies), one SNR (a float) or a
+    list of several (one drawn per utterance); an empty sequence is None, one element its
+    number, so that equal corpora get equal cache keys."""
+    if noise_snr is None or isinstance(noise_snr, (int, float)):
+        return None if noise_snr is None else float(noise_snr)
+    snrs = [float(x) for x in noise_snr]
+    return None if not snrs else snrs[0] if len(snrs) == 1 else snrs
+
+
+def _optional_arguments(parallel: int, translations) -> dict:
+    """The task options that differ from their defaults (left out otherwise, so that the
+    default corpus keeps its cache key and corpus.json bytes)."""
+    out = {}
+    if parallel != 1:
+        out["parallel"] = int(parallel)
+    if translations is not None:
+        out["translations"] = {
+            "name": os.path.basename(str(translations)),
+            "sha256": _file_sha256(translations),
+        }
+    return out
+
+
 def generate(
     out,
     hours: float = 1.0,
     languages=("en-us",),
-    noise_snr: float | None = None,
+    noise_snr=None,
     reverb: bool = False,
     seed: int = 0,
     workers: int | None = None,
     text_file=None,
     root: str | os.PathLike | None = None,
     quiet: bool = False,
+    parallel: int = 1,
+    translations=None,
 ) -> dict:
     """Writes a corpus into the directory `out` (created; must be empty if it exists).
 
     `root` is the directory named on the first line of the manifests (default: `out`,
     absolute); `ensure_corpus` passes the final cache path while writing to a temp dir.
-    Returns the corpus.json content.
+    `noise_snr`: see `snr_argument`; `parallel`: voices per sentence; `translations`: a file
+    of `source<TAB>translation` lines, spoken in the (only) language. Returns the corpus.json
+    content.
     """
     out = pathlib.Path(out)
     languages = [languages] if isinstance(languages, str) else list(languages)
     languages = [lang.lower() for lang in languages]
+    noise_snr = snr_argument(noise_snr)
     if not languages:
         raise ValueError("no language given")
     if hours <= 0:
         raise ValueError(f"hours must be > 0, got {hours}")
-    _check_languages(languages, text_file)
+    fewest = min(len(speakers_for_split(s, seed)) for s in SPLITS)
+    if not 1 <= parallel <= fewest:
+        raise ValueError(f"parallel must be in [1, {fewest}] (voices of a split), got {parallel}")
+    if translations is not None and (text_file is not None or len(languages) != 1):
+        raise ValueError("translations: give one language (the source's) and no text file")
+    _check_languages(languages, text_file or translations)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
-    by_split = read_text_file(text_file, languages) if text_file is not None else None
+    if translations is not None:
+        by_split = read_translations(translations, languages[0])
+    else:
+        by_split = read_text_file(text_file, languages) if text_file is not None else None
     wall0 = time.perf_counter()
     cpu0 = _cpu_seconds()
 
     plans, (espeak_audio_s, espeak_cpu_s) = _run_shards(
-        out, hours, languages, noise_snr, reverb, seed, workers, by_split, quiet
+        out, hours, languages, noise_snr, reverb, parallel, seed, workers, by_split, quiet
     )
 
     root_line = str(pathlib.Path(root if root is not None else out).absolute()) + "\n"
@@ -286,6 +340,10 @@ def generate(
         }
         if noisy:
             files["clean"] = "".join(r["path"] + "\n" for r in recs)
+        if noise_snr is not None:
+            files["snr"] = "".join(f"{r['snr']:g}\n" for r in recs)
+        if translations is not None:
+            files["tgt"] = "".join(r["translation"] + "\n" for r in recs)
         for ext, content in files.items():
             (out / f"{split}.{ext}").write_text(content, encoding="utf-8")
     all_recs = [r for p in plans.values() for r in p.kept]
@@ -293,7 +351,7 @@ def generate(
     for lang in languages:
         lines = [r["phones"] for r in all_recs if r["lang"] == lang]
         (out / f"dict.phn.{lang}.txt").write_text(_phone_dict(lines), "utf-8")
-    _write_sentencepiece(out, [r["text"] for r in plans["train"].kept])
+    write_sentencepiece(out / "spm_char", [r["text"] for r in plans["train"].kept])
 
     skipped = Counter()
     for plan in plans.values():
@@ -311,6 +369,7 @@ def generate(
             "text_file": None
             if text_file is None
             else {"name": os.path.basename(str(text_file)), "sha256": _file_sha256(text_file)},
+            **_optional_arguments(parallel, translations),
         },
         "sample_rate": SAMPLE_RATE,
         "hours": round(total_s / 3600, 6),
@@ -365,7 +424,16 @@ def _cpu_seconds() -> float:
 # ---------------------------------------------------------------------------------------
 # Cache
 # ---------------------------------------------------------------------------------------
-def corpus_key(hours, languages, noise_snr=None, reverb=False, seed=0, text_file=None) -> str:
+def corpus_key(
+    hours,
+    languages,
+    noise_snr=None,
+    reverb=False,
+    seed=0,
+    text_file=None,
+    parallel=1,
+    translations=None,
+) -> str:
     """Hash of everything that changes the corpus bytes (not the worker count)."""
     languages = [languages] if isinstance(languages, str) else list(languages)
     languages = [lang.lower() for lang in languages]
@@ -373,10 +441,11 @@ def corpus_key(hours, languages, noise_snr=None, reverb=False, seed=0, text_file
         "format": FORMAT_VERSION,
         "hours": float(hours),
         "languages": languages,
-        "noise_snr": None if noise_snr is None else float(noise_snr),
+        "noise_snr": snr_argument(noise_snr),
         "reverb": bool(reverb),
         "seed": int(seed),
         "text": None if text_file is None else _file_sha256(text_file),
+        **_optional_arguments(parallel, translations),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -384,11 +453,13 @@ def corpus_key(hours, languages, noise_snr=None, reverb=False, seed=0, text_file
 def ensure_corpus(
     hours: float = 1.0,
     languages=("en-us",),
-    noise_snr: float | None = None,
+    noise_snr=None,
     reverb: bool = False,
     seed: int = 0,
     workers: int | None = None,
     text_file=None,
+    parallel: int = 1,
+    translations=None,
 ) -> pathlib.Path:
     """The corpus directory for these arguments, generated on first use.
 
@@ -399,7 +470,8 @@ def ensure_corpus(
     the loser deletes its copy.
     """
     base = cache_dir() / "corpus"
-    final = base / corpus_key(hours, languages, noise_snr, reverb, seed, text_file)
+    key = corpus_key(hours, languages, noise_snr, reverb, seed, text_file, parallel, translations)
+    final = base / key
     return build_atomically(
         final,
         "corpus.json",
@@ -413,6 +485,8 @@ def ensure_corpus(
             workers=workers,
             text_file=text_file,
             root=final,
+            parallel=parallel,
+            translations=translations,
         ),
     )
 
@@ -420,6 +494,16 @@ def ensure_corpus(
 # ---------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------
+def _snr_list(text: str) -> list[float]:
+    """--noise-snr: comma-separated numbers."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SNRs in dB like 5 or 0,5,10: {text!r}"
+        ) from None
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m unispeech_jax.data.corpus",
@@ -432,11 +516,18 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--noise-snr",
-        type=float,
+        type=_snr_list,
         default=None,
-        help="also write noisy copies at this SNR (dB), with .clean lists",
+        help="also write noisy copies at this SNR in dB, or at one of several drawn per "
+        "utterance (e.g. 0,5,10,15), with .clean and .snr lists",
     )
     parser.add_argument("--reverb", action="store_true", help="also reverberate the copies")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="speak every sentence in this many voices of its split (voice conversion pairs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="default: CPU count")
     parser.add_argument(
@@ -444,6 +535,12 @@ def main(argv=None) -> None:
         default=None,
         help="sentences, one per line (optionally 'lang<TAB>sentence'), "
         "instead of faker word lists",
+    )
+    parser.add_argument(
+        "--translations",
+        default=None,
+        help="'source<TAB>translation' lines: speak the source (one --languages voice), keep "
+        "the translation as <split>.tgt",
     )
     args = parser.parse_args(argv)
     languages = [x.strip() for x in args.languages.split(",") if x.strip()]
@@ -457,8 +554,10 @@ def main(argv=None) -> None:
             seed=args.seed,
             workers=args.workers,
             text_file=args.text_file,
+            parallel=args.parallel,
+            translations=args.translations,
         )
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, FileExistsError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
 
 

@@ -2,7 +2,8 @@
 that turn a malformed or inconsistent value into one `DataError` line naming the key.
 
     cfg = resolve(config.data)      # DataConfig: defaults filled in, types converted, checked
-    check_config(config.data)       # the same checks; config.validate calls it
+    check_config(config.data, task) # the same checks, and those of a fine-tuning task
+                                    # (data/tasks.py); config.validate calls it
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from unispeech_jax.data import augment as augment_lib
+from unispeech_jax.data import tasks
 from unispeech_jax.data.audio import SAMPLE_RATE
 from unispeech_jax.data.stats import DataError
 
@@ -26,7 +28,20 @@ def default_config() -> ml_collections.ConfigDict:
 
 _DEFAULTS: dict[str, Any] = dict(
     source="espeak",  # 'espeak' | 'manifest' | 'tfds'
-    corpus=dict(hours=1.0, languages="en-us", noise_snr=0.0, reverb=False, seed=0),
+    # The eSpeak corpus (data/corpus.py; every key is part of its cache key). noise_snr: SNRs
+    # in dB of noisy copies (se), one drawn per utterance, () = clean corpus only (a bare
+    # number is one SNR, 0 or None none); parallel: each sentence spoken by that many speakers
+    # (vc pairs); translations: a file of 'source<TAB>translation' lines to speak instead of
+    # faker text (st; e.g. from data/sword.py).
+    corpus=dict(
+        hours=1.0,
+        languages="en-us",
+        noise_snr=(),
+        reverb=False,
+        seed=0,
+        parallel=1,
+        translations="",
+    ),
     manifest_dir="",
     tfds_name="",
     tfds_data_dir="",
@@ -45,7 +60,7 @@ _DEFAULTS: dict[str, Any] = dict(
     unlabelled_manifests=(),
     sample_rate=SAMPLE_RATE,
     normalize=False,
-    crop=True,
+    crop=True,  # speech pre-training batches; task batches are never cropped
     min_sample_len=8000,
     max_sample_len=96000,
     bucket_boundaries=(32000, 48000, 64000, 96000),
@@ -73,6 +88,11 @@ _DEFAULTS: dict[str, Any] = dict(
     sp_model="",  # SentencePiece model; default <data dir>/spm_char.model
     text_bucket_boundaries=(32, 64, 128, 256),  # token lengths of the text buckets
     max_tokens_per_batch=8192,  # text batch size rule, as max_samples_per_batch
+    # SpeechT5 fine-tuning batches (config.model.task; data/tasks.py). Text tasks bucket the
+    # text side by text_bucket_boundaries, one entry per bucket_boundaries entry.
+    speaker_embeddings="",  # folder of <split>.xvector.npy (float32 [rows, E]); tts, vc, se
+    target_sp_model="",  # st: target SentencePiece model; '' = <data dir>/spm_tgt.model
+    heldout_fraction=0.0,  # train utterances held out as the split '<train_split>:heldout'
 )
 
 
@@ -122,20 +142,30 @@ class DataConfig:
     sp_model: str
     text_bucket_boundaries: tuple
     max_tokens_per_batch: int
+    speaker_embeddings: str
+    target_sp_model: str
+    heldout_fraction: float
 
 
-_CORPUS_TYPES = {"hours": float, "languages": str, "noise_snr": float, "reverb": bool, "seed": int}
+_CORPUS_KEYS = tuple(_DEFAULTS["corpus"])
 _SOURCES = ("espeak", "manifest", "tfds")
 
 
-def resolve(data_cfg) -> DataConfig:
-    """`config.data` (ConfigDict, dict or None) -> DataConfig (see `check_config`)."""
-    return data_cfg if isinstance(data_cfg, DataConfig) else check_config(data_cfg)
+def resolve(data_cfg, task: str | None = None) -> DataConfig:
+    """`config.data` (ConfigDict, dict, None or a DataConfig) -> DataConfig, checked against
+    the fine-tuning `task` if given (see `check_config`)."""
+    if not isinstance(data_cfg, DataConfig):
+        return check_config(data_cfg, task)
+    if task is not None:
+        _check_task(data_cfg, task)
+    return data_cfg
 
 
-def check_config(data_cfg) -> DataConfig:
+def check_config(data_cfg, task: str | None = None) -> DataConfig:
     """Fills in the defaults of `data_cfg` (ConfigDict, dict or None), converts every value to
-    its key's type and checks the ranges and combinations; returns the DataConfig.
+    its key's type and checks the ranges and combinations, also against the fine-tuning
+    `task` (one of data/tasks.py's TASKS; None: speech pre-training batches); returns the
+    DataConfig.
 
     Raises DataError naming the `data.` key and what it allows for an unknown key, a value of
     the wrong type (e.g. `bucket_boundaries=(1, 'a')`) or an inconsistent combination.
@@ -145,9 +175,9 @@ def check_config(data_cfg) -> DataConfig:
     if unknown:
         raise DataError(f"unknown data keys {unknown}; known: {sorted(_DEFAULTS)}")
     corpus = _as_dict(given.get("corpus"))
-    unknown = sorted(set(corpus) - set(_CORPUS_TYPES))
+    unknown = sorted(set(corpus) - set(_CORPUS_KEYS))
     if unknown:
-        raise DataError(f"unknown data.corpus keys {unknown}; known: {sorted(_CORPUS_TYPES)}")
+        raise DataError(f"unknown data.corpus keys {unknown}; known: {sorted(_CORPUS_KEYS)}")
     values = {k: _typed(f"data.{k}", given.get(k, v), v) for k, v in _DEFAULTS.items()}
     values["corpus"] = {
         k: _typed(f"data.corpus.{k}", corpus.get(k, v), v) for k, v in _DEFAULTS["corpus"].items()
@@ -161,6 +191,8 @@ def check_config(data_cfg) -> DataConfig:
     values["unlabelled_manifests"] = tuple(extra)
     cfg = DataConfig(**values)
     _check_combinations(cfg)
+    if task is not None:
+        _check_task(cfg, task)
     return cfg
 
 
@@ -177,6 +209,8 @@ def _as_dict(data_cfg) -> dict:
 
 def _typed(key: str, value, default):
     """`value` converted to the type of `default`; DataError naming `key` if it is not one."""
+    if key == "data.corpus.noise_snr":
+        return _snrs(key, value)
     if isinstance(default, bool):
         ok = isinstance(value, (bool, numbers.Integral)) and value in (0, 1)
         kind = "True or False"
@@ -192,14 +226,23 @@ def _typed(key: str, value, default):
         kind = "a string"
     else:  # tuples and the corpus block: checked by their own rules
         return value
-    if key == "data.corpus.noise_snr" and value is None:
-        return 0.0  # no noise, as 0
     if key == "data.corpus.languages" and isinstance(value, (list, tuple)):
         ok = all(isinstance(v, str) for v in value)
         return ",".join(value) if ok else _wrong(key, value, "comma-separated eSpeak voices")
     if not ok:
         _wrong(key, value, kind)
     return type(default)(value)
+
+
+def _snrs(key: str, value) -> tuple:
+    """SNRs in dB as a tuple of floats: a tuple as is, a bare number as one (0 or None: none,
+    the older spelling of a clean corpus)."""
+    if value is None or (not isinstance(value, (tuple, list)) and value == 0):
+        return ()
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        _wrong(key, value, "a tuple of SNRs in dB, () for none")
+    return tuple(float(v) for v in values)
 
 
 def _wrong(key: str, value, allowed: str):
@@ -268,6 +311,49 @@ def _check_combinations(cfg: DataConfig) -> None:
         raise DataError(
             "data.augment_speed changes the duration, so the 20 ms frame labels "
             "(data.km_labels) would no longer line up: use the equaliser only"
+        )
+    if cfg.corpus["parallel"] < 1:
+        raise DataError(f"data.corpus.parallel={cfg.corpus['parallel']}: expected an integer >= 1")
+    if not 0.0 <= cfg.heldout_fraction < 1.0:
+        raise DataError(f"data.heldout_fraction={cfg.heldout_fraction}: expected a value in [0, 1)")
+
+
+def _check_task(cfg: DataConfig, task: str) -> None:
+    """The checks of a fine-tuning task's batches (data/tasks.py)."""
+    if task not in tasks.TASKS:
+        raise DataError(f"unknown task {task!r}; known: {', '.join(tasks.TASKS)}")
+    if cfg.source == "tfds":
+        raise DataError(
+            f"task {task!r}: data.source='tfds' has no paired data; use a manifest or espeak source"
+        )
+    speech_only = {
+        "km_labels": bool(cfg.km_labels),
+        "km_clusters": cfg.km_clusters > 0,
+        "log_mel": cfg.log_mel,
+        "speakers": cfg.speakers,
+        "text_ratio": cfg.text_ratio > 0,
+        "unlabelled_manifests": bool(cfg.unlabelled_manifests),
+        "labelled_only": cfg.labelled_only,
+    }
+    given = [f"data.{k}" for k, on in speech_only.items() if on]
+    if given:
+        raise DataError(
+            f"{', '.join(given)}: speech pre-training batch options; task {task!r} makes its own "
+            f"batches (docs/ARCHITECTURE.md, 'Task batches'): reset them"
+        )
+    if task in tasks.TEXT and len(cfg.text_bucket_boundaries) != len(cfg.bucket_boundaries):
+        raise DataError(
+            f"task {task!r}: data.text_bucket_boundaries={cfg.text_bucket_boundaries} needs one "
+            f"entry per data.bucket_boundaries entry {cfg.bucket_boundaries} (buckets pair them)"
+        )
+    if task in ("tts", "se") and augment_of(cfg).active:
+        raise DataError(
+            f"task {task!r}: data.augment_* would change the speech its target is made of; "
+            "augmentation applies to asr, st, vc and sid inputs"
+        )
+    if cfg.speaker_embeddings and task not in tasks.MEL:
+        raise DataError(
+            f"data.speaker_embeddings: task {task!r} takes no speaker embedding (tts, vc, se do)"
         )
 
 

@@ -4,14 +4,21 @@ parallel threads, prefetch, then repair and count bad rows in the consuming thre
 tf.data only runs the decoding (a numpy function per batch: soundfile reads just the cropped
 window, data/audio.py) in parallel and prefetches; what is decoded was planned before
 (data/batching.py). A row that fails at decode time stays in its batch (shapes and host
-agreement depend on it) as a weight-0 copy of a good row of the same batch: `weight` 0,
-`labelled` 0, phones zeroed, so models that weight their losses by `weight` never learn from it.
+agreement depend on it) as a weight-0 copy of a good row of the same batch (`weight` 0, and
+for speech batches `labelled` 0 and phones cleared), so models that weight their losses by
+`weight` never learn from it.
+
+A decoder (`SpeechDecoder` here, data/task_batches.py's `TaskDecoder`) is a callable
+`(epoch, bucket_len, index, weight) -> (status int32 [b], cropped bool [b], *arrays)` with
+`outputs` (key, dtype, row shape with None where the bucket sets the size) naming the arrays,
+`cleared` (values a repaired row gets), `details` (decode problems by example) and `where(i)`
+(the file and line of example i, for problem reports).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,7 +27,6 @@ from unispeech_jax.data import features
 from unispeech_jax.data.audio import normalize, read_audio
 from unispeech_jax.data.batching import (
     AUGMENT_KEY,
-    BATCH_KEYS,
     account,
     crop_offsets,
     key_hash,
@@ -31,8 +37,8 @@ from unispeech_jax.data.manifest import Split
 from unispeech_jax.data.stats import SKIP_REASONS, PipelineStats
 
 # Status of a decoded row: 0 = usable, else 1 + the index of its skip reason.
-_DECODE_CODES = {r: i + 1 for i, r in enumerate(SKIP_REASONS)}
-_CODE_REASONS = {i: r for r, i in _DECODE_CODES.items()}
+DECODE_CODES = {r: i + 1 for i, r in enumerate(SKIP_REASONS)}
+_CODE_REASONS = {i: r for r, i in DECODE_CODES.items()}
 
 
 def load_tf():
@@ -47,8 +53,42 @@ def load_tf():
     return tf
 
 
-class _ManifestDecoder:
-    """Decodes the host-local rows of one planned batch (runs in tf.data threads)."""
+class Decoder(Protocol):
+    """What `planned_iterator` needs of a decoder (see the module docstring)."""
+
+    outputs: list[tuple[str, Any, tuple]]
+    cleared: dict[str, Any]
+    details: dict[int, str]
+
+    def where(self, i: int) -> str: ...
+
+    def __call__(self, epoch, bucket_len, index, weight) -> tuple: ...
+
+
+def read_input(
+    path: str,
+    n: int,
+    offset: int,
+    take: int,
+    cfg: DataConfig,
+    augment: augment_lib.Augment | None,
+    seed: int,
+    epoch: int,
+    i: int,
+    bucket_len: int,
+) -> tuple[np.ndarray | None, str | None, str]:
+    """Samples [offset, offset + take) of example i's audio (n samples), augmented by the
+    draws of (seed, epoch, i) when `augment` is active -> (float32 [<= bucket_len] or None,
+    skip reason or None, detail)."""
+    x, reason, detail = read_audio(path, n, offset, take, cfg.sample_rate)
+    if reason is None and augment is not None and augment.active:
+        rng = np.random.default_rng(int(key_hash(seed, AUGMENT_KEY, epoch, i)))
+        x = augment_lib.augment(x, augment, rng, cfg.sample_rate, bucket_len)
+    return x, reason, detail
+
+
+class SpeechDecoder:
+    """Decodes the host-local rows of one planned speech batch (runs in tf.data threads)."""
 
     def __init__(
         self,
@@ -59,19 +99,31 @@ class _ManifestDecoder:
         augment: augment_lib.Augment | None,
     ):
         self.split, self.cfg, self.seed, self.crop = split, cfg, seed, crop
-        self.augment = augment if augment is not None and augment.active else None
+        self.augment = augment
         self.details: dict[int, str] = {}
+        L = cfg.max_label_len
+        self.outputs = [
+            ("audio", np.float32, (None,)),
+            ("audio_mask", bool, (None,)),
+            ("phones", np.int32, (L,)),
+            ("phones_mask", bool, (L,)),
+            ("labelled", np.float32, ()),
+            ("weight", np.float32, ()),
+            *((key, dtype, static) for key, dtype, static, _, _ in _extra_keys(cfg)),
+        ]
+        self.cleared = {"phones": 0, "phones_mask": False, "labelled": 0.0}
+        self.where = split.where
 
     def __call__(self, epoch, bucket_len, index, weight):
-        """Rows `index` (int64 [b]) of one batch padded to `bucket_len` -> audio float32
-        [b, bucket_len], audio_mask bool [b, bucket_len], phones int32 [b, max_label_len],
-        phones_mask bool [b, max_label_len], labelled float32 [b], weight float32 [b], status
-        int32 [b] (0 or a `_DECODE_CODES` reason), cropped bool [b], then the `_extra_keys`."""
+        """Rows `index` (int64 [b]) of one batch padded to `bucket_len` -> status int32 [b]
+        (0 or a `DECODE_CODES` reason), cropped bool [b], audio float32 [b, bucket_len],
+        audio_mask bool [b, bucket_len], phones int32 [b, max_label_len], phones_mask bool
+        [b, max_label_len], labelled float32 [b], weight float32 [b], then the `_extra_keys`."""
         split, cfg = self.split, self.cfg
         b, bucket_len, L = len(index), int(bucket_len), cfg.max_label_len
         extra = {
             key: np.full((b, *shape(bucket_len)), fill, dtype)
-            for key, dtype, shape, fill in _extra_keys(cfg)
+            for key, dtype, _, shape, fill in _extra_keys(cfg)
         }
         audio = np.zeros((b, bucket_len), np.float32)
         audio_mask = np.zeros((b, bucket_len), bool)
@@ -84,14 +136,13 @@ class _ManifestDecoder:
             n = int(split.lengths[i])
             take = min(n, cfg.max_sample_len) if self.crop else n
             offset = self._offset(int(epoch), i, n, take) if take < n else 0
-            x, reason, detail = read_audio(split.paths[i], n, offset, take, cfg.sample_rate)
+            x, reason, detail = read_input(
+                split.paths[i], n, offset, take, cfg, self.augment, self.seed, epoch, i, bucket_len
+            )
             if reason is not None:
-                status[r] = _DECODE_CODES[reason]
+                status[r] = DECODE_CODES[reason]
                 self.details[int(i)] = detail
                 continue
-            if self.augment is not None:
-                rng = np.random.default_rng(int(key_hash(self.seed, AUGMENT_KEY, epoch, i)))
-                x = augment_lib.augment(x, self.augment, rng, cfg.sample_rate, bucket_len)
             if "km" in extra:
                 first, frames = offset // features.CONV_HOP, features.conv_frames(take)
                 extra["km"][r, :frames] = split.km_of(i)[first : first + frames]
@@ -111,14 +162,14 @@ class _ManifestDecoder:
                 phones_mask[r, : len(ids)] = True
                 labelled[r] = 1.0
         return (
+            status,
+            cropped,
             audio,
             audio_mask,
             phones,
             phones_mask,
             labelled,
             weight,
-            status,
-            cropped,
             *extra.values(),
         )
 
@@ -131,63 +182,58 @@ class _ManifestDecoder:
         return int(crop_offsets(self.seed, epoch, i, starts, 1)) * features.CONV_HOP
 
 
-def _extra_keys(cfg: DataConfig) -> list[tuple[str, Any, Callable[[int], tuple], Any]]:
-    """The SpeechT5 keys `cfg` asks for: (key, dtype, shape of one row given the bucket
-    length, fill value) in decoder output order."""
+def _extra_keys(cfg: DataConfig) -> list[tuple[str, Any, tuple, Callable[[int], tuple], Any]]:
+    """The SpeechT5 keys `cfg` asks for: (key, dtype, static row shape, row shape given the
+    bucket length, fill value) in decoder output order."""
     keys = []
     if cfg.km_labels:
         frames = lambda s: (features.conv_frames(s),)
-        keys += [("km", np.int32, frames, 0), ("km_mask", bool, frames, False)]
+        keys += [("km", np.int32, (None,), frames, 0), ("km_mask", bool, (None,), frames, False)]
     if cfg.log_mel:
+        mel = lambda s: (features.mel_frames(s), features.MEL_BINS)
         keys += [
-            ("mel", np.float32, lambda s: (features.mel_frames(s), features.MEL_BINS), 0.0),
-            ("mel_mask", bool, lambda s: (features.mel_frames(s),), False),
+            ("mel", np.float32, (None, features.MEL_BINS), mel, 0.0),
+            ("mel_mask", bool, (None,), lambda s: mel(s)[:1], False),
         ]
     if cfg.speakers:
-        keys += [("speaker", np.int32, lambda s: (), -1)]
+        keys += [("speaker", np.int32, (), lambda s: (), -1)]
     return keys
 
 
-def _repair(batch: dict, bad: np.ndarray) -> None:
-    """Turns rows `bad` into weight-0 copies of a good row (zeros if there is none)."""
+def _repair(batch: dict, bad: np.ndarray, cleared: dict) -> None:
+    """Turns rows `bad` into weight-0 copies of a good row (as decoded, with every mask set,
+    if there is none), then gives them the `cleared` values."""
     good = np.flatnonzero(~bad & (batch["weight"] > 0))
     if not len(good):
         good = np.flatnonzero(~bad)
-    copied = ["audio", "audio_mask", *(k for k in batch if k not in BATCH_KEYS)]
     for r in np.flatnonzero(bad):
-        if len(good):
-            for k in copied:
+        for k in batch:
+            if len(good):
                 batch[k][r] = batch[k][good[0]]
-        else:  # nothing decodable on this host: a silent, fully masked-in row
-            batch["audio"][r] = 0.0
-            batch["audio_mask"][r] = True
-        batch["phones"][r] = 0
-        batch["phones_mask"][r] = False
-        batch["labelled"][r] = 0.0
+            elif k.endswith("_mask"):  # nothing decodable on this host: a blank, unmasked row
+                batch[k][r] = True
+        for k, value in cleared.items():
+            batch[k][r] = value
         batch["weight"][r] = 0.0
 
 
 def planned_iterator(
-    split: Split,
+    decoder: Decoder,
     cfg: DataConfig,
     plans: Callable[[int], list],
     *,
-    seed: int,
-    crop: bool,
     process_index: int,
     process_count: int,
     start: tuple[int, int],
     stats: PipelineStats,
     one_pass: bool,
-    augment: augment_lib.Augment | None = None,
 ):
     """tf.data over planned batches: decode in parallel, prefetch; repair/count in Python.
 
     `plans(epoch)` gives an epoch's PlannedBatch list; yields (batch dict of host-local numpy
-    arrays, position {"epoch", "batch"} after it) from `start` = (epoch, batch), one epoch if
-    `one_pass`, else forever."""
+    arrays named by the decoder's `outputs`, position {"epoch", "batch"} after it) from
+    `start` = (epoch, batch), one epoch if `one_pass`, else forever."""
     tf = load_tf()
-    decoder = _ManifestDecoder(split, cfg, seed, crop, augment)
     first = plans(start[0])
 
     def plan_arrays(epoch):
@@ -213,30 +259,16 @@ def planned_iterator(
     last = start[0] + 1 if one_pass else np.iinfo(np.int64).max
     ds = tf.data.Dataset.range(start[0], last).flat_map(epoch_dataset).skip(start[1])
 
-    extra = _extra_keys(cfg)
+    keys = [key for key, _, _ in decoder.outputs]
 
     def decode(epoch, bucket_len, index, weight):
         out = tf.numpy_function(
             decoder,
             [epoch, bucket_len, index, weight],
-            [tf.float32, tf.bool, tf.int32, tf.bool, tf.float32, tf.float32, tf.int32, tf.bool]
-            + [tf.as_dtype(dtype) for _, dtype, _, _ in extra],
+            [tf.int32, tf.bool] + [tf.as_dtype(dtype) for _, dtype, _ in decoder.outputs],
             stateful=False,
         )
-        shapes = (
-            [None, None],
-            [None, None],
-            [None, cfg.max_label_len],
-            [None, cfg.max_label_len],
-            [None],
-            [None],
-            [None],
-            [None],
-        )
-        # Rows, then the frame axis (if any), then fixed axes (the 80 mel bins).
-        shapes += tuple(
-            [None] + ([None, *shape(0)[1:]] if shape(0) else []) for _, _, shape, _ in extra
-        )
+        shapes = [[None], [None]] + [[None, *shape] for _, _, shape in decoder.outputs]
         for t, shape in zip(out, shapes):
             t.set_shape(shape)
         return tuple(out)
@@ -250,18 +282,17 @@ def planned_iterator(
 
     def batches():
         for epoch, i, index, out in ds.as_numpy_iterator():
-            batch = dict(zip(BATCH_KEYS, out[:6]))
-            batch.update(zip([key for key, _, _, _ in extra], out[8:]))
-            status, cropped = out[6], out[7]
+            status, cropped = out[0], out[1]
+            batch = dict(zip(keys, out[2:]))
             bad = status != 0
             for r in np.flatnonzero(bad):
                 u = int(index[r])
                 stats.problem(
-                    _CODE_REASONS[int(status[r])], split.where(u), decoder.details.get(u, "")
+                    _CODE_REASONS[int(status[r])], decoder.where(u), decoder.details.get(u, "")
                 )
             if bad.any():
                 batch = {k: v.copy() for k, v in batch.items()}  # tf's arrays are read-only
-                _repair(batch, bad)
+                _repair(batch, bad, decoder.cleared)
             stats.cropped += int(cropped[batch["weight"] > 0].sum())
             account(stats, batch)
             yield batch, {"epoch": int(epoch), "batch": int(i) + 1}

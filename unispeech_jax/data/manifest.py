@@ -101,6 +101,18 @@ def transcript(raw: bytes, where: str, stats: PipelineStats) -> str | None:
     return line
 
 
+def manifest_root(manifest: Path, raw: list[bytes] | None = None) -> Path:
+    """The audio root named on the first line of `manifest` (its lines `raw`, if read
+    already; see `_resolve_root`)."""
+    raw = read_lines(manifest) if raw is None else raw
+    if not raw:
+        raise DataError(f"{manifest}:1: empty manifest (expected the root line)")
+    try:
+        return _resolve_root(raw[0].decode("utf-8").strip(), manifest)
+    except UnicodeDecodeError:
+        raise DataError(f"{manifest}:1: root line is not UTF-8") from None
+
+
 def _resolve_root(root: str, manifest: Path) -> Path:
     """Manifest root: absolute, else relative to the manifest's folder (then to the cwd)."""
     r = Path(root)
@@ -137,12 +149,7 @@ def load_split(
     if not manifest.is_file():
         raise DataError(f"manifest not found: {manifest}")
     raw = read_lines(manifest)
-    if not raw:
-        raise DataError(f"{manifest}:1: empty manifest (expected the root line)")
-    try:
-        root = _resolve_root(raw[0].decode("utf-8").strip(), manifest)
-    except UnicodeDecodeError:
-        raise DataError(f"{manifest}:1: root line is not UTF-8") from None
+    root = manifest_root(manifest, raw)
     rows = raw[1:]
     n_rows = len(rows)
 
@@ -155,18 +162,13 @@ def load_split(
             )
         labels = read_lines(label_file)
         if len(labels) != n_rows:
-            for _ in range(n_rows):  # alignment unknown: no row can be trusted
-                stats.problem(
-                    "label_count_mismatch",
-                    str(label_file),
-                    f"{len(labels)} lines for {n_rows} manifest rows",
-                )
+            skip_every_row(stats, label_file, n_rows, f"{len(labels)} lines")
             rows = []
 
     km_file = km_dir(cfg, data_dir) / f"{split}.{cfg.km_labels}"
-    km_lines = _aligned_lines(km_file, n_rows, stats) if cfg.km_labels else None
+    km_lines = aligned_lines(km_file, n_rows, stats) if cfg.km_labels else None
     spk_file = Path(data_dir) / f"{split}.spk"
-    spk_lines = _aligned_lines(spk_file, n_rows, stats) if cfg.speakers else None
+    spk_lines = aligned_lines(spk_file, n_rows, stats) if cfg.speakers else None
     speaker_ids = (
         {name: i for i, name in enumerate(speaker_names(data_dir, cfg))} if cfg.speakers else {}
     )
@@ -295,19 +297,24 @@ def clustered_labels_dir(data_dir: str | os.PathLike, k: int) -> Path:
     return Path(data_dir) / f"km{k}"
 
 
-def _aligned_lines(path: Path, n_rows: int, stats: PipelineStats) -> list[bytes]:
+def aligned_lines(path: Path, n_rows: int, stats: PipelineStats) -> list[bytes]:
     """The lines of a per-row file (km labels, speakers); [] when their count differs from the
-    manifest's, after counting every row as skipped (the alignment is unknown)."""
+    manifest's, after counting every row as skipped (`skip_every_row`)."""
     if not path.is_file():
         raise DataError(f"label file not found: {path}")
     lines = read_lines(path)
     if len(lines) != n_rows:
-        for _ in range(n_rows):
-            stats.problem(
-                "label_count_mismatch", str(path), f"{len(lines)} lines for {n_rows} manifest rows"
-            )
+        skip_every_row(stats, path, n_rows, f"{len(lines)} lines")
         return []
     return lines
+
+
+def skip_every_row(stats: PipelineStats, path: Path, n_rows: int, found: str) -> None:
+    """Counts all `n_rows` rows of a split as skipped because the per-row file `path` holds
+    `found` (e.g. '9 lines') instead of one entry per row: the alignment is unknown, so no
+    row can be trusted."""
+    for _ in range(n_rows):
+        stats.problem("label_count_mismatch", str(path), f"{found} for {n_rows} manifest rows")
 
 
 def speaker_names(data_dir: str | os.PathLike, data_cfg) -> list[str]:

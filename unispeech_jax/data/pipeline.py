@@ -2,14 +2,18 @@
 
 What train.py calls:
 
-    it = make_train_iter(config.data, seed=s, process_index=i, process_count=n,
+    it = make_train_iter(config, seed=s, process_index=i, process_count=n,
                          start_position=saved_position)     # infinite
     batch = next(it); it.position (JSON-able, save it with the checkpoint); it.stats
-    for batch in make_eval_iter(config.data, "valid", process_index=i, process_count=n): ...
+    for batch in make_eval_iter(config, "valid", process_index=i, process_count=n): ...
 
-Batches follow docs/ARCHITECTURE.md ("Batches"): host-local numpy dicts with `audio`,
-`audio_mask`, `phones`, `phones_mask`, `labelled`, `weight`. `audio` is padded to the batch's
-bucket length, `phones` always to `max_label_len`, so shapes take a few static values.
+`config` is the run config (or only its data block). Batches follow docs/ARCHITECTURE.md
+("Batches"): host-local numpy dicts with `audio`, `audio_mask`, `phones`, `phones_mask`,
+`labelled`, `weight`. `audio` is padded to the batch's bucket length, `phones` always to
+`max_label_len`, so shapes take a few static values. A SpeechT5 run config whose
+`model.task` is a fine-tuning task gets that task's batches instead ("Task batches":
+data/tasks.py, task_split.py, task_batches.py); `task_split`, `speaker_utterances` and
+`dummy_task_batch` tell evaluators and model builders about them.
 
 The parts, one file each in data/: `data_config` (the `config.data` keys, defaults, checks),
 `sources` (the data folder of a source, the vocabularies), `manifest` (reading a split and its
@@ -19,13 +23,11 @@ TFDS), `text_batches` and `mixing` (SpeechT5's text batches and the speech/text 
 (bad input: skip reasons, counters, `DataError`), `kmeans` (frame labels).
 
 Every input problem is a counted skip or, with `strict=True`, a `DataError` naming the file,
-the line and the problem (data/stats.py). `labelled_only=True` (CTC fine-tuning on the
-`labelled_fraction` subset) trains on the labelled rows alone; it needs `crop=False`, so no
-labelled utterance turns unlabelled.
-
-transcript does not match a crop); counted as "labelled_cropped". `labelled_only=True` (CTC
-fine-tuning on the `labelled_fraction` subset) trains on the labelled rows alone; it needs
-`crop=False`, so no labelled utterance turns unlabelled.
+the line and the problem (data/stats.py). With `crop=True` a labelled utterance longer than
+`max_sample_len` is trained as unlabelled (its transcript does not match a crop); counted as
+"labelled_cropped". `labelled_only=True` (CTC fine-tuning on the `labelled_fraction` subset)
+trains on the labelled rows alone; it needs `crop=False`, so no labelled utterance turns
+unlabelled.
 
 Unlabelled data from elsewhere (manifest / eSpeak sources): `data.unlabelled_manifests` lists
 more manifests (paths to `.tsv` files, same format, no label files read) whose utterances join
@@ -70,7 +72,8 @@ from pathlib import Path
 
 import numpy as np
 
-from unispeech_jax.data import sources
+from unispeech_jax.data import sources, task_batches, tasks
+from unispeech_jax.data import text as text_lib
 from unispeech_jax.data.batching import (
     BatchIterator,
     batch_size_for,
@@ -80,10 +83,12 @@ from unispeech_jax.data.batching import (
     plan_batches,
 )
 from unispeech_jax.data.data_config import DataConfig, augment_of, resolve
-from unispeech_jax.data.decode import planned_iterator
+from unispeech_jax.data.decode import SpeechDecoder, planned_iterator
 from unispeech_jax.data.manifest import load_split
 from unispeech_jax.data.mixing import MixedIterator, mix
 from unispeech_jax.data.stats import DataError, PipelineStats
+from unispeech_jax.data.task_batches import TaskDecoder, planning_lengths
+from unispeech_jax.data.task_split import TaskSplit, load_task_split
 from unispeech_jax.data.text_batches import make_text_iter
 from unispeech_jax.data.tfds_source import tfds_iterator
 
@@ -91,15 +96,27 @@ logger = logging.getLogger(__name__)
 
 
 def make_train_iter(
-    data_cfg, *, seed: int, process_index: int = 0, process_count: int = 1, start_position=0
+    config, *, seed: int, process_index: int = 0, process_count: int = 1, start_position=0
 ) -> BatchIterator:
     """Infinite iterator of host-local training batches (epochs reshuffled by seed+epoch).
 
+    `config`: a run config (its `data` block, and `model` for a SpeechT5 fine-tuning task:
+    then the task's batches, `_task_train_iter`) or just a data block (speech batches).
     `start_position`: 0 or an earlier `iterator.position`; the new iterator continues with
     exactly the batch the old one would have yielded next. With `data.text_ratio` > 0 the
     batches are SpeechT5's mix of speech and text-infilling batches (`_speech_and_text_iter`).
     """
-    cfg = resolve(data_cfg)
+    data_cfg, task = tasks.split_config(config)
+    cfg = resolve(data_cfg, task and task.name)
+    if task is not None:
+        return _task_train_iter(
+            cfg,
+            task,
+            seed=seed,
+            process_index=process_index,
+            process_count=process_count,
+            start_position=start_position,
+        )
     if cfg.text_ratio > 0:
         return _speech_and_text_iter(
             cfg,
@@ -157,12 +174,41 @@ def make_train_iter(
             int(split.labelled.sum()),
             1 + len(cfg.unlabelled_manifests),
         )
-    size = lambda bl: batch_size_for(cfg, bl)
     if not len(split):
         raise DataError(f"{split.manifest}: no usable examples ({stats.as_dict()})")
-    local_rows(size(cfg.bucket_boundaries[0]), process_index, process_count)
-
     lengths = np.minimum(split.lengths, cfg.max_sample_len) if cfg.crop else split.lengths
+    return planned_train_iter(
+        SpeechDecoder(split, cfg, seed, cfg.crop, augment_of(cfg)),
+        cfg,
+        split.manifest,
+        lengths,
+        fingerprint_of=split.lengths,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        start_position=start_position,
+        stats=stats,
+    )
+
+
+def planned_train_iter(
+    decoder,
+    cfg: DataConfig,
+    manifest: Path,
+    lengths: np.ndarray,
+    *,
+    fingerprint_of: np.ndarray,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    start_position,
+    stats: PipelineStats,
+) -> BatchIterator:
+    """Infinite training batches of `decoder`'s examples, planned by their int64 [n] `lengths`
+    (samples; data/batching.py), resumable from `start_position`. `fingerprint_of` (the
+    examples' lengths as loaded) tells a resumed run whether the data changed."""
+    size = lambda bl: batch_size_for(cfg, bl)
+    local_rows(size(cfg.bucket_boundaries[0]), process_index, process_count)
 
     def plans(epoch):
         batches, dropped = epoch_plan(
@@ -170,7 +216,7 @@ def make_train_iter(
         )
         if not batches:
             raise DataError(
-                f"{split.manifest}: {len(split)} usable examples do not fill one "
+                f"{manifest}: {len(lengths)} usable examples do not fill one "
                 f"global batch of {size(cfg.max_sample_len)}"
             )
         stats.dropped_remainder += dropped
@@ -178,27 +224,25 @@ def make_train_iter(
 
     # The position remembers which data it indexes: resuming on changed data is possible
     # (the run continues) but no longer reproduces the uninterrupted run, so say so.
-    fingerprint = f"{zlib.crc32(split.lengths.tobytes()) ^ zlib.crc32(str(seed).encode()):08x}"
+    fingerprint = f"{zlib.crc32(fingerprint_of.tobytes()) ^ zlib.crc32(str(seed).encode()):08x}"
     saved = start_position.get("data") if isinstance(start_position, Mapping) else None
     if saved not in (None, fingerprint):
         logger.warning(
             "%s changed since the position %s was saved: the resumed run does not "
             "repeat the uninterrupted one",
-            split.manifest,
+            manifest,
             start_position,
         )
+    start = parse_position(start_position)
     batches = planned_iterator(
-        split,
+        decoder,
         cfg,
         plans,
-        seed=seed,
-        crop=cfg.crop,
         process_index=process_index,
         process_count=process_count,
         start=start,
         stats=stats,
         one_pass=False,
-        augment=augment_of(cfg),
     )
     batches = ((b, dict(pos, data=fingerprint)) for b, pos in batches)
     return BatchIterator(
@@ -207,12 +251,24 @@ def make_train_iter(
 
 
 def make_eval_iter(
-    data_cfg, split: str, *, process_index: int = 0, process_count: int = 1
+    config, split: str, *, process_index: int = 0, process_count: int = 1
 ) -> BatchIterator:
     """One deterministic pass over `split`: no crop, no length filter, every usable utterance
-    exactly once across hosts; padding rows have weight 0."""
-    cfg = resolve(data_cfg)
+    exactly once across hosts; padding rows have weight 0. `config` as for `make_train_iter`;
+    task batches add `utterance`, the example's index in `task_split(config, split)`."""
+    data_cfg, task = tasks.split_config(config)
+    cfg = resolve(data_cfg, task and task.name)
     stats = PipelineStats(cfg.strict)
+    if task is not None:
+        s, sp = _load_task_split(cfg, task, split, train=False, stats=stats)
+        return planned_eval_iter(
+            TaskDecoder(s, cfg, task, sp, 0, None, with_utterance=True),
+            cfg,
+            planning_lengths(cfg, s),
+            process_index=process_index,
+            process_count=process_count,
+            stats=stats,
+        )
     if cfg.source == "tfds":
         return tfds_iterator(
             cfg,
@@ -240,9 +296,30 @@ def make_eval_iter(
     )
     if not len(s):
         raise DataError(f"{s.manifest}: no usable examples ({stats.as_dict()})")
-    plan, _ = plan_batches(
+    return planned_eval_iter(
+        SpeechDecoder(s, cfg, 0, False, None),
+        cfg,
         s.lengths,
-        np.arange(len(s), dtype=np.int64),
+        process_index=process_index,
+        process_count=process_count,
+        stats=stats,
+    )
+
+
+def planned_eval_iter(
+    decoder,
+    cfg: DataConfig,
+    lengths: np.ndarray,
+    *,
+    process_index: int,
+    process_count: int,
+    stats: PipelineStats,
+) -> BatchIterator:
+    """One pass over `decoder`'s examples in order, planned by their int64 [n] `lengths`
+    (samples), the last batch completed with weight-0 copies."""
+    plan, _ = plan_batches(
+        lengths,
+        np.arange(len(lengths), dtype=np.int64),
         cfg.bucket_boundaries,
         lambda bl: batch_size_for(cfg, bl),
         pad_last=True,
@@ -250,11 +327,9 @@ def make_eval_iter(
     for p in plan:
         local_rows(len(p.index), process_index, process_count)
     batches = planned_iterator(
-        s,
+        decoder,
         cfg,
         lambda epoch: plan,
-        seed=0,
-        crop=False,
         process_index=process_index,
         process_count=process_count,
         start=(0, 0),
@@ -262,6 +337,75 @@ def make_eval_iter(
         one_pass=True,
     )
     return BatchIterator(batches, {"epoch": 0, "batch": 0}, stats, num_batches=len(plan))
+
+
+def _task_train_iter(
+    cfg: DataConfig,
+    task: tasks.TaskSpec,
+    *,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    start_position,
+) -> BatchIterator:
+    """Training batches of a fine-tuning task (docs/ARCHITECTURE.md, "Task batches")."""
+    stats = PipelineStats(cfg.strict)
+    s, sp = _load_task_split(cfg, task, cfg.train_split, train=True, stats=stats)
+    lengths = planning_lengths(cfg, s)
+    return planned_train_iter(
+        TaskDecoder(s, cfg, task, sp, seed, augment_of(cfg), with_utterance=False),
+        cfg,
+        s.manifest,
+        lengths,
+        fingerprint_of=lengths,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        start_position=start_position,
+        stats=stats,
+    )
+
+
+def _load_task_split(
+    cfg: DataConfig, task: tasks.TaskSpec, split: str, *, train: bool, stats: PipelineStats
+) -> tuple[TaskSplit, object]:
+    """(the task's examples of `split`, the SentencePiece processor of its text or None)."""
+    sp = None
+    if task.name in tasks.TEXT:
+        sp = text_lib.load_sp(sources.task_sentencepiece_model(cfg, task.name))
+    data_dir = sources.resolve_data_dir(cfg)
+    s = load_task_split(data_dir, split, cfg, task, sp, train=train, stats=stats)
+    if not len(s):
+        raise DataError(f"{s.manifest}: no usable {task.name} examples ({stats.as_dict()})")
+    return s, sp
+
+
+def task_split(config, split: str) -> TaskSplit:
+    """The examples `make_eval_iter(config, split)` yields, in its `utterance` numbering: their
+    audio and target paths, reference texts and (target) speaker names, for the metrics."""
+    data_cfg, task = tasks.split_config(config)
+    if task is None:
+        raise DataError("task_split: the config has no SpeechT5 fine-tuning model.task")
+    cfg = resolve(data_cfg, task.name)
+    return _load_task_split(cfg, task, split, train=False, stats=PipelineStats(cfg.strict))[0]
+
+
+def speaker_utterances(config, split: str) -> list[tuple[int, str]]:
+    """(utterance, speaker name) of every example of `split`: the trials of speaker
+    verification are pairs of them (the test split's speakers are not training speakers, so
+    their `speaker` index is -1 and only the names tell them apart)."""
+    return list(enumerate(task_split(config, split).speaker_names))
+
+
+def dummy_task_batch(config) -> dict[str, np.ndarray]:
+    """A padding batch of the run config's task in its largest training bucket (global
+    batch): the keys, dtypes and shapes to initialise a model with."""
+    data_cfg, task = tasks.split_config(config)
+    if task is None:
+        raise DataError("dummy_task_batch: the config has no SpeechT5 fine-tuning model.task")
+    cfg = resolve(data_cfg, task.name)
+    width = task.speaker_embedding_dim if cfg.speaker_embeddings and task.name in tasks.MEL else 0
+    return task_batches.dummy_batch(cfg, task, width)
 
 
 # ============================================================================ TFDS (streaming)

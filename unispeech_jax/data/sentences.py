@@ -73,9 +73,7 @@ def read_text_file(path: str | os.PathLike, languages: list[str]) -> dict:
 
     A line may start with `<language><TAB>` to name its eSpeak language (one of
     `languages`); other lines belong to the first language. Lines with digits or symbols
-    the synthesiser would read aloud are dropped, as are repeats. Ordered by a hash of the
-    text, the first 5 % (at least one) go to test, the next 5 % to valid, the rest to
-    train, so the held-out sentences do not depend on the line order.
+    the synthesiser would read aloud are dropped, as are repeats. Split by `split_by_hash`.
     """
     items = set()
     with open(path, encoding="utf-8") as f:
@@ -86,6 +84,30 @@ def read_text_file(path: str | os.PathLike, languages: list[str]) -> dict:
             text = normalise_text(rest)
             if text is not None and len(text.split()) <= MAX_WORDS_PER_LINE:
                 items.add((lang.lower(), text))
+    return split_by_hash(items, path)
+
+
+def read_translations(path: str | os.PathLike, language: str) -> dict:
+    """{split: [(language, text, translation), ...]} from a file of `source<TAB>translation`
+    lines (data/sword.py writes one): the source is spoken in `language` and normalised as
+    `read_text_file` does (lines it would drop are dropped), the translation is kept as
+    written (NFC, runs of white space made one space). Lines without a tab or with an empty
+    translation are dropped, as are repeats. Split by `split_by_hash` of the source."""
+    items = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            source, sep, target = line.rstrip("\n").partition("\t")
+            text = normalise_text(source)
+            target = " ".join(unicodedata.normalize("NFC", target).split())
+            if sep and target and text is not None and len(text.split()) <= MAX_WORDS_PER_LINE:
+                items.add((language, text, target))
+    return split_by_hash(items, path)
+
+
+def split_by_hash(items, path) -> dict:
+    """{split: items} of (lang, text, ...) tuples: ordered by a hash of the text, the first 5 %
+    (at least one) go to test, the next 5 % to valid, the rest to train, so the held-out
+    sentences do not depend on the line order of the file `path` they came from."""
     if len(items) < 3:
         raise ValueError(
             f"{path}: {len(items)} usable sentences; at least 3 are needed (one per split)"

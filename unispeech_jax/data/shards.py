@@ -28,7 +28,8 @@ SHARD_SIZE = 32
 
 
 def texts_for_shard(by_split: dict, split: str, index: int, seed: int) -> list:
-    """The (lang, text) list of one shard in --text-file mode (cycles if the file is short)."""
+    """The (lang, text[, translation]) list of one shard in --text-file / --translations mode
+    (cycles if the file is short)."""
     pool = by_split[split]
     order = np.random.default_rng([seed, 11, SPLITS.index(split)]).permutation(len(pool))
     start = index * SHARD_SIZE
@@ -76,6 +77,26 @@ def _write_flac(path: pathlib.Path, audio: np.ndarray) -> None:
     sf.write(str(path), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
 
 
+def _renderings(texts, speakers: list[dict], parallel: int, rng: np.random.Generator):
+    """(lang, text, translation or None, speaker) of successive utterances: every sentence
+    of `texts` spoken by `parallel` different speakers (one draw of one speaker when 1, so a
+    corpus without --parallel keeps its random sequence)."""
+    for lang, text, *translation in texts:
+        if parallel == 1:
+            chosen = [int(rng.integers(len(speakers)))]
+        else:
+            chosen = rng.choice(len(speakers), parallel, replace=False).tolist()
+        for k in chosen:
+            yield lang, text, (translation or [None])[0], speakers[k]
+
+
+def _snr_of(noise_snr, rng: np.random.Generator) -> float:
+    """The SNR of one noisy copy: the one given, or a draw from a list of them."""
+    if isinstance(noise_snr, (int, float)):
+        return float(noise_snr)
+    return float(noise_snr[int(rng.integers(len(noise_snr)))])
+
+
 def run_shard(spec: dict) -> dict:
     """Synthesises one shard, writes its FLAC files, returns its utterance records."""
     start_cpu = time.process_time()
@@ -95,8 +116,8 @@ def run_shard(spec: dict) -> dict:
     records, clean_audio = [], []
     skipped = Counter()
     synth_cpu = 0.0
-    for i, (lang, text) in zip(range(SHARD_SIZE), texts):
-        spk = spec["speakers"][int(rng.integers(len(spec["speakers"])))]
+    renderings = _renderings(texts, spec["speakers"], spec["parallel"], rng)
+    for i, (lang, text, translation, spk) in zip(range(SHARD_SIZE), renderings):
         pitch = spk["pitch"] + rng.integers(-JITTER["pitch"], JITTER["pitch"], endpoint=True)
         range_ = spk["range"] + rng.integers(-JITTER["range"], JITTER["range"], endpoint=True)
         rate = spk["rate"] * (1 + rng.uniform(-JITTER["rate"], JITTER["rate"]))
@@ -130,16 +151,19 @@ def run_shard(spec: dict) -> dict:
                 "phones": " ".join(" ".join(w) + " |" for w in phones),
             }
         )
+        if translation is not None:
+            records[-1]["translation"] = translation
         clean_audio.append(audio)
     noisy = spec["noise_snr"] is not None or spec["reverb"]
     for rec, audio in zip(records, clean_audio):
         if noisy:
             degraded = reverberate(audio, rng) if spec["reverb"] else audio.copy()
             if spec["noise_snr"] is not None:
+                rec["snr"] = _snr_of(spec["noise_snr"], rng)
                 others = [a for a in clean_audio if a is not audio]
                 noise = make_noise(audio.size, others, rng)
                 power = np.mean(audio**2)
-                degraded = degraded + noise * np.sqrt(power / 10 ** (spec["noise_snr"] / 10))
+                degraded = degraded + noise * np.sqrt(power / 10 ** (rec["snr"] / 10))
             peak = max(np.max(np.abs(degraded)), np.max(np.abs(audio)))
             gain = 0.99 / peak if peak > 0.99 else 1.0  # same gain on both: same scale
             audio = audio * gain

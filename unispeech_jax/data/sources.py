@@ -1,16 +1,19 @@
 """Where a data config's files are: the data folder of its source (the eSpeak corpus cache, a
-manifest folder, the TFDS folder), the label vocabulary, the SentencePiece model, and the
-k-means frame labels `data.km_clusters` makes on first use."""
+manifest folder, the TFDS folder), the label vocabulary, the SentencePiece models (of the
+transcripts, and of the translations for speech translation, made on first use), the number
+of training speakers, and the k-means frame labels `data.km_clusters` makes on first use."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from unispeech_jax.data import kmeans
 from unispeech_jax.data import text as text_lib
-from unispeech_jax.data.corpus import ensure_corpus
+from unispeech_jax.data.corpus import ensure_corpus, write_sentencepiece
 from unispeech_jax.data.data_config import resolve
+from unispeech_jax.data.manifest import read_lines, speaker_names
 from unispeech_jax.data.stats import DataError
 
 
@@ -19,10 +22,8 @@ def resolve_data_dir(data_cfg) -> Path:
     cfg = resolve(data_cfg)
     if cfg.source == "espeak":
         c = dict(cfg.corpus)
-        if isinstance(c.get("languages"), str):
-            c["languages"] = [s.strip() for s in c["languages"].split(",") if s.strip()]
-        if not c.get("noise_snr"):
-            c["noise_snr"] = None  # 0 = no noise
+        c["languages"] = [s.strip() for s in c["languages"].split(",") if s.strip()]
+        c["translations"] = c["translations"] or None
         return Path(ensure_corpus(**c))
     if cfg.source == "manifest":
         if not cfg.manifest_dir:
@@ -49,6 +50,46 @@ def sentencepiece_model(data_cfg) -> Path:
     """The SentencePiece model of the text side: `data.sp_model`, else <data dir>/spm_char.model."""
     cfg = resolve(data_cfg)
     return Path(cfg.sp_model) if cfg.sp_model else resolve_data_dir(cfg) / "spm_char.model"
+
+
+def task_sentencepiece_model(data_cfg, task: str) -> Path:
+    """The SentencePiece model of a fine-tuning task's `text` (what the model's text embedding
+    and output layer are sized by, and what the workdir keeps): for 'st' the target-language
+    model (`target_sentencepiece_model`), else `sentencepiece_model`."""
+    return target_sentencepiece_model(data_cfg) if task == "st" else sentencepiece_model(data_cfg)
+
+
+def target_sentencepiece_model(data_cfg) -> Path:
+    """Speech translation's target-language SentencePiece model: `data.target_sp_model`, else
+    <data dir>/spm_tgt.model, a character model of <train_split>.tgt made on first use (with
+    the ids of the corpus's spm_char.model: </s> = 2, the same decoder start as asr)."""
+    cfg = resolve(data_cfg)
+    if cfg.target_sp_model:
+        return Path(cfg.target_sp_model)
+    data_dir = resolve_data_dir(cfg)
+    model = data_dir / "spm_tgt.model"
+    if model.is_file():
+        return model
+    source = data_dir / f"{cfg.train_split}.tgt"
+    if not source.is_file():
+        raise DataError(f"translation file not found: {source} (needed for spm_tgt.model)")
+    lines = [raw.decode("utf-8", "replace").strip() for raw in read_lines(source)]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise DataError(f"{source}: no translations to make spm_tgt.model of")
+    # Written beside and renamed into place (the .model last): never a half-written model.
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".spm_tgt-") as tmp:
+        write_sentencepiece(Path(tmp) / "spm_tgt", lines)
+        os.replace(Path(tmp) / "spm_tgt.vocab", data_dir / "spm_tgt.vocab")
+        os.replace(Path(tmp) / "spm_tgt.model", model)
+    return model
+
+
+def num_speakers(data_cfg) -> int:
+    """The training speakers (distinct names of <train_split>.spk): sid's classes, the rows of
+    the speaker table of tts, vc and se (`model.num_speakers`)."""
+    cfg = resolve(data_cfg)
+    return len(speaker_names(resolve_data_dir(cfg), cfg))
 
 
 def ensure_km_labels(data_cfg, data_dir: str | os.PathLike) -> None:

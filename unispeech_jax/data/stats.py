@@ -49,6 +49,7 @@ SKIP_REASONS = (
     "bad_km_labels",
     "km_length_mismatch",
     "empty_speaker",
+    "bad_xvector",
 )
 FILTER_REASONS = ("too_short", "too_long", "label_too_long")
 
