@@ -75,9 +75,7 @@ def test_transcribe_errors_are_one_line(asr_workdir, tmp_path, compile_cache):
         ((good,), r"--workdir required"),
     ]
     for args, pattern in cases:
-        micro.assert_one_error_line(
-            _run("transcribe", *args, compile_cache=compile_cache), pattern
-        )
+        micro.assert_one_error_line(_run("transcribe", *args, compile_cache=compile_cache), pattern)
 
 
 def test_a_workdir_of_another_task_is_refused(asr_workdir):
