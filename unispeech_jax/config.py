@@ -44,15 +44,20 @@ class ConfigError(ValueError):
     """A config that cannot run; the message says which key and why."""
 
 
-def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Imports a config file and returns its `get_config()`, locked against new keys."""
+def load_module(path: str | pathlib.Path):
+    """Imports a config file as a module (a config may reuse another's recipe functions)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    return module
+
+
+def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """Imports a config file and returns its `get_config()`, locked against new keys."""
+    config = load_module(path).get_config()
     config.lock()
     return config
 
@@ -109,25 +114,28 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
     return config
 
 
-def parse_command_line(argv: list[str], required: Sequence[str] = ()) -> list[str]:
+def parse_command_line(
+    argv: list[str], required: Sequence[str] = (), positional: bool = False
+) -> list[str]:
     """absl's `flags_parser` for the CLIs: parses the flags and returns the
-    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`).
+    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`), or with
+    `positional` the non-flag arguments (a CLI that takes files and no overrides).
 
     A mistyped or missing flag, or a stray argument, is one line on stderr and exit status 2
     (absl's own parser prints a traceback or its usage text).
     """
     prefix = "--config."
-    overrides = [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
+    overrides = [] if positional else [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
     try:
-        extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
+        extra = flags.FLAGS([a for a in argv if positional or not a.startswith(prefix)])[1:]
     except flags.Error as e:
         _usage_error(f"{e}; see --helpshort")
-    if extra:
+    if extra and not positional:
         _usage_error(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
     missing = [f"--{name}" for name in required if flags.FLAGS[name].value is None]
     if missing:
         _usage_error(f"{' and '.join(missing)} required; see --helpshort")
-    return overrides
+    return extra if positional else overrides
 
 
 def _usage_error(message: str):
