@@ -1,6 +1,6 @@
 """SpeechT5 ASR fine-tuning (speech → text): the cross-entropy of HF's SpeechT5ForSpeechToText,
 plus SpeechT5's CTC on the encoder output (`ctc_loss_weight`, the `ctc_proj` head);
-`decoding.speecht5_greedy` transcribes."""
+`decoding.speecht5.recognize` transcribes (joint CTC/attention through `ctc_logits`)."""
 
 from __future__ import annotations
 
