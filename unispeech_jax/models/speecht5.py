@@ -166,11 +166,7 @@ class ModelArgs:
         return args
 
     def validate(self):
-        layers.check_feature_encoder(self.feature_encoder)
-        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
-            raise ValueError(
-                "model.conv_dim, conv_kernel and conv_stride must have the same length"
-            )
+        layers.check_shared_fields(self)
         d = self.hidden_size
         if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
             raise ValueError("hidden_size must be divisible by the encoder and decoder head counts")
@@ -905,6 +901,17 @@ def init_variables(
     )
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
     return nn.meta.unbox(variables) if unbox else variables
+
+
+def check_config(config) -> None:
+    """Config-time checks of a run config with this family: its `config.model` keys
+    (`ModelArgs.validate`) and how they combine with `config.data`. ValueError naming the key."""
+    ModelArgs.from_config(config.model)
+    if int(config.data.km_clusters) > int(config.model.num_clusters):
+        raise ValueError(
+            f"data.km_clusters={config.data.km_clusters} k-means ids do not fit "
+            f"model.num_clusters={config.model.num_clusters} masked-prediction classes"
+        )
 
 
 def vocab_size(config) -> int:
