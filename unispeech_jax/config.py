@@ -45,15 +45,20 @@ class ConfigError(ValueError):
     """A config that cannot run; the message says which key and why."""
 
 
-def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Imports a config file and returns its `get_config()`, locked against new keys."""
+def load_module(path: str | pathlib.Path):
+    """Imports a config file as a module (a config may reuse another's recipe functions)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    return module
+
+
+def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """Imports a config file and returns its `get_config()`, locked against new keys."""
+    config = load_module(path).get_config()
     config.lock()
     return config
 
