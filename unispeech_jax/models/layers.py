@@ -276,11 +276,6 @@ def check_shared_fields(args) -> None:
             "model.conv_dim, conv_kernel and conv_stride need one entry per conv layer each, "
             f"got lengths {lengths}"
         )
-    for key in lengths:
-        if not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in getattr(args, key)
-        ):
-            raise ValueError(f"model.{key} must be positive integers, got {getattr(args, key)}")
     if args.dtype not in COMPUTE_DTYPES:
         raise ValueError(f"model.dtype must be one of {COMPUTE_DTYPES}, got {args.dtype!r}")
 

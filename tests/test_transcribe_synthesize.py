@@ -1,0 +1,83 @@
+"""The user commands on tiny trained workdirs: `transcribe` (asr) and `synthesize` (tts), end to
+end as subprocesses, their one-line errors, and the shared loader (unispeech_jax/inference.py)."""
+
+import subprocess
+import sys
+
+import micro
+import numpy as np
+import pytest
+import soundfile as sf
+import test_finetune_configs
+
+from unispeech_jax import config as config_lib
+from unispeech_jax import inference, train
+
+
+@pytest.fixture(scope="module")
+def asr_workdir(tiny_corpus, tmp_path_factory):
+    """A micro ASR model trained 3 steps (its transcripts are noise, but real decoding)."""
+    workdir = tmp_path_factory.mktemp("asr")
+    train.train(test_finetune_configs.task_micro_config("asr_tiny"), workdir)
+    return workdir
+
+
+def _run(module, *args, compile_cache=None):
+    return subprocess.run(
+        [sys.executable, "-m", f"unispeech_jax.{module}", *map(str, args)],
+        env=micro.subprocess_env(compile_cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _wav(path, seconds, rate=16_000, channels=1, seed=0):
+    x = 0.1 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels))
+    sf.write(str(path), x.astype(np.float32), rate)
+    return path
+
+
+def test_transcribe_prints_one_line_per_file_in_order(asr_workdir, tmp_path, compile_cache):
+    """Files of other rates and channel counts are read; the batch (longest first) and the
+    one-at-a-time transcripts agree and come back in the order given."""
+    files = [
+        _wav(tmp_path / "a.wav", 1.0),
+        _wav(tmp_path / "b.flac", 2.5, rate=22_050, channels=2, seed=1),
+        _wav(tmp_path / "c.wav", 0.5, seed=2),
+    ]
+    out = _run("transcribe", "--workdir", asr_workdir, *files, compile_cache=compile_cache)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in files]
+    trained = inference.load(asr_workdir, task="asr")
+    waves = [inference.read_audio_file(f) for f in files]
+    assert waves[1].shape == (40_000,)
+    one_at_a_time = [inference.transcribe(trained, [w])[0] for w in waves]
+    assert [line.split("\t", 1)[1] for line in lines] == one_at_a_time
+
+
+def test_transcribe_errors_are_one_line(asr_workdir, tmp_path, compile_cache):
+    good = _wav(tmp_path / "a.wav", 1.0)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really")
+    empty = tmp_path / "empty.wav"
+    sf.write(str(empty), np.zeros((0, 1), np.float32), 16_000)
+    not_workdir = tmp_path / "nothing_here"
+    not_workdir.mkdir()
+    cases = [
+        (("--workdir", asr_workdir, good, tmp_path / "missing.wav"), r"missing\.wav: cannot read"),
+        (("--workdir", asr_workdir, broken), r"broken\.wav: cannot read audio"),
+        (("--workdir", asr_workdir, empty), r"empty\.wav: the file holds no audio"),
+        (("--workdir", tmp_path / "nope", good), r"workdir .*nope does not exist"),
+        (("--workdir", not_workdir, good), r"config\.json not found"),
+        (("--workdir", asr_workdir), r"no audio files given"),
+        ((good,), r"--workdir required"),
+    ]
+    for args, pattern in cases:
+        micro.assert_one_error_line(_run("transcribe", *args, compile_cache=compile_cache), pattern)
+
+
+def test_a_workdir_of_another_task_is_refused(asr_workdir):
+    with pytest.raises(config_lib.ConfigError, match="trained for model.task 'asr'.*'tts'"):
+        inference.load(asr_workdir, task="tts")
