@@ -132,7 +132,8 @@ def encode_text(trained: Trained, text: str) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _greedy(module, variables, audio, audio_mask, max_length: int):
-    return decoding.speecht5_greedy(module, variables, audio, audio_mask, max_length)
+    out = decoding.speecht5.search(module, variables, audio, audio_mask, max_length=max_length)
+    return out["tokens"][:, 0], out["lengths"][:, 0]
 
 
 def max_tokens(model_args, samples) -> np.ndarray:
@@ -149,14 +150,11 @@ def recognize(trained: Trained, audio, audio_mask) -> list[list[int]]:
     a = trained.module.args
     limits = max_tokens(a, np.asarray(audio_mask).sum(1)).astype(int)
     steps = int(max_tokens(a, audio.shape[1]))
-    ids = np.asarray(
-        _greedy(trained.module, trained.variables, jnp.asarray(audio), audio_mask, steps)
-    )
-    out = []
-    for row, limit in zip(ids, limits):
-        end = np.flatnonzero(row == a.decoder_start_token_id)
-        out.append([int(i) for i in row[: min(limit, end[0] if len(end) else limit)]])
-    return out
+    ids, lengths = _greedy(trained.module, trained.variables, jnp.asarray(audio), audio_mask, steps)
+    return [
+        row[: min(limit, n)].tolist()
+        for row, n, limit in zip(np.asarray(ids), np.asarray(lengths), limits)
+    ]
 
 
 def transcribe(trained: Trained, waves: Sequence[np.ndarray], batch_size: int = 8) -> list[str]:

@@ -38,7 +38,7 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
 
 Objectives (`loss_fn`, chosen by `task`): joint pre-training (SPEC §3), and the fine-tuning
 tasks 'asr' and 'tts' with the losses of HF's SpeechT5ForSpeechToText / SpeechT5ForTextToSpeech
-(`decoding.speecht5_greedy` transcribes).
+(`decoding.speecht5.recognize` transcribes).
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use

@@ -1,5 +1,5 @@
 """SpeechT5 ASR fine-tuning (speech → text), the loss of HF's SpeechT5ForSpeechToText;
-`decoding.speecht5_greedy` transcribes."""
+`decoding.speecht5.recognize` transcribes."""
 
 from __future__ import annotations
 
