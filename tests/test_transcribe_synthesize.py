@@ -11,7 +11,7 @@ import soundfile as sf
 import test_finetune_configs
 
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference, train
+from unispeech_jax import inference, train, transcribe
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +57,44 @@ def test_transcribe_prints_one_line_per_file_in_order(asr_workdir, tmp_path, com
     assert [line.split("\t", 1)[1] for line in lines] == one_at_a_time
 
 
+def test_transcribe_with_beam_search_and_ctc_prints_every_file(
+    asr_workdir, tmp_path, compile_cache
+):
+    files = [_wav(tmp_path / "a.wav", 1.0), _wav(tmp_path / "b.wav", 1.5, seed=1)]
+    args = ("--workdir", asr_workdir, "--beam", 3, "--ctc-weight", 0.3, "--length-alpha", 1.0)
+    out = _run("transcribe", *args, *files, compile_cache=compile_cache)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [line.split("\t")[0] for line in out.stdout.splitlines()] == [str(f) for f in files]
+
+
 def test_transcribe_errors_are_one_line(asr_workdir, tmp_path, compile_cache):
+    """Each user mistake is one error line, exit status 2 (the CLI), and the exception that
+    carries that line (`transcribe.run`)."""
     good = _wav(tmp_path / "a.wav", 1.0)
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not really")
+    cli_cases = [
+        (("--workdir", asr_workdir, good, broken), r"broken\.wav: cannot read audio"),
+        (("--workdir", asr_workdir, "--beam", 0, good), r"--beam=0 must be >= 1"),
+        ((good,), r"--workdir required"),
+    ]
+    for args, pattern in cli_cases:
+        micro.assert_one_error_line(_run("transcribe", *args, compile_cache=compile_cache), pattern)
+
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), np.zeros((0, 1), np.float32), 16_000)
     not_workdir = tmp_path / "nothing_here"
     not_workdir.mkdir()
     cases = [
-        (("--workdir", asr_workdir, good, tmp_path / "missing.wav"), r"missing\.wav: cannot read"),
-        (("--workdir", asr_workdir, broken), r"broken\.wav: cannot read audio"),
-        (("--workdir", asr_workdir, empty), r"empty\.wav: the file holds no audio"),
-        (("--workdir", tmp_path / "nope", good), r"workdir .*nope does not exist"),
-        (("--workdir", not_workdir, good), r"config\.json not found"),
-        (("--workdir", asr_workdir), r"no audio files given"),
-        ((good,), r"--workdir required"),
+        ((asr_workdir, [good, tmp_path / "missing.wav"]), r"missing\.wav: cannot read"),
+        ((asr_workdir, [empty]), r"empty\.wav: the file holds no audio"),
+        ((asr_workdir, []), r"no audio files given"),
+        ((tmp_path / "nope", [good]), r"workdir .*nope does not exist"),
+        ((not_workdir, [good]), r"config\.json not found"),
     ]
-    for args, pattern in cases:
-        micro.assert_one_error_line(_run("transcribe", *args, compile_cache=compile_cache), pattern)
+    for (workdir, files), pattern in cases:
+        with pytest.raises((inference.InputError, config_lib.ConfigError), match=pattern):
+            transcribe.run(workdir, files)
 
 
 def test_a_workdir_of_another_task_is_refused(asr_workdir):

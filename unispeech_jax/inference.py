@@ -10,12 +10,10 @@ an `InputError` or `ConfigError` with one line naming the file or value, for the
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
@@ -130,12 +128,6 @@ def encode_text(trained: Trained, text: str) -> np.ndarray:
 # ============================================================================ ASR
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _greedy(module, variables, audio, audio_mask, max_length: int):
-    out = decoding.speecht5.search(module, variables, audio, audio_mask, max_length=max_length)
-    return out["tokens"][:, 0], out["lengths"][:, 0]
-
-
 def max_tokens(model_args, samples) -> np.ndarray:
     """Most output tokens for speech of `samples` (int array): TOKENS_PER_SECOND per second,
     at most the model's max_text_positions."""
@@ -143,28 +135,63 @@ def max_tokens(model_args, samples) -> np.ndarray:
     return np.minimum(model_args.max_text_positions, np.ceil(seconds * TOKENS_PER_SECOND) + 2)
 
 
-def recognize(trained: Trained, audio, audio_mask) -> list[list[int]]:
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """How `recognize` searches: beam width, CTC weight λ of joint CTC/attention scoring (needs
+    a model trained with a CTC head) and the length normalisation exponent."""
+
+    beam: int = 1
+    ctc_weight: float = 0.0
+    length_alpha: float = 0.0
+
+    def check(self, trained: Trained) -> None:
+        """ConfigError for options the model or the search cannot take."""
+        if self.beam < 1 or not 0.0 <= self.ctc_weight <= 1.0:
+            raise config_lib.ConfigError(
+                f"--beam={self.beam} must be >= 1 and --ctc-weight={self.ctc_weight} in [0, 1]"
+            )
+        if self.ctc_weight > 0 and trained.module.args.ctc_loss_weight <= 0:
+            raise config_lib.ConfigError(
+                f"--ctc-weight={self.ctc_weight}: {trained.workdir} has no CTC head (trained "
+                "with model.ctc_loss_weight=0)"
+            )
+
+
+def recognize(trained: Trained, audio, audio_mask, options: Decoding = Decoding()):
     """Token ids of a batch: audio float [B,S], audio_mask bool [B,S] → per utterance the ids
-    before its first </s>, at most `max_tokens` of its length (greedy attention decoding with
-    the decoder cache; a row's result does not depend on the rest of the batch)."""
+    before its </s>, at most `max_tokens` of its length (decoding.speecht5.recognize with the
+    decoder cache; greedy when beam is 1 without CTC, and then a row's result does not depend
+    on the rest of the batch)."""
     a = trained.module.args
     limits = max_tokens(a, np.asarray(audio_mask).sum(1)).astype(int)
-    steps = int(max_tokens(a, audio.shape[1]))
-    ids, lengths = _greedy(trained.module, trained.variables, jnp.asarray(audio), audio_mask, steps)
-    return [
-        row[: min(limit, n)].tolist()
-        for row, n, limit in zip(np.asarray(ids), np.asarray(lengths), limits)
-    ]
+    ids = decoding.speecht5.recognize(
+        trained.module,
+        trained.variables,
+        jnp.asarray(audio),
+        jnp.asarray(audio_mask),
+        max_length=int(max_tokens(a, audio.shape[1])),
+        beam=options.beam,
+        ctc_weight=options.ctc_weight,
+        length_alpha=options.length_alpha,
+        ctc_blank_id=a.ctc_blank_id,
+    )
+    return [row[:limit] for row, limit in zip(ids, limits)]
 
 
-def transcribe(trained: Trained, waves: Sequence[np.ndarray], batch_size: int = 8) -> list[str]:
+def transcribe(
+    trained: Trained,
+    waves: Sequence[np.ndarray],
+    batch_size: int = 8,
+    options: Decoding = Decoding(),
+) -> list[str]:
     """Waveforms float [S_i] at 16 kHz → their transcripts, `batch_size` at a time (longest
     first, so that each batch pads little)."""
+    options.check(trained)
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
     texts = [""] * len(waves)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         audio, mask = pad_rows([waves[i] for i in chunk], AUDIO_BUCKET)
-        for i, ids in zip(chunk, recognize(trained, audio, mask)):
+        for i, ids in zip(chunk, recognize(trained, audio, mask, options)):
             texts[i] = text_lib.sp_decode(trained.sp, ids)
     return texts

@@ -407,6 +407,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
 
     # --- Model, optimizer, mesh ---------------------------------------------------------
     family = models.get(config.model.name)
+    models.resolve_config(family, config)  # saved resolved in config.json below
     module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     mesh = sharding.make_mesh(config.mesh)

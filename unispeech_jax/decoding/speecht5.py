@@ -2,13 +2,16 @@
 
     recognize(model, variables, audio, audio_mask, beam=…, …) → list of token id lists (ASR)
     search(…)      the same, jittable, as arrays with the n-best list
+    synthesize(model, variables, tokens, token_mask, speaker, rng=…, max_frames=…)
+                   → (mel [B,F,M] after the post-net, lengths [B])  (TTS, jittable)
 
 `model` is a `models.speecht5.SpeechT5`, `variables` its {'params', 'batch_stats'}. The text
 decoder starts from </s> (`decoder_start_token_id`), which is also the end token. Joint
 CTC/attention decoding (ctc_weight > 0) reads CTC logits over the text vocabulary from the
 model's `ctc_logits(hidden [B,T,D]) → [B,T,V]` method (the ASR CTC head on the encoder).
 
-Shapes: B utterances, S samples, K beam, L = max_length, V text vocabulary.
+Shapes: B utterances, S samples, K beam, L = max_length, V text vocabulary, M mel bins, r
+reduction factor, F frames.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unispeech_jax.decoding import beam as beam_lib
-from unispeech_jax.decoding import ctc_prefix
+from unispeech_jax.decoding import ctc_prefix, speech
 from unispeech_jax.models import speecht5
 
 
@@ -152,3 +155,70 @@ def recognize(model, variables, audio, audio_mask, **options) -> list[list[int]]
     out = _compiled(model, tuple(sorted(options.items())))(variables, audio, audio_mask)
     tokens, lengths = np.asarray(out["tokens"][:, 0]), np.asarray(out["lengths"][:, 0])
     return [row[:n].tolist() for row, n in zip(tokens, lengths)]
+
+
+def speech_step(model, variables, enc, enc_valid, speaker, prenet_dropout: bool = True):
+    """Step function for `speech.generate`: (frame [B,1,M], cache, rng) → (frames [B,r,M],
+    stop_logits [B,r], cache), one speech-decoder step on enc [B,T,D], enc_valid bool [B,T],
+    speaker [B,E] or None. prenet_dropout: the Tacotron pre-net dropout (rng stream 'prenet'),
+    on at inference as trained; off only to compare with teacher forcing."""
+    step_valid = jnp.ones((enc.shape[0], 1), bool)
+
+    def step(frame, cache, rng):
+        out, cache = model.apply(
+            variables,
+            frame,
+            speaker,
+            enc,
+            enc_valid,
+            step_valid,
+            cache,
+            prenet_dropout=prenet_dropout,
+            method=speecht5.SpeechT5.decode_speech,
+            rngs={"prenet": rng},
+        )
+        return out["mel_before"], out["stop_logits"], cache
+
+    return step
+
+
+def synthesize(
+    model,
+    variables,
+    tokens,
+    token_mask,
+    speaker,
+    *,
+    rng,
+    max_frames: int,
+    min_frames: int = 0,
+    threshold: float = 0.5,
+):
+    """Text → log-mel spectrogram, batched; jittable with the keywords other than rng static.
+
+    tokens int [B,L] (SentencePiece ids + </s>), token_mask bool [B,L], speaker float [B,E]
+    (x-vector or speaker-table row) or None, rng a key for the pre-net dropout (on at
+    inference, as in Tacotron 2 and SpeechT5). Returns (mel float32 [B,F,M] after the
+    post-net, zero past each length; lengths int32 [B] frames), F = max_frames rounded up to
+    a multiple of r. An utterance stops at the first decoder step after min_frames whose r
+    stop probabilities sum to ≥ threshold (Hugging Face's rule), or at max_frames.
+    """
+    a = model.args
+    r = a.reduction_factor
+    enc = model.apply(variables, tokens, token_mask, method=speecht5.SpeechT5.encode_text)
+    max_steps = -(-max_frames // r)
+    cache = speecht5.init_cache(a, tokens.shape[0], max_steps, enc["hidden"].dtype)
+    out = speech.generate(
+        speech_step(model, variables, enc["hidden"], enc["valid"], speaker),
+        cache,
+        batch=tokens.shape[0],
+        num_mel_bins=a.num_mel_bins,
+        reduction_factor=r,
+        max_steps=max_steps,
+        min_steps=min_frames // r,
+        threshold=threshold,
+        rng=rng,
+    )
+    mel = model.apply(variables, out["mel"], method=speecht5.SpeechT5.postnet)
+    valid = jnp.arange(mel.shape[1])[None, :] < out["lengths"][:, None]
+    return jnp.where(valid[:, :, None], mel.astype(jnp.float32), 0.0), out["lengths"]

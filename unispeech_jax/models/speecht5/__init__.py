@@ -70,6 +70,7 @@ from unispeech_jax.models.speecht5.model import (
     check_config,
     dummy_batch,
     init_variables,
+    resolve_config,
     vocab_size,
 )
 from unispeech_jax.models.speecht5.objective import loss_fn
@@ -118,6 +119,7 @@ __all__ = [
     "loss_fn",
     "padded_position_ids",
     "relative_position_ids",
+    "resolve_config",
     "scaled_position_table",
     "shift_spectrograms_right",
     "speech_targets",

@@ -87,6 +87,18 @@ class ModelArgs:
     # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing.
     task: str = "pretrain"
     label_smoothing: float = 0.0
+    # ASR: + ctc_loss_weight x CTC on the encoder output through a `ctc_proj` head over the
+    # text ids (0: no head, HF's loss; SpeechT5's recipe: 0.5). Its blank is ctc_blank_id, the
+    # SentencePiece <s> (never a transcript token; fairseq SpeechT5's blank; checked when
+    # training starts).
+    ctc_loss_weight: float = 0.0
+    ctc_blank_id: int = 1
+    # TTS speaker input: a learned table of num_speakers embeddings (speaker_embedding_dim
+    # wide) read by the batch's `speaker` index, the mean row for -1 (a voice outside the
+    # training split). 0: no table (the batch's `speaker_embedding` x-vectors if it has them,
+    # else no speaker input); -1: one row per training speaker of config.data (none with
+    # data.speaker_embeddings), fixed when training starts (`resolve_config`).
+    num_speakers: int = 0
     # TTS guided attention loss on the decoder's cross-attention (HF names and defaults)
     use_guided_attention_loss: bool = True
     guided_attention_loss_num_heads: int = 2
@@ -119,6 +131,11 @@ class ModelArgs:
             )
         if self.task not in TASKS:
             raise ValueError(f"model.task {self.task!r} is not one of {TASKS}")
+        if self.ctc_loss_weight < 0 or self.num_speakers < -1:
+            raise ValueError(
+                f"model.ctc_loss_weight={self.ctc_loss_weight} must be >= 0 and "
+                f"model.num_speakers={self.num_speakers} >= -1"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
