@@ -25,7 +25,7 @@ from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import decoding, models
 from unispeech_jax.data import audio as audio_lib
-from unispeech_jax.data import sources, tasks
+from unispeech_jax.data import sources, tasks, workdir_vocab
 from unispeech_jax.data import text as text_lib
 
 # Audio batches are padded to a multiple of this many samples (one compilation per multiple).
@@ -68,7 +68,8 @@ def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
     config_file = workdir / "config.json"
     if not config_file.is_file():
         raise config_lib.ConfigError(f"{config_file} not found: is {workdir} a training workdir?")
-    config = config_lib.from_json(config_file.read_text())
+    # Its text ids are those of the SentencePiece model the workdir keeps (data/workdir_vocab.py).
+    config = workdir_vocab.pin(config_lib.from_json(config_file.read_text()), workdir, keep=False)
     _, spec = tasks.split_config(config)
     if task is not None and (spec is None or spec.name != task):
         trained_for = f"model.task {spec.name!r}" if spec else f"model {config.model.name!r}"

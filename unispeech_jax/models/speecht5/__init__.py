@@ -48,7 +48,7 @@ yet, so compile time grows with depth.
 Files, one concept each (this module re-exports their public names):
   args.py ModelArgs and TASKS · positions.py position tables · attention.py attention ·
   encoder_decoder.py encoder, decoder, init_cache · prenets.py / postnets.py speech pre/post-nets ·
-  model.py the SpeechT5 module, build, init_variables, vocab_size, dummy_batch ·
+  model.py the SpeechT5 module, build, check_config, init_variables, vocab_size, dummy_batch ·
   targets.py teacher-forcing inputs and targets · apply.py running a forward inside a loss ·
   pretrain.py the joint pre-training loss · tasks/ one module per fine-tuning task and its loss ·
   objective.py loss_fn · flops.py analytic FLOPs.
@@ -67,6 +67,7 @@ from unispeech_jax.models.speecht5.flops import flops_per_batch, forward_flops
 from unispeech_jax.models.speecht5.model import (
     SpeechT5,
     build,
+    check_config,
     dummy_batch,
     init_variables,
     resolve_config,
@@ -106,6 +107,7 @@ __all__ = [
     "SpeechEncoderPrenet",
     "SpeechT5",
     "build",
+    "check_config",
     "cross_attention_probs",
     "default_config",
     "dummy_batch",

@@ -121,11 +121,7 @@ class ModelArgs:
         return args
 
     def validate(self):
-        layers.check_feature_encoder(self.feature_encoder)
-        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
-            raise ValueError(
-                "model.conv_dim, conv_kernel and conv_stride must have the same length"
-            )
+        layers.check_shared_fields(self)
         d = self.hidden_size
         if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
             raise ValueError("hidden_size must be divisible by the encoder and decoder head counts")

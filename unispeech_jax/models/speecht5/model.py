@@ -244,6 +244,17 @@ def init_variables(
     return nn.meta.unbox(variables) if unbox else variables
 
 
+def check_config(config) -> None:
+    """Config-time checks of a run config with this family: its `config.model` keys
+    (`ModelArgs.validate`) and how they combine with `config.data`. ValueError naming the key."""
+    ModelArgs.from_config(config.model)
+    if int(config.data.km_clusters) > int(config.model.num_clusters):
+        raise ValueError(
+            f"data.km_clusters={config.data.km_clusters} k-means ids do not fit "
+            f"model.num_clusters={config.model.num_clusters} masked-prediction classes"
+        )
+
+
 def vocab_size(config) -> int:
     """Text ids of `config.data`'s SentencePiece model, with the mask and pad ids past its
     vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
