@@ -64,6 +64,9 @@ _NOT_IN_HF = {
     "task",
     "label_smoothing",
     "dtype",
+    "ctc_loss_weight",
+    "ctc_blank_id",
+    "num_speakers",
 }
 
 
