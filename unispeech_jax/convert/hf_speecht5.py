@@ -63,7 +63,13 @@ _NOT_IN_HF = {
     "stop_pos_weight",
     "task",
     "label_smoothing",
+    "ctc_loss_weight",
+    "ctc_blank_id",
+    "num_speakers",
     "dtype",
+    "ctc_loss_weight",
+    "ctc_blank_id",
+    "num_speakers",
 }
 
 

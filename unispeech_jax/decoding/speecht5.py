@@ -193,15 +193,17 @@ def synthesize(
     max_frames: int,
     min_frames: int = 0,
     threshold: float = 0.5,
+    prenet_dropout: bool = True,
 ):
     """Text → log-mel spectrogram, batched; jittable with the keywords other than rng static.
 
     tokens int [B,L] (SentencePiece ids + </s>), token_mask bool [B,L], speaker float [B,E]
     (x-vector or speaker-table row) or None, rng a key for the pre-net dropout (on at
     inference, as in Tacotron 2 and SpeechT5). Returns (mel float32 [B,F,M] after the
-    post-net, zero past each length; lengths int32 [B] frames), F = max_frames rounded up to
+    post-net, run on each utterance's frames alone, zero past each length; lengths int32 [B] frames), F = max_frames rounded up to
     a multiple of r. An utterance stops at the first decoder step after min_frames whose r
     stop probabilities sum to ≥ threshold (Hugging Face's rule), or at max_frames.
+    prenet_dropout=False makes synthesis deterministic (not how the model was trained).
     """
     a = model.args
     r = a.reduction_factor
@@ -209,7 +211,7 @@ def synthesize(
     max_steps = -(-max_frames // r)
     cache = speecht5.init_cache(a, tokens.shape[0], max_steps, enc["hidden"].dtype)
     out = speech.generate(
-        speech_step(model, variables, enc["hidden"], enc["valid"], speaker),
+        speech_step(model, variables, enc["hidden"], enc["valid"], speaker, prenet_dropout),
         cache,
         batch=tokens.shape[0],
         num_mel_bins=a.num_mel_bins,
@@ -219,6 +221,6 @@ def synthesize(
         threshold=threshold,
         rng=rng,
     )
-    mel = model.apply(variables, out["mel"], method=speecht5.SpeechT5.postnet)
-    valid = jnp.arange(mel.shape[1])[None, :] < out["lengths"][:, None]
+    valid = jnp.arange(out["mel"].shape[1])[None, :] < out["lengths"][:, None]
+    mel = model.apply(variables, out["mel"], frame_valid=valid, method=speecht5.SpeechT5.postnet)
     return jnp.where(valid[:, :, None], mel.astype(jnp.float32), 0.0), out["lengths"]

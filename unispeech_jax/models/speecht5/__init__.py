@@ -10,7 +10,8 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
   * speech-encoder pre-net: the wav2vec 2.0 conv feature encoder and feature projection
     (layers.py), optional time mask embedding, positional conv (added, padding frames are *not*
     zeroed first, as HF), then fixed sinusoidal positions of the fairseq kind (sin | cos halves,
-    position ids start at pad_token_id + 1, padding frames get a zero vector).
+    position ids start at pad_token_id + 1, padding frames get a zero vector; HF derives
+    them from the padding flags compared with pad_token_id, reproduced for ids other than 1).
   * text-encoder pre-net: token embedding + alpha · (interleaved sin/cos table) + dropout.
   * encoder: LN → dropout → post-LN blocks. Every block's attention adds a Shaw-style relative
     position term on keys: logits[i, j] += (q_i / sqrt(d_h)) · E[clip(i − j, −M, M − 1) + M],

@@ -179,9 +179,12 @@ class SpeechT5(nn.Module):
         mel_before, stop = self.speech_decoder_postnet.frames(hidden)
         return {"mel_before": mel_before, "stop_logits": stop, "hidden": hidden}, cache
 
-    def postnet(self, mel_before, train: bool = False):
-        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats')."""
-        return self.speech_decoder_postnet.postnet(mel_before, deterministic=not train)
+    def postnet(self, mel_before, train: bool = False, frame_valid=None):
+        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats');
+        frame_valid bool [B,N] or None: each row as if alone (see SpeechDecoderPostnet)."""
+        return self.speech_decoder_postnet.postnet(
+            mel_before, deterministic=not train, frame_valid=frame_valid
+        )
 
     def decode_mel(self, mel, speaker, enc, enc_valid, dec_valid, train: bool = False):
         """Teacher-forced speech decoder and post-net, as trained (the pre-net's Tacotron dropout
