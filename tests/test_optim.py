@@ -60,6 +60,19 @@ def test_tri_stage_schedule_warms_holds_and_decays_exponentially():
     )
     with pytest.raises(ValueError, match="phase_ratio must sum to 1"):
         optim.schedule(optim_config(schedule="tri_stage", phase_ratio=(0.1, 0.4, 0.4)), 1000)
+    with pytest.raises(ValueError, match="inverse_sqrt"):
+        optim.schedule(optim_config(schedule="cosine"), 1000)
+
+
+def test_inverse_sqrt_schedule_warms_up_then_decays_as_one_over_sqrt_step():
+    """fairseq's inverse_sqrt (SpeechT5 TTS fine-tuning): linear from 0 to lr over
+    warmup_steps, then lr·sqrt(warmup/step)."""
+    cfg = optim_config(lr=1e-3, schedule="inverse_sqrt", warmup_steps=100)
+    np.testing.assert_allclose(
+        lrs(cfg, 1000, [0, 50, 100, 400, 10_000]),
+        [0.0, 5e-4, 1e-3, 5e-4, 1e-4],
+        rtol=1e-6,
+    )
 
 
 def test_weight_decay_only_on_kernels():

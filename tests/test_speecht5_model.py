@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unispeech_jax import losses
-from unispeech_jax.models import speecht5
+from unispeech_jax.models import layers, speecht5
 
 TINY = {
     "conv_dim": (16, 16),
@@ -48,9 +48,7 @@ def test_speech_pretraining_step_has_finite_gradients_everywhere_used():
     speaker = jnp.asarray(rng.standard_normal((2, 6)), jnp.float32)
 
     def forward(self, audio, audio_mask, mel, speaker):
-        frames = speecht5.layers.frame_validity(
-            audio_mask, TINY["conv_kernel"], TINY["conv_stride"]
-        )
+        frames = layers.frame_validity(audio_mask, TINY["conv_kernel"], TINY["conv_stride"])
         mask_time = (jnp.arange(frames.shape[1]) % 3 == 0)[None] & frames
         enc = self.encode_speech(audio, audio_mask, mask_time, train=True)
         cluster = self.cluster_logits(enc["hidden"])
@@ -108,3 +106,9 @@ def test_speech_pretraining_step_has_finite_gradients_everywhere_used():
         variables["batch_stats"],
     )
     assert max(jax.tree.leaves(moved)) > 0  # training-mode BatchNorm updated its statistics
+
+
+def test_every_task_but_pretraining_has_a_loss_in_tasks():
+    from unispeech_jax.models.speecht5.tasks import TASK_LOSSES
+
+    assert set(speecht5.TASKS) == {"pretrain", *TASK_LOSSES}

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from unispeech_jax import config as config_lib  # noqa: E402
-from unispeech_jax import sharding  # noqa: E402
+from unispeech_jax import models, sharding  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402
 from unispeech_jax.step import build  # noqa: E402
 
@@ -251,6 +251,7 @@ def compile_step(config, devices, widths=()) -> list[dict]:
     shapes whose width is in `widths`); raises ConfigError for a config that cannot run."""
     processes = len({d.process_index for d in devices})
     sizes = config_lib.validate(config, len(devices), processes)
+    models.resolve_config(models.get(config.model.name), config)  # as train.py does
     mesh = sharding.make_mesh(config.mesh, devices)
     built = build(config, mesh)
     batch_sharding = sharding.batch_sharding(mesh)

@@ -23,8 +23,10 @@ from collections.abc import Sequence
 import ml_collections
 from absl import flags
 
+from unispeech_jax import models
 from unispeech_jax.data import data_config, tasks
 from unispeech_jax.data.stats import DataError
+from unispeech_jax.errors import ConfigError
 from unispeech_jax.models import unispeech
 
 REQUIRED_KEYS = (
@@ -40,19 +42,20 @@ REQUIRED_KEYS = (
 MESH_AXES = ("data", "fsdp", "tensor")
 
 
-class ConfigError(ValueError):
-    """A config that cannot run; the message says which key and why."""
-
-
-def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Imports a config file and returns its `get_config()`, locked against new keys."""
+def load_module(path: str | pathlib.Path):
+    """Imports a config file as a module (a config may reuse another's recipe functions)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    return module
+
+
+def load_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """Imports a config file and returns its `get_config()`, locked against new keys."""
+    config = load_module(path).get_config()
     config.lock()
     return config
 
@@ -109,25 +112,28 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
     return config
 
 
-def parse_command_line(argv: list[str], required: Sequence[str] = ()) -> list[str]:
+def parse_command_line(
+    argv: list[str], required: Sequence[str] = (), positional: bool = False
+) -> list[str]:
     """absl's `flags_parser` for the CLIs: parses the flags and returns the
-    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`).
+    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`), or with
+    `positional` the non-flag arguments (a CLI that takes files and no overrides).
 
     A mistyped or missing flag, or a stray argument, is one line on stderr and exit status 2
     (absl's own parser prints a traceback or its usage text).
     """
     prefix = "--config."
-    overrides = [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
+    overrides = [] if positional else [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
     try:
-        extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
+        extra = flags.FLAGS([a for a in argv if positional or not a.startswith(prefix)])[1:]
     except flags.Error as e:
         _usage_error(f"{e}; see --helpshort")
-    if extra:
+    if extra and not positional:
         _usage_error(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
     missing = [f"--{name}" for name in required if flags.FLAGS[name].value is None]
     if missing:
         _usage_error(f"{' and '.join(missing)} required; see --helpshort")
-    return overrides
+    return extra if positional else overrides
 
 
 def _usage_error(message: str):
@@ -238,32 +244,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         bad = [a for a in axes if a is not None and a not in MESH_AXES]
         if bad:
             raise ConfigError(f"mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}")
-    clusters = int(config.data.km_clusters)
-    if config.model.name == "speecht5" and clusters > int(config.model.num_clusters):
-        raise ConfigError(
-            f"data.km_clusters={clusters} k-means ids do not fit model.num_clusters="
-            f"{config.model.num_clusters} masked-prediction classes"
-        )
-    if (
-        config.model.name == "unispeech"
-        and config.model.objective == "ctc"
-        and float(config.data.labelled_fraction) < 1
-        and not config.data.labelled_only
-    ):
-        raise ConfigError(
-            f"model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: "
-            "the unlabelled utterances would each cost a step's share and carry no loss; set "
-            "data.labelled_only=True (with data.crop=False)"
-        )
-    if (
-        config.model.name == "unispeech"
-        and config.model.objective == "ctc"
-        and tuple(config.data.unlabelled_manifests)
-    ):
-        raise ConfigError(
-            "model.objective=ctc with data.unlabelled_manifests: their utterances carry no "
-            "CTC loss and would only cost steps; they are for pre-training"
-        )
+    try:
+        models.get(config.model.name).check_config(config)
+    except (ValueError, TypeError) as e:  # the family's own checks of its keys
+        raise ConfigError(str(e)) from None
     for key in ("total_steps", "checkpoint_every", "eval_every"):
         if isinstance(config[key], bool) or not isinstance(config[key], int):
             raise ConfigError(f"{key} must be an integer, got {config[key]!r}")

@@ -3,9 +3,11 @@
 `config.optim` keys:
   lr                  peak learning rate
   schedule            'polynomial' (warmup then polynomial decay to end_lr; fairseq's
-                      polynomial_decay, used for pre-training) or 'tri_stage' (warmup, hold,
-                      exponential decay; used for CTC fine-tuning)
-  warmup_steps        linear warmup length (polynomial)
+                      polynomial_decay, used for pre-training), 'tri_stage' (warmup, hold,
+                      exponential decay; used for CTC and SpeechT5 ASR fine-tuning) or
+                      'inverse_sqrt' (linear warmup from 0, then lr·sqrt(warmup/step);
+                      fairseq's inverse_sqrt, SpeechT5 TTS fine-tuning)
+  warmup_steps        linear warmup length (polynomial, inverse_sqrt)
   end_lr, power       polynomial decay target and exponent
   phase_ratio         tri_stage (warmup, hold, decay) fractions of total_steps
   init_lr_scale, final_lr_scale   tri_stage start / end as fractions of lr
@@ -57,8 +59,17 @@ def schedule(optim_cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sc
             )
 
         return tri_stage
+    if optim_cfg.schedule == "inverse_sqrt":
+        warmup = max(1, optim_cfg.warmup_steps)
+
+        def inverse_sqrt(step):
+            step = jnp.asarray(step, jnp.float32)
+            return lr * jnp.minimum(step / warmup, jnp.sqrt(warmup / jnp.maximum(step, 1.0)))
+
+        return inverse_sqrt
     raise ValueError(
-        f'optim.schedule must be "polynomial" or "tri_stage", got {optim_cfg.schedule!r}'
+        'optim.schedule must be "polynomial", "tri_stage" or "inverse_sqrt", got '
+        f"{optim_cfg.schedule!r}"
     )
 
 

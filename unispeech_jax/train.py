@@ -38,8 +38,8 @@ from jax.experimental import multihost_utils
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
-from unispeech_jax import hostmem, perf, sharding
-from unispeech_jax.data import pipeline
+from unispeech_jax import hostmem, models, perf, sharding
+from unispeech_jax.data import pipeline, workdir_vocab
 from unispeech_jax.step import build
 
 _CONFIG = flags.DEFINE_string(
@@ -287,11 +287,15 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
 def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
     log = logging.getLogger("unispeech_jax")
+    family = models.get(config.model.name)
+    models.resolve_config(family, config)  # what the data decides, saved in config.json
+    saved_config = config  # config.json: as given; the pinned vocabulary paths follow the workdir
+    config = workdir_vocab.pin(config, workdir, init_from=config.init_from)
 
     # --- Model, optimizer, mesh, the sharded step (state materialised in its shardings) ----
     mesh = sharding.make_mesh(config.mesh)
     built = build(config, mesh)
-    family, module, rules = built.family, built.module, built.rules
+    module, rules = built.module, built.rules
     log.info(
         "devices: %d (%s) in %d processes; mesh %s",
         jax.device_count(),
@@ -335,7 +339,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         )
     start_step = int(state["step"])
     if jax.process_index() == 0:  # only now: a config that cannot resume must not replace it
-        (workdir / "config.json").write_text(config_lib.to_json(config))
+        (workdir / "config.json").write_text(config_lib.to_json(saved_config))
 
     train_step = built.train_step
 

@@ -1,9 +1,11 @@
-"""Model families. Each module exposes build, vocab_size, dummy_batch, loss_fn, flops_per_batch,
-and init_params or, with non-trainable variables, init_variables (docs/ARCHITECTURE.md,
-"Models"); `init_variables` and `loss_fn` below give train.py and evaluate.py one calling
-convention for both kinds."""
+"""Model families. Each module exposes check_config, build, vocab_size, dummy_batch, loss_fn,
+flops_per_batch, and init_params or, with non-trainable variables, init_variables
+(docs/ARCHITECTURE.md, "Models"); `init_variables` and `loss_fn` below give train.py and
+evaluate.py one calling convention for both kinds."""
 
 import importlib
+
+from unispeech_jax.errors import ConfigError
 
 FAMILIES = ("unispeech", "speecht5")
 
@@ -11,10 +13,15 @@ FAMILIES = ("unispeech", "speecht5")
 def get(name: str):
     """The model-family module for `config.model.name`."""
     if name not in FAMILIES:
-        from unispeech_jax.config import ConfigError  # config imports the families' defaults
-
         raise ConfigError(f"unknown model.name {name!r}; known: {FAMILIES}")
     return importlib.import_module(f"unispeech_jax.models.{name}")
+
+
+def resolve_config(family, config) -> None:
+    """Lets the family fix config values the data decides (`resolve_config(config)`, optional:
+    SpeechT5's speaker table size) before a run builds its model."""
+    if hasattr(family, "resolve_config"):
+        family.resolve_config(config)
 
 
 def init_variables(family, module, rng, batch) -> dict:

@@ -201,15 +201,11 @@ class ModelArgs:
     def validate(self):
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
-        layers.check_feature_encoder(self.feature_encoder)
+        layers.check_shared_fields(self)
         if self.mixed_ctc_projection not in ("transpose", "standard"):
             raise ValueError(
                 "model.mixed_ctc_projection must be 'transpose' or 'standard', "
                 f"got {self.mixed_ctc_projection!r}"
-            )
-        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
-            raise ValueError(
-                "model.conv_dim, conv_kernel and conv_stride must have the same length"
             )
         if (
             self.hidden_size % self.num_heads
@@ -434,6 +430,25 @@ def _dense(features, axes, dtype):
 # Fine-tuning from a pre-training run (train.merge_pretrained): the CTC head starts from the
 # pre-trained phonetic CTC head when the label vocabularies have the same size.
 PRETRAINED_ALIASES = (("lm_head/", "ctc_proj/"),)
+
+
+def check_config(config) -> None:
+    """Config-time checks of a run config with this family: its `config.model` keys
+    (`ModelArgs.validate`) and how they combine with `config.data`. ValueError naming the key."""
+    args = ModelArgs.from_config(config.model)
+    if args.objective != "ctc":
+        return
+    if float(config.data.labelled_fraction) < 1 and not config.data.labelled_only:
+        raise ValueError(
+            f"model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: "
+            "the unlabelled utterances would each cost a step's share and carry no loss; set "
+            "data.labelled_only=True (with data.crop=False)"
+        )
+    if tuple(config.data.unlabelled_manifests):
+        raise ValueError(
+            "model.objective=ctc with data.unlabelled_manifests: their utterances carry no "
+            "CTC loss and would only cost steps; they are for pre-training"
+        )
 
 
 def build(model_cfg, vocab_size: int) -> UniSpeech:

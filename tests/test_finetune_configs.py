@@ -1,0 +1,108 @@
+"""configs/speecht5_{asr,tts}_{tiny,base}.py: each fine-tuning config trains a few steps through
+the training loop (the micro SpeechT5 model on the tiny corpus), from scratch and from a
+pre-training workdir."""
+
+import json
+import pathlib
+
+import jax
+import micro
+import numpy as np
+import pytest
+import test_train_speecht5
+
+from unispeech_jax import config as config_lib
+from unispeech_jax import train
+from unispeech_jax.data import sources
+from unispeech_jax.models import speecht5
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def task_micro_config(name: str, **overrides):
+    """configs/speecht5_<name>.py with the micro model, one bucket, 3 steps."""
+    c = config_lib.load_file(REPO / "configs" / f"speecht5_{name}.py")
+    config_lib.apply_overrides(
+        c,
+        [
+            "total_steps=3",
+            "log_every=1",
+            "eval_every=3",
+            "checkpoint_every=100",
+            "eval_max_batches=1",
+            "data.corpus.hours=0.02",
+            "data.max_sample_len=64000",
+            "data.bucket_boundaries=(64000,)",
+            "data.text_bucket_boundaries=(128,)",
+            "data.max_samples_per_batch=128000",
+            "data.batch_multiple=2",
+            "peak_flops_per_device=1e10",
+        ]
+        + test_train_speecht5.MICRO_MODEL
+        + [f"{k}={v!r}" for k, v in overrides.items()],
+    )
+    return c
+
+
+def _rows(workdir, split):
+    rows = [json.loads(r) for r in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+@pytest.mark.parametrize(
+    "name,metric",
+    [
+        ("asr_tiny", "asr/ce"),
+        ("tts_tiny", "tts/l1"),
+        ("asr_base", "asr/ce"),
+        ("tts_base", "tts/l1"),
+    ],
+)
+def test_finetuning_config_trains_and_evaluates(tiny_corpus, tmp_path, name, metric):
+    workdir = tmp_path / name
+    train.train(task_micro_config(name), workdir)
+    rows = _rows(workdir, "train")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(r["loss"]) and r[metric] > 0 for r in rows)
+    (evaluated,) = _rows(workdir, "valid")
+    assert np.isfinite(evaluated["loss"]) and evaluated[metric] > 0
+    saved = config_lib.from_json((workdir / "config.json").read_text())
+    params, _ = micro.restore_variables(workdir)
+    if metric == "asr/ce":  # + 0.5 CTC on the encoder output
+        assert saved.model.ctc_loss_weight == 0.5 and all(r["asr/ctc"] > 0 for r in rows)
+        assert "ctc_proj" in params
+    else:  # a learned table of the training speakers
+        speakers = sources.num_speakers(saved.data)
+        assert speakers > 1 and saved.model.num_speakers == speakers
+        assert params["speaker_table"].shape == (speakers, saved.model.speaker_embedding_dim)
+
+
+def test_a_speaker_table_smaller_than_the_data_is_refused(tiny_corpus):
+    config = task_micro_config("tts_tiny", **{"model.num_speakers": 1})
+    with pytest.raises(config_lib.ConfigError, match="num_speakers=1: the training split has"):
+        speecht5.resolve_config(config)
+    xvectors = task_micro_config("tts_tiny", **{"data.speaker_embeddings": "/x"})
+    speecht5.resolve_config(xvectors)
+    assert xvectors.model.num_speakers == 0
+
+
+def test_finetuning_starts_from_a_pretraining_workdir_with_the_encoder_frozen(
+    tiny_corpus, tmp_path
+):
+    """init_from loads the pre-trained parameters; during optim.freeze_steps the encoder
+    (freeze_regex ^encoder/) keeps them while the decoder moves."""
+    pretrained = tmp_path / "pretrain"
+    train.train(test_train_speecht5.micro_config(total_steps=1, eval_every=1), pretrained)
+    workdir = tmp_path / "asr"
+    config = task_micro_config("asr_tiny", init_from=str(pretrained), **{"optim.freeze_steps": 3})
+    train.train(config, workdir)
+    before, _ = micro.restore_variables(pretrained)
+    after, _ = micro.restore_variables(workdir)
+
+    def same(part):
+        return jax.tree.leaves(
+            jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), after[part], before[part])
+        )
+
+    assert all(same("encoder")) and not all(same("decoder"))
+    assert "ctc_proj" in after and "ctc_proj" not in before  # the new head starts fresh
