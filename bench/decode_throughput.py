@@ -109,9 +109,11 @@ def main():
     args = parser.parse_args()
     module, variables = _model()
     inputs = tuple(jnp.asarray(x) for x in _inputs(args.batch))
-    print(f"# {datetime.date.today()} · {platform.processor() or platform.machine()} · "
-          f"{os.cpu_count()} cores · jax {jax.__version__} · batch {args.batch}, "
-          f"{args.tokens} tokens, {args.frames} frames")
+    print(
+        f"# {datetime.date.today()} · {platform.processor() or platform.machine()} · "
+        f"{os.cpu_count()} cores · jax {jax.__version__} · batch {args.batch}, "
+        f"{args.tokens} tokens, {args.frames} frames"
+    )
     print("| case | batched utt/s | one at a time utt/s | speed-up | runs dropped for load |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, fn in _cases(module, args).items():

@@ -67,9 +67,6 @@ _NOT_IN_HF = {
     "ctc_blank_id",
     "num_speakers",
     "dtype",
-    "ctc_loss_weight",
-    "ctc_blank_id",
-    "num_speakers",
 }
 
 
