@@ -10,10 +10,12 @@ an `InputError` or `ConfigError` with one line naming the file or value, for the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
@@ -195,3 +197,106 @@ def transcribe(
         for i, ids in zip(chunk, recognize(trained, audio, mask, options)):
             texts[i] = text_lib.sp_decode(trained.sp, ids)
     return texts
+
+
+# ============================================================================ TTS
+
+# A decoder step may produce this many mel frames per input token at most (speech runs at
+# 4-6 frames of 16 ms per character), plus MEL_FRAMES_EXTRA.
+MEL_FRAMES_PER_TOKEN = 12
+MEL_FRAMES_EXTRA = 32
+
+
+@functools.partial(jax.jit, static_argnames=("module", "max_frames", "threshold"))
+def _synthesize(module, variables, tokens, token_mask, speaker, rng, max_frames, threshold):
+    return decoding.speecht5.synthesize(
+        module,
+        variables,
+        tokens,
+        token_mask,
+        speaker,
+        rng=rng,
+        max_frames=max_frames,
+        threshold=threshold,
+    )
+
+
+def speaker_index(trained: Trained, name: str | None) -> int:
+    """Row of the speaker table for a training speaker's `.spk` name (None: -1, the mean
+    voice); ConfigError naming the known speakers otherwise."""
+    if name is None:
+        return -1
+    data_cfg = trained.config.data
+    names = sources.speaker_names(sources.resolve_data_dir(data_cfg), data_cfg)
+    if name not in names:
+        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+        raise config_lib.ConfigError(f"--speaker {name!r} is not a training speaker ({shown})")
+    return names.index(name)
+
+
+def read_xvector(trained: Trained, path) -> np.ndarray:
+    """An x-vector file (np.save of float [E] or [1, E]) as float32 [E]; InputError if it
+    cannot be read or its width is not the model's speaker_embedding_dim."""
+    try:
+        x = np.load(str(path), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read an x-vector ({e})") from None
+    width = trained.module.args.speaker_embedding_dim
+    x = np.asarray(x, np.float32).reshape(-1) if np.ndim(x) in (1, 2) and len(x) else None
+    if x is None or x.shape != (width,) or not np.isfinite(x).all():
+        raise InputError(f"{path}: expected {width} finite floats (an x-vector)")
+    return x
+
+
+def speaker_input(trained: Trained, batch: int, speakers=None, xvectors=None):
+    """The speaker input of a batch of `batch` as the model was trained: its table's rows of
+    `speakers` (int [B], -1 or None the mean voice), the given `xvectors` float [B,E], or None
+    for a model trained without speakers. ConfigError when the given kind does not fit."""
+    a, data_cfg = trained.module.args, trained.config.data
+    if xvectors is not None:
+        if not data_cfg.speaker_embeddings:
+            raise config_lib.ConfigError(
+                f"{trained.workdir} was trained without x-vectors; use --speaker or neither"
+            )
+        return jnp.asarray(xvectors, jnp.float32)
+    if data_cfg.speaker_embeddings:
+        raise config_lib.ConfigError(
+            f"{trained.workdir} was trained on x-vectors (data.speaker_embeddings): pass --xvector"
+        )
+    if a.num_speakers > 0:
+        rows = jnp.full((batch,), -1, jnp.int32) if speakers is None else jnp.asarray(speakers)
+        return trained.module.apply(trained.variables, rows, method="speaker_vectors")
+    if speakers is not None and np.any(np.asarray(speakers) >= 0):
+        raise config_lib.ConfigError(f"{trained.workdir} was trained without a speaker table")
+    return None
+
+
+def synthesize(
+    trained: Trained,
+    texts: Sequence[str],
+    speakers=None,
+    xvectors=None,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Sentences → log-mels float32 [F_i, 80] (the model's target features), in one batch with
+    the decoder cache; speakers / xvectors as for `speaker_input` (one per text). The stop
+    token ends each utterance (sum of a step's stop probabilities >= threshold), at the latest
+    after MEL_FRAMES_PER_TOKEN frames per token; `seed` draws the pre-net's always-on dropout,
+    whose mask is shared by the batch, so a row does not depend on the rest of the batch."""
+    rows = [encode_text(trained, t) for t in texts]
+    tokens, mask = pad_rows(rows, TEXT_BUCKET, text_lib.pad_token_id(trained.sp))
+    limits = [len(r) * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA for r in rows]
+    width = tokens.shape[1] * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA
+    mel, lengths = _synthesize(
+        trained.module,
+        trained.variables,
+        jnp.asarray(tokens),
+        jnp.asarray(mask),
+        speaker_input(trained, len(rows), speakers, xvectors),
+        jax.random.key(seed),
+        max_frames=width,
+        threshold=threshold,
+    )
+    mel, lengths = np.asarray(mel), np.asarray(lengths)
+    return [m[: min(n, limit)] for m, n, limit in zip(mel, lengths, limits)]

@@ -402,12 +402,12 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
 def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
     log = logging.getLogger("unispeech_jax")
+    family = models.get(config.model.name)
+    models.resolve_config(family, config)  # what the data decides, saved in config.json
     saved_config = config  # config.json: as given; the pinned vocabulary paths follow the workdir
     config = workdir_vocab.pin(config, workdir, init_from=config.init_from)
 
     # --- Model, optimizer, mesh ---------------------------------------------------------
-    family = models.get(config.model.name)
-    models.resolve_config(family, config)  # saved resolved in config.json below
     module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     mesh = sharding.make_mesh(config.mesh)
