@@ -23,8 +23,10 @@ from collections.abc import Sequence
 import ml_collections
 from absl import flags
 
+from unispeech_jax import models
 from unispeech_jax.data import data_config, tasks
 from unispeech_jax.data.stats import DataError
+from unispeech_jax.errors import ConfigError
 from unispeech_jax.models import unispeech
 
 REQUIRED_KEYS = (
@@ -38,10 +40,6 @@ REQUIRED_KEYS = (
     "mesh",
 )
 MESH_AXES = ("data", "fsdp", "tensor")
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message says which key and why."""
 
 
 def load_module(path: str | pathlib.Path):
@@ -243,32 +241,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         bad = [a for a in axes if a is not None and a not in MESH_AXES]
         if bad:
             raise ConfigError(f"mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}")
-    clusters = int(config.data.km_clusters)
-    if config.model.name == "speecht5" and clusters > int(config.model.num_clusters):
-        raise ConfigError(
-            f"data.km_clusters={clusters} k-means ids do not fit model.num_clusters="
-            f"{config.model.num_clusters} masked-prediction classes"
-        )
-    if (
-        config.model.name == "unispeech"
-        and config.model.objective == "ctc"
-        and float(config.data.labelled_fraction) < 1
-        and not config.data.labelled_only
-    ):
-        raise ConfigError(
-            f"model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: "
-            "the unlabelled utterances would each cost a step's share and carry no loss; set "
-            "data.labelled_only=True (with data.crop=False)"
-        )
-    if (
-        config.model.name == "unispeech"
-        and config.model.objective == "ctc"
-        and tuple(config.data.unlabelled_manifests)
-    ):
-        raise ConfigError(
-            "model.objective=ctc with data.unlabelled_manifests: their utterances carry no "
-            "CTC loss and would only cost steps; they are for pre-training"
-        )
+    models.get(config.model.name).check_config(config)
     for key in ("total_steps", "checkpoint_every", "eval_every"):
         if isinstance(config[key], bool) or not isinstance(config[key], int):
             raise ConfigError(f"{key} must be an integer, got {config[key]!r}")
@@ -302,6 +275,12 @@ def mesh_config(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collection
                 ("conv_in", None),
                 ("conv_out", "fsdp"),
                 ("conv_kernel", None),
+                # SpeechT5's small or per-head axes: replicated
+                ("head_dim", None),
+                ("relpos", None),
+                ("mel", None),
+                ("prenet", None),
+                ("speaker", None),
             ),
         )
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from unispeech_jax.data import batching, sources
 from unispeech_jax.data import text as text_lib
+from unispeech_jax.errors import ConfigError
 from unispeech_jax.models import dropout, layers
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer
 from unispeech_jax.models.speecht5.args import ModelArgs
@@ -219,8 +220,6 @@ def vocab_size(config) -> int:
     """Text ids of `config.data`'s SentencePiece model, with the mask and pad ids past its
     vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
     model's </s>, the token the text decoder starts from."""
-    from unispeech_jax.config import ConfigError  # config imports the families' defaults
-
     sp = text_lib.load_sp(sources.sentencepiece_model(config.data))
     if sp.eos_id() != config.model.decoder_start_token_id:
         raise ConfigError(
@@ -228,6 +227,17 @@ def vocab_size(config) -> int:
             f"</s> id ({sp.eos_id()}) of {sources.sentencepiece_model(config.data)}"
         )
     return text_lib.text_vocab_size(sp)
+
+
+def check_config(config) -> None:
+    """Raises ConfigError when the k-means labels have more ids than the masked-prediction
+    head has classes."""
+    clusters = int(config.data.km_clusters)
+    if clusters > int(config.model.num_clusters):
+        raise ConfigError(
+            f"data.km_clusters={clusters} k-means ids do not fit model.num_clusters="
+            f"{config.model.num_clusters} masked-prediction classes"
+        )
 
 
 def dummy_batch(data_cfg) -> dict:
