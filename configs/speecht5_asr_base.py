@@ -4,7 +4,7 @@ Command (GPU host or TPU pod; data.manifest_dir with .wrd transcripts, or the eS
     python -m unispeech_jax.train --config configs/speecht5_asr_base.py --workdir runs/st5_asr \
         --config.init_from=runs/st5_base
 
-Teacher-forced cross-entropy; Adam (0.9, 0.98, eps 1e-8), weight decay 0.1,
+Cross-entropy + 0.5 CTC on the encoder output; Adam (0.9, 0.98, eps 1e-8), weight decay 0.1,
 clip 25, tri-stage lr 6e-5 (10/40/50 %, final 0.05), the encoder frozen for the first 13k
 updates, time masking p 0.05; 2 x 8 x 1.6M samples per update (raise optim.grad_accum on
 fewer devices). Hardware: not yet run at full scale.
@@ -40,6 +40,7 @@ def finetune(c, lr: float):
     d.km_labels, d.km_clusters, d.log_mel, d.text_ratio = "", 0, False, 0.0
     m = c.model
     m.task = "asr"
+    m.ctc_loss_weight = 0.5  # on the encoder output; the blank is <s>, id 1 of spm_char.model
     m.mask_time_prob = 0.05  # the fine-tuning value (HF's default), not pre-training's 0.8
     m.mask_time_length = 10
     o = c.optim

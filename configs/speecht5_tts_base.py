@@ -7,7 +7,8 @@ Command (GPU host or TPU pod; data.manifest_dir with .wrd transcripts and .spk s
 L1 (before + after the post-net) + stop BCE + guided attention loss; dropout 0.15, no
 layerdrop, Adam (0.9, 0.98, eps 1e-8), no weight decay, clip 25, inverse-sqrt lr 1e-4 after
 10k warm-up updates, the encoder frozen for the first 20k; 8 x 3.2M samples per update (raise
-optim.grad_accum on fewer devices). Hardware: not yet run at full scale.
+optim.grad_accum on fewer devices). Speaker input: a learned table of the training speakers, or
+x-vectors with --config.data.speaker_embeddings=DIR. Hardware: not yet run at full scale.
 """
 
 from unispeech_jax import config as config_lib
@@ -41,6 +42,7 @@ def finetune(c, lr: float):
     m = c.model
     m.task = "tts"
     m.use_guided_attention_loss = True
+    m.num_speakers = -1  # a learned table of the training speakers (x-vectors: 0 rows)
     m.hidden_dropout = m.attention_dropout = m.activation_dropout = 0.15
     m.positional_dropout = 0.15
     m.encoder_layerdrop = m.decoder_layerdrop = 0.0

@@ -178,6 +178,7 @@ def unwritable_dir(tmp_path):
         ("train", "w", ["--config.model.num_layers=four"], "ConfigError: .*'model.num_layers' is of type int; got 'four'"),
         ("train", "w", ["--config.mesh.shape.data=3"], "ConfigError: .*needs 3 devices, but 1 are available"),
         ("train", "w", ["--config.total_steps=True"], "ConfigError: .*'total_steps' is of type int; got True"),
+        ("train", "w", ["--config.model.conv_dim=(1,2)"], r"ConfigError: model.conv_dim, conv_kernel and conv_stride need one entry per conv layer each"),
         ("train", "w", ["--workdr=x"], "FlagsError: Unknown command line flag 'workdr'. Did you mean: workdir"),
         ("train", "file", [], r"ConfigError: workdir \S+ is a file, not a directory"),
         ("train", "unwritable", [], r"ConfigError: workdir \S+ cannot be written: Permission denied"),

@@ -13,6 +13,8 @@ import test_train_speecht5
 
 from unispeech_jax import config as config_lib
 from unispeech_jax import train
+from unispeech_jax.data import sources
+from unispeech_jax.models import speecht5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,6 +66,24 @@ def test_finetuning_config_trains_and_evaluates(tiny_corpus, tmp_path, name, met
     assert all(np.isfinite(r["loss"]) and r[metric] > 0 for r in rows)
     (evaluated,) = _rows(workdir, "valid")
     assert np.isfinite(evaluated["loss"]) and evaluated[metric] > 0
+    saved = config_lib.from_json((workdir / "config.json").read_text())
+    params, _ = micro.restore_variables(workdir)
+    if metric == "asr/ce":  # + 0.5 CTC on the encoder output
+        assert saved.model.ctc_loss_weight == 0.5 and all(r["asr/ctc"] > 0 for r in rows)
+        assert "ctc_proj" in params
+    else:  # a learned table of the training speakers
+        speakers = sources.num_speakers(saved.data)
+        assert speakers > 1 and saved.model.num_speakers == speakers
+        assert params["speaker_table"].shape == (speakers, saved.model.speaker_embedding_dim)
+
+
+def test_a_speaker_table_smaller_than_the_data_is_refused(tiny_corpus):
+    config = task_micro_config("tts_tiny", **{"model.num_speakers": 1})
+    with pytest.raises(config_lib.ConfigError, match="num_speakers=1: the training split has"):
+        speecht5.resolve_config(config)
+    xvectors = task_micro_config("tts_tiny", **{"data.speaker_embeddings": "/x"})
+    speecht5.resolve_config(xvectors)
+    assert xvectors.model.num_speakers == 0
 
 
 def test_finetuning_starts_from_a_pretraining_workdir_with_the_encoder_frozen(
@@ -78,6 +98,11 @@ def test_finetuning_starts_from_a_pretraining_workdir_with_the_encoder_frozen(
     train.train(config, workdir)
     before, _ = micro.restore_variables(pretrained)
     after, _ = micro.restore_variables(workdir)
-    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), after, before)
-    assert all(jax.tree.leaves(same["encoder"]))
-    assert not all(jax.tree.leaves(same["decoder"]))
+
+    def same(part):
+        return jax.tree.leaves(
+            jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), after[part], before[part])
+        )
+
+    assert all(same("encoder")) and not all(same("decoder"))
+    assert "ctc_proj" in after and "ctc_proj" not in before  # the new head starts fresh

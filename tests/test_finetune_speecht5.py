@@ -103,3 +103,61 @@ def test_finetuning_steps_lower_the_loss(task):
     assert any(jax.tree.leaves(moved)) == (task == "tts")
     shapes = {k: v.shape for k, v in batch.items()}
     assert speecht5.flops_per_batch(config.model, shapes) > 0
+
+
+def test_asr_ctc_head_loss_is_torch_ctc_per_target_token():
+    """asr/ctc = torch's CTC (blank <s> = 1, zero_infinity) of the `ctc_proj` head on the encoder
+    output for each weight > 0 utterance's text without </s>, summed and divided by those
+    target tokens; the loss is CE + ctc_loss_weight · that."""
+    torch = pytest.importorskip("torch")
+    config = _config("asr")
+    config.model.update(ctc_loss_weight=0.5, ctc_blank_id=1)
+    batch = _batch("asr")
+    lengths = batch["text_mask"].sum(1)
+    batch["text"][np.arange(2), lengths - 1] = 2  # each transcript ends with </s>
+    batch["weight"] = np.array([1.0, 0.0], np.float32)  # the second row is padding
+    module = speecht5.build(config.model, VOCAB)
+    variables = speecht5.init_variables(module, jax.random.key(0), batch, unbox=True)
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+    loss, (metrics, _) = speecht5.loss_fn(module, params, batch, jax.random.key(1), 0, False, state)
+
+    enc = module.apply(
+        variables, batch["audio"], batch["audio_mask"], method=speecht5.SpeechT5.encode_speech
+    )
+    logits = module.apply(variables, enc["hidden"], method=speecht5.SpeechT5.ctc_logits)
+    log_probs = torch.log_softmax(torch.tensor(np.asarray(logits[:1])), -1).transpose(0, 1)
+    target = batch["text"][0, : lengths[0] - 1]
+    expected = torch.nn.functional.ctc_loss(
+        log_probs,
+        torch.tensor(target[None]),
+        torch.tensor([int(enc["valid"][0].sum())]),
+        torch.tensor([len(target)]),
+        blank=1,
+        reduction="sum",
+        zero_infinity=True,
+    ).item() / len(target)
+    np.testing.assert_allclose(float(metrics["asr/ctc"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), float(metrics["asr/ce"]) + 0.5 * expected, rtol=1e-5)
+    assert "ctc_proj" in params
+
+
+def test_tts_speaker_table_rows_are_the_speaker_input():
+    """With num_speakers rows, a batch's `speaker` index gives the same loss as passing that
+    row as the x-vector; -1 (a voice outside the training split) gets the mean row."""
+    config = _config("tts")
+    config.model.num_speakers = 3
+    batch = _batch("tts")
+    del batch["speaker_embedding"]
+    batch["speaker"] = np.array([2, -1], np.int32)
+    module = speecht5.build(config.model, VOCAB)
+    variables = speecht5.init_variables(module, jax.random.key(0), batch, unbox=True)
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+    table = np.asarray(params["speaker_table"])
+    assert table.shape == (3, 8)
+
+    def loss(b):
+        return float(speecht5.loss_fn(module, params, b, jax.random.key(1), 0, False, state)[0])
+
+    as_xvectors = dict(batch, speaker_embedding=np.stack([table[2], table.mean(0)]))
+    np.testing.assert_allclose(loss(batch), loss(as_xvectors), rtol=1e-6)
+    assert loss(batch) != loss(dict(batch, speaker=np.array([0, -1], np.int32)))

@@ -351,6 +351,38 @@ def test_length_filters_and_crop(fresh):
     assert it.stats.cropped > 0
 
 
+def test_claimed_length_is_checked_even_when_it_filters_the_row(fresh):
+    """A manifest row lying about its sample count is a `length_mismatch` skip (strict: an
+    error naming the manifest line and the file) also when the lie would only have filtered
+    it as too short or too long, since such a row is never decoded; true lengths are still
+    filtered."""
+    lengths = [bc.manifest_length(fresh, "train", u) for u in range(10)]
+    short, long_, ok = 0, 1, 2
+    for u, claimed in ((short, 7), (long_, 10_000), (ok, 3000)):
+        bc.edit_line(fresh / "train.tsv", u + 2, f"wav/train/{u:04d}.flac\t{claimed}".encode())
+    bc.rewrite_audio(fresh, "train", ok, bc.signal(ok, 3000))  # its claim is true
+    cfg = cfg_for(
+        fresh, min_sample_len=2500, max_sample_len=4000, bucket_boundaries=(4000,), crop=False
+    )
+    stats = PipelineStats()
+    manifest.load_split(
+        fresh, "train", cfg, vocabulary=sources.vocab(cfg), with_labels=True, stats=stats
+    )
+    true = [3000 if u == ok else n for u, n in enumerate(lengths) if u not in (short, long_)]
+    assert stats.skipped == {"length_mismatch": 2}
+    assert stats.filtered == {
+        "too_short": sum(n < 2500 for n in true),
+        "too_long": sum(n > 4000 for n in true),
+    }
+    with pytest.raises(
+        P.DataError,
+        match=rf"train.tsv:2: length_mismatch \(\S+0000.flac: {lengths[0]} samples, the manifest says 7\)",
+    ):
+        manifest.load_split(
+            fresh, "train", dict(cfg, strict=True), vocabulary=sources.vocab(cfg), with_labels=True
+        )
+
+
 # ----------------------------------------------------------------------------- bucketing
 
 

@@ -84,6 +84,29 @@ def test_config_errors_are_clear(tiny_corpus_env, tmp_path):
         config_lib.validate(wasteful, num_devices=2)
 
 
+@pytest.mark.parametrize(
+    "config_file, override, message",
+    [
+        ("micro", "model.conv_dim=(1,2)", r"one entry per conv layer each, got lengths \{'conv_dim': 2, 'conv_kernel': 7"),
+        ("micro", "model.dtype=float16x", r"model.dtype must be one of \('float32', 'bfloat16'\), got 'float16x'"),
+        ("micro", "model.feature_encoder=mfcc", r"model.feature_encoder must be one of \('conv', 'log_mel'\), got 'mfcc'"),
+        ("micro", "data.bucket_boundaries=(1,'a')", r"data.bucket_boundaries=\(1, 'a'\): expected a tuple of strictly"),
+        ("speecht5_tiny", "model.dtype=half", r"model.dtype must be one of \('float32', 'bfloat16'\), got 'half'"),
+        ("speecht5_tiny", "data.km_clusters=500", "data.km_clusters=500 k-means ids do not fit model.num_clusters=100"),
+    ],
+)  # fmt: skip
+def test_model_and_data_mistakes_are_config_errors(config_file, override, message):
+    """The model family's own checks (models/<family>.py: check_config) and the data block's
+    run in config.validate, before anything is built: a ConfigError naming key and values."""
+    if config_file == "micro":
+        config = micro_config()
+    else:
+        config = config_lib.load_file(micro.REPO / "configs" / f"{config_file}.py")
+    config_lib.apply_overrides(config, [override])
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate(config, num_devices=1)
+
+
 def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplog):
     """Same name and shape: loaded; a head with a pre-trained alias of the same shape: loaded
     from it (and logged as renamed); a shape mismatch under either name: left fresh."""

@@ -112,25 +112,28 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
     return config
 
 
-def parse_command_line(argv: list[str], required: Sequence[str] = ()) -> list[str]:
+def parse_command_line(
+    argv: list[str], required: Sequence[str] = (), positional: bool = False
+) -> list[str]:
     """absl's `flags_parser` for the CLIs: parses the flags and returns the
-    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`).
+    `--config.KEY=VALUE` overrides as `KEY=VALUE` (for `apply_overrides`), or with
+    `positional` the non-flag arguments (a CLI that takes files and no overrides).
 
     A mistyped or missing flag, or a stray argument, is one line on stderr and exit status 2
     (absl's own parser prints a traceback or its usage text).
     """
     prefix = "--config."
-    overrides = [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
+    overrides = [] if positional else [a[len(prefix) :] for a in argv[1:] if a.startswith(prefix)]
     try:
-        extra = flags.FLAGS([a for a in argv if not a.startswith(prefix)])[1:]
+        extra = flags.FLAGS([a for a in argv if positional or not a.startswith(prefix)])[1:]
     except flags.Error as e:
         _usage_error(f"{e}; see --helpshort")
-    if extra:
+    if extra and not positional:
         _usage_error(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
     missing = [f"--{name}" for name in required if flags.FLAGS[name].value is None]
     if missing:
         _usage_error(f"{' and '.join(missing)} required; see --helpshort")
-    return overrides
+    return extra if positional else overrides
 
 
 def _usage_error(message: str):
@@ -241,7 +244,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         bad = [a for a in axes if a is not None and a not in MESH_AXES]
         if bad:
             raise ConfigError(f"mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}")
-    models.get(config.model.name).check_config(config)
+    try:
+        models.get(config.model.name).check_config(config)
+    except (ValueError, TypeError) as e:  # the family's own checks of its keys
+        raise ConfigError(str(e)) from None
     for key in ("total_steps", "checkpoint_every", "eval_every"):
         if isinstance(config[key], bool) or not isinstance(config[key], int):
             raise ConfigError(f"{key} must be an integer, got {config[key]!r}")

@@ -1,5 +1,5 @@
-"""`ConfigError`: a config that cannot run. Its own module so that the model families and the
-data package can raise it without importing config.py (which imports their defaults)."""
+"""The error of a config that cannot run, in a module of its own: config.py (which builds its
+defaults from the model families) and the families (which raise it) both import it."""
 
 
 class ConfigError(ValueError):

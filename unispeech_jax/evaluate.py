@@ -1,11 +1,15 @@
 r"""Evaluation of a trained workdir: mean losses and greedy-CTC phone error rate (PER; for
 families with a CTC head, i.e. a `predict_fn`).
 
-    python -m unispeech_jax.evaluate --workdir runs/tiny --split test
+    python -m unispeech_jax.evaluate --workdir runs/tiny --split test [--step N] [--data DIR]
 
-prints the metrics and writes them to `<workdir>/eval_<split>.json`. The config is the one
-the run saved (`<workdir>/config.json`), the parameters those of its newest checkpoint.
-Training calls the same `Evaluator` periodically on the validation split.
+prints the metrics and writes them to `<workdir>/eval_<split>.json` (`--step N`:
+`eval_<split>_step<N>.json`; `--data DIR`: `eval_<split>_<DIR's name>[_step<N>].json`). The
+config is the one the run saved (`<workdir>/config.json`), the parameters those of its
+newest checkpoint (or of step N); `--data DIR` reads the split from the manifest folder DIR
+instead of the run's data. Labels are always read through the vocabulary the workdir keeps
+(data/workdir_vocab.py). Training calls the same `Evaluator` periodically on the
+validation split.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import decoding, models, sharding
 from unispeech_jax import metrics as metrics_lib
-from unispeech_jax.data import pipeline, sources
+from unispeech_jax.data import pipeline, sources, workdir_vocab
 
 
 class Evaluator:
@@ -113,9 +117,14 @@ def _greedy_ids(logits, valid):
 
 
 def evaluate_workdir(
-    workdir: str | pathlib.Path, split: str, max_batches: int = 0, step: int | None = None
+    workdir: str | pathlib.Path,
+    split: str,
+    max_batches: int = 0,
+    step: int | None = None,
+    data_dir: str | pathlib.Path | None = None,
 ) -> dict[str, float]:
-    """Loads a run's config and newest (or given) checkpoint and evaluates `split`."""
+    """Loads a run's config and newest (or given) checkpoint and evaluates `split` (of the
+    manifest folder `data_dir` if given); writes `result_name(split, step, data_dir)`."""
     workdir = config_lib.writable_workdir(workdir, create=False)  # eval_<split>.json goes there
     config_file = workdir / "config.json"
     if not config_file.is_file():
@@ -123,19 +132,35 @@ def evaluate_workdir(
             f"{config_file} not found: is {workdir} a training workdir?"
         )
     config = config_lib.from_json(config_file.read_text())
+    if data_dir is not None:
+        if not pathlib.Path(data_dir).is_dir():
+            raise config_lib.ConfigError(f"--data {data_dir}: not a directory")
+        config.data.source, config.data.manifest_dir = "manifest", str(data_dir)
+        # The folder's own vocabulary files, checked against the ones the workdir keeps.
+        config.data.vocab_path = config.data.sp_model = config.data.target_sp_model = ""
+    config = workdir_vocab.pin(config, workdir, keep=False)
     family = models.get(config.model.name)
     module = family.build(config.model, family.vocab_size(config))
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
     with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
-        step, state, _ = ckpt.restore_chosen(step)  # None: the newest that restores cleanly
+        restored, state, _ = ckpt.restore_chosen(step)  # None: the newest that restores cleanly
     params, model_state = checkpoint_lib.variables(state)
     evaluator = Evaluator(config, family, module, mesh, rules)
     result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
-    result["step"] = float(step)
+    result["step"] = float(restored)
     if jax.process_index() == 0:
-        (workdir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+        (workdir / result_name(split, step, data_dir)).write_text(
+            json.dumps(result, indent=2, sort_keys=True)
+        )
     return result
+
+
+def result_name(split: str, step: int | None, data_dir=None) -> str:
+    """eval_<split>[_<data folder name>][_step<N>].json: the default evaluation (the run's
+    data, its newest checkpoint) keeps eval_<split>.json to itself."""
+    data = f"_{pathlib.Path(data_dir).resolve().name}" if data_dir is not None else ""
+    return f"eval_{split}{data}{f'_step{step}' if step is not None else ''}.json"
 
 
 def _define_flags():
@@ -145,11 +170,12 @@ def _define_flags():
         flags.DEFINE_string("split", "test", "Data split to evaluate (train/valid/test)."),
         flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0: all)."),
         flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest)."),
+        flags.DEFINE_string("data", None, "A manifest folder to score instead of the run's data."),
     )
 
 
 def main(overrides):
-    _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP = _FLAGS
+    _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP, _DATA = _FLAGS
     # force: app.run has already put absl's handler on the root logger (see train.py).
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
@@ -159,7 +185,9 @@ def main(overrides):
         logging.error("evaluate takes no --config.KEY=VALUE overrides: %s", overrides)
         sys.exit(2)
     try:
-        result = evaluate_workdir(_WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value)
+        result = evaluate_workdir(
+            _WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value, _DATA.value
+        )
     except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError) as e:
         logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)

@@ -41,7 +41,7 @@ from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
 from unispeech_jax import hostmem, models, optim, perf, sharding
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import pipeline, workdir_vocab
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file (configs/*.py); override keys with --config.KEY=VALUE."
@@ -402,9 +402,12 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
 
 def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
     log = logging.getLogger("unispeech_jax")
+    family = models.get(config.model.name)
+    models.resolve_config(family, config)  # what the data decides, saved in config.json
+    saved_config = config  # config.json: as given; the pinned vocabulary paths follow the workdir
+    config = workdir_vocab.pin(config, workdir, init_from=config.init_from)
 
     # --- Model, optimizer, mesh ---------------------------------------------------------
-    family = models.get(config.model.name)
     module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     mesh = sharding.make_mesh(config.mesh)
@@ -465,7 +468,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         )
     start_step = int(state["step"])
     if jax.process_index() == 0:  # only now: a config that cannot resume must not replace it
-        (workdir / "config.json").write_text(config_lib.to_json(config))
+        (workdir / "config.json").write_text(config_lib.to_json(saved_config))
 
     # --- Compiled steps ------------------------------------------------------------------
     batch_shard = sharding.batch_sharding(mesh)

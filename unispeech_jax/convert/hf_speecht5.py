@@ -63,6 +63,9 @@ _NOT_IN_HF = {
     "stop_pos_weight",
     "task",
     "label_smoothing",
+    "ctc_loss_weight",
+    "ctc_blank_id",
+    "num_speakers",
     "dtype",
 }
 

@@ -27,18 +27,9 @@ def read_audio(
     take = expected_len - offset if take is None else take
     try:
         with sf.SoundFile(path) as f:
-            if f.samplerate != sample_rate:
-                return None, "wrong_sample_rate", f"{f.samplerate} Hz, expected {sample_rate}"
-            if f.channels != 1:
-                return None, "multi_channel", f"{f.channels} channels, expected 1"
-            if f.frames == 0:
-                return None, "empty_audio", ""
-            if f.frames != expected_len:
-                return (
-                    None,
-                    "length_mismatch",
-                    f"{f.frames} samples, the manifest says {expected_len}",
-                )
+            reason, detail = _header_problem(f, expected_len, sample_rate)
+            if reason is not None:
+                return None, reason, detail
             if offset:
                 f.seek(offset)
             x = f.read(take, dtype="float32", always_2d=False)
@@ -49,6 +40,30 @@ def read_audio(
     if not np.isfinite(x).all():
         return None, "non_finite", ""
     return x, None, ""
+
+
+def header_problem(
+    path: str, expected_len: int, sample_rate: int = SAMPLE_RATE
+) -> tuple[str | None, str]:
+    """What `read_audio` would find wrong in the file's header alone (skip reason or None,
+    detail): reads no samples, for rows that are never decoded (filtered by their length)."""
+    try:
+        with sf.SoundFile(path) as f:
+            return _header_problem(f, expected_len, sample_rate)
+    except Exception as e:  # as in read_audio
+        return "unreadable", f"{type(e).__name__}: {e}"
+
+
+def _header_problem(f: sf.SoundFile, expected_len: int, sample_rate: int):
+    if f.samplerate != sample_rate:
+        return "wrong_sample_rate", f"{f.samplerate} Hz, expected {sample_rate}"
+    if f.channels != 1:
+        return "multi_channel", f"{f.channels} channels, expected 1"
+    if f.frames == 0:
+        return "empty_audio", ""
+    if f.frames != expected_len:
+        return "length_mismatch", f"{f.frames} samples, the manifest says {expected_len}"
+    return None, ""
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from unispeech_jax.data import features
 from unispeech_jax.data import text as text_lib
+from unispeech_jax.data.audio import header_problem
 from unispeech_jax.data.data_config import resolve
 from unispeech_jax.data.stats import DataError, PipelineStats
 
@@ -237,11 +238,17 @@ def load_split(
         if n == 0:
             stats.problem("empty_audio", where, str(path))
             continue
+        filter_reason = None
         if filter_short and n < cfg.min_sample_len:
-            stats.problem("too_short", where, f"{n} samples", filtered=True)
-            continue
-        if not crop and filter_short and n > cfg.max_sample_len:
-            stats.problem("too_long", where, f"{n} samples", filtered=True)
+            filter_reason = "too_short"
+        elif filter_short and not crop and n > cfg.max_sample_len:
+            filter_reason = "too_long"
+        if filter_reason:  # never decoded, so its header is checked here, against the claim
+            reason, detail = header_problem(str(path), n, cfg.sample_rate)
+            if reason is None:
+                stats.problem(filter_reason, where, f"{n} samples", filtered=True)
+            else:
+                stats.problem(reason, where, f"{path}: {detail}" if detail else str(path))
             continue
         is_labelled = bool(chosen[j])
         if is_labelled and crop and n > cfg.max_sample_len:

@@ -32,15 +32,19 @@ def resolve_data_dir(data_cfg) -> Path:
     return Path(cfg.tfds_data_dir or os.path.expanduser("~/tensorflow_datasets"))
 
 
-def vocab(data_cfg) -> text_lib.PhoneVocab:
-    """The label vocabulary: `vocab_path`, else <data dir>/dict.<labels>.txt."""
+def vocab_path(data_cfg) -> Path:
+    """Where the label vocabulary is: `vocab_path`, else <data dir>/dict.<labels>.txt."""
     cfg = resolve(data_cfg)
     if cfg.vocab_path:
-        path = Path(cfg.vocab_path)
-    elif cfg.labels:
-        path = resolve_data_dir(cfg) / f"dict.{cfg.labels}.txt"
-    else:
-        raise DataError("data.labels is '' (no labels): there is no label vocabulary")
+        return Path(cfg.vocab_path)
+    if cfg.labels:
+        return resolve_data_dir(cfg) / f"dict.{cfg.labels}.txt"
+    raise DataError("data.labels is '' (no labels): there is no label vocabulary")
+
+
+def vocab(data_cfg) -> text_lib.PhoneVocab:
+    """The label vocabulary (`vocab_path`)."""
+    path = vocab_path(data_cfg)
     if not path.is_file():
         raise DataError(f"label vocabulary not found: {path}")
     return text_lib.PhoneVocab.load(path)

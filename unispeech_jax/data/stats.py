@@ -12,7 +12,10 @@ the manifest, non-finite samples. A row that fails at decode time stays in its b
 and host agreement depend on it) as a weight-0 copy of a good row of the same batch (data/
 decode.py). Each reason is logged once, with the first file, then only counted (`it.stats`).
 Length filters are not errors, they are counted as "filtered": shorter than `min_sample_len`,
-longer than `max_sample_len` when `crop=False`, more than `max_label_len` phones. With
+longer than `max_sample_len` when `crop=False`, more than `max_label_len` phones. A row the
+length filters drop is never decoded, so its file's header (no samples read) is checked
+against the manifest's claim when the split is loaded: a row that lies about its length is a
+`length_mismatch` skip there too, never "filtered". With
 `crop=True` a labelled utterance longer than `max_sample_len` is trained as UNLABELLED (its
 transcript does not match a crop); counted as "labelled_cropped".
 """

@@ -16,6 +16,13 @@ def get(name: str):
     return importlib.import_module(f"unispeech_jax.models.{name}")
 
 
+def resolve_config(family, config) -> None:
+    """Lets the family fix config values the data decides (`resolve_config(config)`, optional:
+    SpeechT5's speaker table size) before a run builds its model."""
+    if hasattr(family, "resolve_config"):
+        family.resolve_config(config)
+
+
 def init_variables(family, module, rng, batch) -> dict:
     """{'params': boxed params, other collections...} of any family (SpeechT5 adds its
     BatchNorm 'batch_stats'); works under jit / eval_shape."""

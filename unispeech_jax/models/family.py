@@ -63,9 +63,10 @@ class ModelFamily(Protocol):
 
     ModelArgs: its `FamilyArgs` dataclass. LOGICAL_AXES: every logical axis name its params
     and activations carry (the default mesh rules in config.mesh_config map each one).
-    predict_fn (families with a CTC head): (module, params, batch) -> (logits [B,T,V],
-    frame_valid bool [B,T]); evaluation decodes and scores it. SpeechT5 decodes with
-    `decoding.speecht5_greedy` instead.
+    Optional: predict_fn (families with a CTC head): (module, params, batch) -> (logits
+    [B,T,V], frame_valid bool [B,T]); evaluation decodes and scores it (SpeechT5 decodes with
+    `decoding.speecht5`). resolve_config(config): fixes model values the data decides before
+    the model is built (SpeechT5's speaker table size). PRETRAINED_ALIASES (train.py).
     """
 
     ModelArgs: type[FamilyArgs]
@@ -75,7 +76,9 @@ class ModelFamily(Protocol):
         """`config.model` with every key at its base default."""
 
     def check_config(self, config: ml_collections.ConfigDict) -> None:
-        """Raises ConfigError for a run config whose data and model do not fit together."""
+        """Config-time checks of `config.model` (ModelArgs.validate) and of how it combines
+        with `config.data`: ValueError naming the key (config.validate makes it a
+        ConfigError)."""
 
     def build(self, model_cfg, vocab_size: int) -> Any:
         """The flax module for `config.model` and `vocab_size` output ids."""

@@ -126,7 +126,6 @@ import numpy as np
 
 from unispeech_jax import losses
 from unispeech_jax.data import batching, sources
-from unispeech_jax.errors import ConfigError
 from unispeech_jax.models import dropout, layers, masking, transformer
 from unispeech_jax.models.family import FamilyArgs
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
@@ -189,15 +188,11 @@ class ModelArgs(FamilyArgs):
     def validate(self):
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
-        layers.check_feature_encoder(self.feature_encoder)
+        layers.check_shared_fields(self)
         if self.mixed_ctc_projection not in ("transpose", "standard"):
             raise ValueError(
                 "model.mixed_ctc_projection must be 'transpose' or 'standard', "
                 f"got {self.mixed_ctc_projection!r}"
-            )
-        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
-            raise ValueError(
-                "model.conv_dim, conv_kernel and conv_stride must have the same length"
             )
         if (
             self.hidden_size % self.num_heads
@@ -407,6 +402,25 @@ LOGICAL_AXES = layers.ACTIVATION_AXES + (
 )
 
 
+def check_config(config) -> None:
+    """Config-time checks of a run config with this family: its `config.model` keys
+    (`ModelArgs.validate`) and how they combine with `config.data`. ValueError naming the key."""
+    args = ModelArgs.from_config(config.model)
+    if args.objective != "ctc":
+        return
+    if float(config.data.labelled_fraction) < 1 and not config.data.labelled_only:
+        raise ValueError(
+            f"model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: "
+            "the unlabelled utterances would each cost a step's share and carry no loss; set "
+            "data.labelled_only=True (with data.crop=False)"
+        )
+    if tuple(config.data.unlabelled_manifests):
+        raise ValueError(
+            "model.objective=ctc with data.unlabelled_manifests: their utterances carry no "
+            "CTC loss and would only cost steps; they are for pre-training"
+        )
+
+
 def build(model_cfg, vocab_size: int) -> UniSpeech:
     """The UniSpeech module for `config.model` and a label vocabulary of `vocab_size` ids."""
     return UniSpeech(ModelArgs.from_config(model_cfg), int(vocab_size))
@@ -415,23 +429,6 @@ def build(model_cfg, vocab_size: int) -> UniSpeech:
 def vocab_size(config) -> int:
     """Output classes of the CTC heads: the size of `config.data`'s phone vocabulary."""
     return len(sources.vocab(config.data))
-
-
-def check_config(config) -> None:
-    """Raises ConfigError when CTC fine-tuning would be fed utterances without labels."""
-    if config.model.objective != "ctc":
-        return
-    if float(config.data.labelled_fraction) < 1 and not config.data.labelled_only:
-        raise ConfigError(
-            f"model.objective=ctc with data.labelled_fraction={config.data.labelled_fraction}: "
-            "the unlabelled utterances would each cost a step's share and carry no loss; set "
-            "data.labelled_only=True (with data.crop=False)"
-        )
-    if tuple(config.data.unlabelled_manifests):
-        raise ConfigError(
-            "model.objective=ctc with data.unlabelled_manifests: their utterances carry no "
-            "CTC loss and would only cost steps; they are for pre-training"
-        )
 
 
 def init_params(

@@ -10,7 +10,8 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
   * speech-encoder pre-net: the wav2vec 2.0 conv feature encoder and feature projection
     (layers.py), optional time mask embedding, positional conv (added, padding frames are *not*
     zeroed first, as HF), then fixed sinusoidal positions of the fairseq kind (sin | cos halves,
-    position ids start at pad_token_id + 1, padding frames get a zero vector).
+    position ids start at pad_token_id + 1, padding frames get a zero vector; HF derives
+    them from the padding flags compared with pad_token_id, reproduced for ids other than 1).
   * text-encoder pre-net: token embedding + alpha · (interleaved sin/cos table) + dropout.
   * encoder: LN → dropout → post-LN blocks. Every block's attention adds a Shaw-style relative
     position term on keys: logits[i, j] += (q_i / sqrt(d_h)) · E[clip(i − j, −M, M − 1) + M],
@@ -38,7 +39,7 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
 
 Objectives (`loss_fn`, chosen by `task`): joint pre-training (SPEC §3), and the fine-tuning
 tasks 'asr' and 'tts' with the losses of HF's SpeechT5ForSpeechToText / SpeechT5ForTextToSpeech
-(`decoding.speecht5_greedy` transcribes).
+(`decoding.speecht5.recognize` transcribes).
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
@@ -48,7 +49,8 @@ yet, so compile time grows with depth.
 Files, one concept each (this module re-exports their public names):
   args.py ModelArgs and TASKS · positions.py position tables · encoder_decoder.py encoder,
   decoder (blocks of ../transformer.py), init_cache · prenets.py / postnets.py speech nets ·
-  model.py the SpeechT5 module, build, init_variables, vocab_size, dummy_batch ·
+  model.py the SpeechT5 module, build, check_config, init_variables, vocab_size,
+  resolve_config, dummy_batch ·
   targets.py teacher-forcing inputs and targets · apply.py running a forward inside a loss ·
   pretrain.py the joint pre-training loss · tasks/ one module per fine-tuning task and its loss ·
   objective.py loss_fn · flops.py analytic FLOPs.
@@ -63,6 +65,7 @@ from unispeech_jax.models.speecht5.model import (
     check_config,
     dummy_batch,
     init_variables,
+    resolve_config,
     vocab_size,
 )
 from unispeech_jax.models.speecht5.objective import loss_fn
@@ -111,6 +114,7 @@ __all__ = [
     "loss_fn",
     "padded_position_ids",
     "relative_position_ids",
+    "resolve_config",
     "scaled_position_table",
     "shift_spectrograms_right",
     "speech_targets",

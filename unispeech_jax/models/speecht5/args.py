@@ -103,6 +103,18 @@ class ModelArgs(FamilyArgs):
     # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing.
     task: str = "pretrain"
     label_smoothing: float = 0.0
+    # ASR: + ctc_loss_weight x CTC on the encoder output through a `ctc_proj` head over the
+    # text ids (0: no head, HF's loss; SpeechT5's recipe: 0.5). Its blank is ctc_blank_id, the
+    # SentencePiece <s> (never a transcript token; fairseq SpeechT5's blank; checked when
+    # training starts).
+    ctc_loss_weight: float = 0.0
+    ctc_blank_id: int = 1
+    # TTS speaker input: a learned table of num_speakers embeddings (speaker_embedding_dim
+    # wide) read by the batch's `speaker` index, the mean row for -1 (a voice outside the
+    # training split). 0: no table (the batch's `speaker_embedding` x-vectors if it has them,
+    # else no speaker input); -1: one row per training speaker of config.data (none with
+    # data.speaker_embeddings), fixed when training starts (`resolve_config`).
+    num_speakers: int = 0
     # TTS guided attention loss on the decoder's cross-attention (HF names and defaults)
     use_guided_attention_loss: bool = True
     guided_attention_loss_num_heads: int = 2
@@ -111,11 +123,7 @@ class ModelArgs(FamilyArgs):
     dtype: str = "float32"
 
     def validate(self):
-        layers.check_feature_encoder(self.feature_encoder)
-        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
-            raise ValueError(
-                "model.conv_dim, conv_kernel and conv_stride must have the same length"
-            )
+        layers.check_shared_fields(self)
         d = self.hidden_size
         if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
             raise ValueError("hidden_size must be divisible by the encoder and decoder head counts")
@@ -125,6 +133,11 @@ class ModelArgs(FamilyArgs):
             )
         if self.task not in TASKS:
             raise ValueError(f"model.task {self.task!r} is not one of {TASKS}")
+        if self.ctc_loss_weight < 0 or self.num_speakers < -1:
+            raise ValueError(
+                f"model.ctc_loss_weight={self.ctc_loss_weight} must be >= 0 and "
+                f"model.num_speakers={self.num_speakers} >= -1"
+            )
 
 
 default_config = ModelArgs.default_config

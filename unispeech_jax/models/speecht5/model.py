@@ -34,7 +34,8 @@ class SpeechT5(nn.Module):
 
     Param tree: embed_tokens (shared text embedding), speech_encoder_prenet,
     text_encoder_prenet, encoder, decoder, speech_decoder_prenet, speech_decoder_postnet,
-    quantizer, final_proj, label_embeddings. 'batch_stats': speech_decoder_postnet.
+    quantizer, final_proj, label_embeddings; ctc_proj with ctc_loss_weight > 0,
+    speaker_table with num_speakers > 0. 'batch_stats': speech_decoder_postnet.
     """
 
     args: ModelArgs
@@ -59,6 +60,14 @@ class SpeechT5(nn.Module):
             a.num_codevector_groups, a.num_codevectors_per_group, a.hidden_size, dt
         )
         self.final_proj = layers._dense(a.final_dim, ("embed", None), dt, "final_proj")
+        if a.ctc_loss_weight > 0:
+            self.ctc_proj = layers._dense(self.vocab_size, ("embed", "vocab"), dt, "ctc_proj")
+        if a.num_speakers > 0:
+            self.speaker_table = self.param(
+                "speaker_table",
+                layers._part(nn.initializers.normal(1.0), (None, "speaker")),
+                (a.num_speakers, a.speaker_embedding_dim),
+            )
         self.label_embeddings = self.param(
             "label_embeddings",
             layers._part(nn.initializers.uniform(1.0), ("vocab", None)),
@@ -114,6 +123,20 @@ class SpeechT5(nn.Module):
         )
         return jnp.einsum("btf,cf->btc", proj, emb) / self.args.logit_temp
 
+    # -- fine-tuning heads ---------------------------------------------------------------------
+
+    def ctc_logits(self, hidden):
+        """CTC head over the text ids (ctc_loss_weight > 0): encoder output [B,T,D] → float32
+        [B,T,V] unnormalised; blank = ctc_blank_id."""
+        return self.ctc_proj(hidden).astype(jnp.float32)
+
+    def speaker_vectors(self, speaker):
+        """Rows of the speaker table (num_speakers > 0) for int speaker [B]; -1 (a voice
+        outside the training split) gets the mean row → float32 [B,E]."""
+        rows = jnp.take(self.speaker_table, jnp.maximum(speaker, 0), axis=0)
+        mean = jnp.mean(self.speaker_table, axis=0)
+        return jnp.where((speaker >= 0)[:, None], rows, mean[None])
+
     # -- decoders ------------------------------------------------------------------------------
 
     def decode_text(self, tokens, enc, enc_valid, dec_valid=None, cache=None, train: bool = False):
@@ -157,9 +180,12 @@ class SpeechT5(nn.Module):
         mel_before, stop = self.speech_decoder_postnet.frames(hidden)
         return {"mel_before": mel_before, "stop_logits": stop, "hidden": hidden}, cache
 
-    def postnet(self, mel_before, train: bool = False):
-        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats')."""
-        return self.speech_decoder_postnet.postnet(mel_before, deterministic=not train)
+    def postnet(self, mel_before, train: bool = False, frame_valid=None):
+        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats');
+        frame_valid bool [B,N] or None: each row as if alone (see SpeechDecoderPostnet)."""
+        return self.speech_decoder_postnet.postnet(
+            mel_before, deterministic=not train, frame_valid=frame_valid
+        )
 
     def decode_mel(self, mel, speaker, enc, enc_valid, dec_valid, train: bool = False):
         """Teacher-forced speech decoder and post-net, as trained (the pre-net's Tacotron dropout
@@ -177,8 +203,14 @@ class SpeechT5(nn.Module):
         text = self.encode_text(tokens, jnp.ones(tokens.shape, bool))
         vq = self.cross_modal_quantize(text["hidden"], text["valid"])
         logits, _ = self.decode_text(tokens, speech["hidden"], speech["valid"])
+        if self.args.num_speakers > 0:
+            speaker = self.speaker_vectors(jnp.zeros(speaker.shape[:1], jnp.int32))
         out, _ = self.decode_speech(mel, speaker, vq["hidden"], text["valid"])
+        extra = (
+            {"ctc_logits": self.ctc_logits(speech["hidden"])} if self.args.ctc_loss_weight else {}
+        )
         return {
+            **extra,
             "logits": logits,
             "mel_after": self.postnet(out["mel_before"]),
             "cluster_logits": self.cluster_logits(speech["hidden"]),
@@ -216,27 +248,54 @@ def init_variables(
     return nn.meta.unbox(variables) if unbox else variables
 
 
+def check_config(config) -> None:
+    """Config-time checks of a run config with this family: its `config.model` keys
+    (`ModelArgs.validate`) and how they combine with `config.data`. ValueError naming the key."""
+    ModelArgs.from_config(config.model)
+    if int(config.data.km_clusters) > int(config.model.num_clusters):
+        raise ValueError(
+            f"data.km_clusters={config.data.km_clusters} k-means ids do not fit "
+            f"model.num_clusters={config.model.num_clusters} masked-prediction classes"
+        )
+
+
 def vocab_size(config) -> int:
     """Text ids of `config.data`'s SentencePiece model, with the mask and pad ids past its
     vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
-    model's </s>, the token the text decoder starts from."""
-    sp = text_lib.load_sp(sources.sentencepiece_model(config.data))
-    if sp.eos_id() != config.model.decoder_start_token_id:
+    model's </s>, the token the text decoder starts from, and (with a CTC head)
+    model.ctc_blank_id its <s>, a token no transcript holds."""
+    path = sources.sentencepiece_model(config.data)
+    sp = text_lib.load_sp(path)
+    m = config.model
+    if sp.eos_id() != m.decoder_start_token_id:
         raise ConfigError(
-            f"model.decoder_start_token_id={config.model.decoder_start_token_id} is not the "
-            f"</s> id ({sp.eos_id()}) of {sources.sentencepiece_model(config.data)}"
+            f"model.decoder_start_token_id={m.decoder_start_token_id} is not the "
+            f"</s> id ({sp.eos_id()}) of {path}"
+        )
+    if m.get("ctc_loss_weight", 0) > 0 and (sp.bos_id() < 0 or sp.bos_id() != m.ctc_blank_id):
+        raise ConfigError(
+            f"model.ctc_blank_id={m.ctc_blank_id} is not the <s> id ({sp.bos_id()}) of {path}"
         )
     return text_lib.text_vocab_size(sp)
 
 
-def check_config(config) -> None:
-    """Raises ConfigError when the k-means labels have more ids than the masked-prediction
-    head has classes."""
-    clusters = int(config.data.km_clusters)
-    if clusters > int(config.model.num_clusters):
+def resolve_config(config) -> None:
+    """Fixes what the data decides before a run builds its model: model.num_speakers=-1 becomes
+    the number of training speakers (sources.num_speakers), or 0 when data.speaker_embeddings
+    gives x-vectors instead. ConfigError if a fixed table has fewer rows than the data has
+    speakers."""
+    m = config.model
+    if m.get("task") != "tts" or m.num_speakers == 0:
+        return
+    if m.num_speakers == -1 and config.data.speaker_embeddings:
+        m.num_speakers = 0
+        return
+    speakers = sources.num_speakers(config.data)
+    if m.num_speakers == -1:
+        m.num_speakers = speakers
+    elif m.num_speakers < speakers:
         raise ConfigError(
-            f"data.km_clusters={clusters} k-means ids do not fit model.num_clusters="
-            f"{config.model.num_clusters} masked-prediction classes"
+            f"model.num_speakers={m.num_speakers}: the training split has {speakers} speakers"
         )
 
 

@@ -21,11 +21,14 @@ def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state
       'text/…') and both report their code perplexity.
     'asr' (audio, text): speech-encoder pre-net + encoder + text decoder, teacher-forced
       cross-entropy over the real target tokens of the batch (label_smoothing, 0 as HF) —
-      SpeechT5ForSpeechToText's `loss`; training masks time spans (mask_time_*, HF's 0.05).
-    'tts' (text, mel, optional speaker_embedding): text-encoder pre-net + encoder + speech
+      SpeechT5ForSpeechToText's `loss`; training masks time spans (mask_time_*, HF's 0.05);
+      with ctc_loss_weight > 0 plus that times the CTC of the encoder's `ctc_proj` head
+      (per target token, `asr/ctc`; SpeechT5's recipe).
+    'tts' (text, mel, speaker or speaker_embedding): text-encoder pre-net + encoder + speech
       decoder + post-net, L1 (before + after the post-net) + stop BCE (pos_weight 5) + the
       guided attention loss (scale · mean over guided heads and valid (step, token) pairs) —
-      SpeechT5ForTextToSpeech's `loss`.
+      SpeechT5ForTextToSpeech's `loss`; the speaker input is the x-vector if the batch has
+      one, else the learned speaker table's row (num_speakers > 0).
     Fine-tuning does not use the cross-modal quantizer nor the masked-prediction head (as HF,
     which has neither): the encoder output goes straight to cross-attention. Their parameters
     stay in the tree with zero gradients (AdamW's decoupled weight decay still shrinks their

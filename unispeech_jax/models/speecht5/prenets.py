@@ -50,7 +50,12 @@ class SpeechEncoderPrenet(nn.Module):
             dt,
             name="pos_conv_embed",
         )(hidden)
-        positions = padded_position_ids(valid, a.pad_token_id)
+        # HF numbers the frames whose padding flag (1 = padding) is not pad_token_id: the real
+        # frames for its default 1, the padding frames only for 0 (real frames then get the
+        # zero row), every frame for ids >= 2. Reproduced, so converted models agree.
+        positions = padded_position_ids(
+            (~valid).astype(jnp.int32) != a.pad_token_id, a.pad_token_id
+        )
         hidden = hidden + fairseq_sinusoidal(positions, a.hidden_size, a.pad_token_id).astype(
             hidden.dtype
         )

@@ -1,15 +1,33 @@
-"""SpeechT5 ASR fine-tuning (speech → text), the loss of HF's SpeechT5ForSpeechToText;
-`decoding.speecht5_greedy` transcribes."""
+"""SpeechT5 ASR fine-tuning (speech → text): the cross-entropy of HF's SpeechT5ForSpeechToText,
+plus SpeechT5's CTC on the encoder output (`ctc_loss_weight`, the `ctc_proj` head);
+`decoding.speecht5.recognize` transcribes (joint CTC/attention through `ctc_logits`)."""
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
+from unispeech_jax import losses
 from unispeech_jax.models import layers, masking
 from unispeech_jax.models.speecht5.apply import apply_forward, split_rngs
+from unispeech_jax.models.speecht5.args import ModelArgs
 from unispeech_jax.models.speecht5.targets import text_targets, token_terms
 
 
+def ctc_term(args: ModelArgs, logits, frame_valid, batch):
+    """CTC of the encoder head's logits [B,T,V] on frame_valid bool [B,T] for the batch's `text`
+    without its </s>, summed over utterances of weight > 0 and divided by their target tokens
+    (so that it is per token, as the cross-entropy: the recipe's CE : CTC ratio). Utterances
+    too short for their transcript count 0 (the recipe's zero_infinity)."""
+    text = batch["text"]
+    labels = batch["text_mask"].astype(bool) & (text != args.decoder_start_token_id)
+    labels &= (batch["weight"] > 0)[:, None]
+    per_utterance = losses.ctc_loss(logits, frame_valid, text, labels, args.ctc_blank_id)
+    return jnp.sum(per_utterance) / jnp.maximum(jnp.sum(labels), 1)
+
+
 def loss(module, params, model_state, batch, rng, step, train):
-    """Speech → text cross-entropy on a batch with audio and its `text` tokens; see `loss_fn`."""
+    """Speech → text cross-entropy (+ ctc_loss_weight × CTC) on a batch with audio and its
+    `text` tokens; see `loss_fn`."""
     a = module.args
     rngs, mask_rng = split_rngs(rng, train)
     audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
@@ -23,8 +41,17 @@ def loss(module, params, model_state, batch, rng, step, train):
 
     def forward(self):
         enc = self.encode_speech(audio, audio_mask, mask_time, train=train)
-        return self.decode_text(dec_in, enc["hidden"], enc["valid"], dec_valid, train=train)[0]
+        logits = self.decode_text(dec_in, enc["hidden"], enc["valid"], dec_valid, train=train)[0]
+        ctc = self.ctc_logits(enc["hidden"]) if a.ctc_loss_weight > 0 else None
+        return logits, ctc, enc["valid"]
 
-    logits, _, model_state = apply_forward(module, params, model_state, forward, rngs, train)
+    (logits, ctc_logits, frame_valid), _, model_state = apply_forward(
+        module, params, model_state, forward, rngs, train
+    )
     ce, accuracy = token_terms(logits, target, counted, a.label_smoothing)
-    return ce, ({"loss": ce, "asr/ce": ce, "asr/accuracy": accuracy}, model_state)
+    loss, metrics = ce, {"asr/ce": ce, "asr/accuracy": accuracy}
+    if a.ctc_loss_weight > 0:
+        ctc = ctc_term(a, ctc_logits, frame_valid, batch)
+        loss = ce + a.ctc_loss_weight * ctc
+        metrics["asr/ctc"] = ctc
+    return loss, ({"loss": loss, **metrics}, model_state)

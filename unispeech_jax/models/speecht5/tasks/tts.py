@@ -27,14 +27,17 @@ def cross_attention_probs(args: ModelArgs, sown):
 
 def loss(module, params, model_state, batch, rng, step, train):
     """Text → speech L1 + stop BCE (+ guided attention) on a batch with `text` tokens and their
-    `mel`, optionally `speaker_embedding` [B,E]; see `loss_fn`."""
+    `mel`; the speaker input is the batch's `speaker_embedding` [B,E] if it has one, else the
+    speaker table's row of `speaker` [B] (num_speakers > 0), else none; see `loss_fn`."""
     a = module.args
     rngs, _ = split_rngs(rng, train)
     tokens, token_mask = batch["text"], batch["text_mask"].astype(bool)
     target, frame_valid, dec_in, dec_valid = speech_targets(a, batch)
-    speaker = batch.get("speaker_embedding")
 
     def forward(self):
+        speaker = batch.get("speaker_embedding")
+        if speaker is None and a.num_speakers > 0:
+            speaker = self.speaker_vectors(batch["speaker"])
         enc = self.encode_text(tokens, token_mask, train=train)
         return self.decode_mel(dec_in, speaker, enc["hidden"], token_mask, dec_valid, train)
 
