@@ -62,16 +62,16 @@ def _inputs(batch: int, seed: int = 0):
 
 
 def _cases(module, args):
-    """name → jitted fn(variables, rows) taking a slice of the inputs."""
-    asr = lambda **kw: jax.jit(
-        functools.partial(
-            st5_decoding.search,
-            module,
-            max_length=args.tokens,
-            min_length=args.tokens,
-            **kw,
+    """name → jitted fn(variables, inputs) (inputs as `_inputs` returns them, any batch)."""
+
+    def asr(**kw):
+        fn = jax.jit(
+            functools.partial(
+                st5_decoding.search, module, max_length=args.tokens, min_length=args.tokens, **kw
+            )
         )
-    )
+        return lambda v, x: fn(v, x[0], x[1])
+
     tts = jax.jit(
         functools.partial(
             st5_decoding.synthesize,
@@ -81,11 +81,9 @@ def _cases(module, args):
         )
     )
     return {
-        "greedy": lambda v, x: asr()(v, x[0], x[1]),
-        f"beam {args.beam}": lambda v, x: asr(beam=args.beam)(v, x[0], x[1]),
-        f"beam {args.beam} + CTC 0.3": lambda v, x: asr(beam=args.beam, ctc_weight=0.3)(
-            v, x[0], x[1]
-        ),
+        "greedy": asr(),
+        f"beam {args.beam}": asr(beam=args.beam),
+        f"beam {args.beam} + CTC 0.3": asr(beam=args.beam, ctc_weight=0.3),
         "TTS": lambda v, x: tts(v, x[2], x[3], x[4], rng=jax.random.key(0)),
     }
 
