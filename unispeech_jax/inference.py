@@ -77,13 +77,24 @@ def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
             f"workdir {workdir} was trained for {trained_for}; this needs a SpeechT5 "
             f"model.task {task!r} workdir"
         )
+    if spec is None:
+        raise config_lib.ConfigError(
+            f"workdir {workdir} is not a SpeechT5 fine-tuning run (model.task asr or tts)"
+        )
+    with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
+        step, state, _ = ckpt.restore_chosen(step)
+    return assemble(workdir, config, *checkpoint_lib.variables(state), step)
+
+
+def assemble(workdir, config, params, model_state, step: int) -> Trained:
+    """A `Trained` of a SpeechT5 fine-tuning run's config (its vocabulary pinned to the
+    workdir's) and restored variables."""
+    _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
     sp = text_lib.load_sp(sources.task_sentencepiece_model(config.data, spec.name))
     module = family.build(config.model, text_lib.text_vocab_size(sp))
-    with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
-        step, state, _ = ckpt.restore_chosen(step)
-    params, model_state = checkpoint_lib.variables(state)
-    return Trained(workdir, config, module, {"params": params, **model_state}, int(step), sp)
+    variables = {"params": params, **model_state}
+    return Trained(pathlib.Path(workdir), config, module, variables, int(step), sp)
 
 
 # ============================================================================ input
@@ -189,13 +200,17 @@ def transcribe(
     """Waveforms float [S_i] at 16 kHz → their transcripts, `batch_size` at a time (longest
     first, so that each batch pads little)."""
     options.check(trained)
+    if trained.config.data.normalize:  # the model was trained on normalised waveforms
+        waves = [audio_lib.normalize(w) for w in waves]
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
+    pieces = trained.sp.get_piece_size()
     texts = [""] * len(waves)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         audio, mask = pad_rows([waves[i] for i in chunk], AUDIO_BUCKET)
         for i, ids in zip(chunk, recognize(trained, audio, mask, options)):
-            texts[i] = text_lib.sp_decode(trained.sp, ids)
+            # The ids past the SentencePiece vocabulary (the infilling mask) are no text.
+            texts[i] = text_lib.sp_decode(trained.sp, [t for t in ids if t < pieces])
     return texts
 
 
@@ -284,7 +299,15 @@ def synthesize(
     token ends each utterance (sum of a step's stop probabilities >= threshold), at the latest
     after MEL_FRAMES_PER_TOKEN frames per token; `seed` draws the pre-net's always-on dropout,
     whose mask is shared by the batch, so a row does not depend on the rest of the batch."""
-    rows = [encode_text(trained, t) for t in texts]
+    return synthesize_tokens(
+        trained, [encode_text(trained, t) for t in texts], speakers, xvectors, threshold, seed
+    )
+
+
+def synthesize_tokens(
+    trained: Trained, rows, speakers=None, xvectors=None, threshold: float = 0.5, seed: int = 0
+) -> list[np.ndarray]:
+    """`synthesize` of texts already encoded: rows of int32 ids + </s>."""
     tokens, mask = pad_rows(rows, TEXT_BUCKET, text_lib.pad_token_id(trained.sp))
     limits = [len(r) * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA for r in rows]
     width = tokens.shape[1] * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA
