@@ -256,28 +256,10 @@ class LogMelFeatureEncoder(nn.Module):
 FEATURE_ENCODERS = ("conv", "log_mel")
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
 def check_feature_encoder(kind: str) -> None:
     """Config-time check of `model.feature_encoder` (both model families)."""
     if kind not in FEATURE_ENCODERS:
         raise ValueError(f"model.feature_encoder must be one of {FEATURE_ENCODERS}, got {kind!r}")
-
-
-def check_shared_fields(args) -> None:
-    """Config-time checks of the `ModelArgs` fields both families share: the front end
-    (`feature_encoder`; conv_dim, conv_kernel and conv_stride, one entry per conv layer)
-    and the compute `dtype`. Raises ValueError naming the key and what it may be."""
-    check_feature_encoder(args.feature_encoder)
-    lengths = {k: len(getattr(args, k)) for k in ("conv_dim", "conv_kernel", "conv_stride")}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(
-            "model.conv_dim, conv_kernel and conv_stride need one entry per conv layer each, "
-            f"got lengths {lengths}"
-        )
-    if args.dtype not in COMPUTE_DTYPES:
-        raise ValueError(f"model.dtype must be one of {COMPUTE_DTYPES}, got {args.dtype!r}")
 
 
 def make_feature_encoder(args, grad_mult: float, dtype, name: str) -> nn.Module:

@@ -126,7 +126,7 @@ import numpy as np
 
 from unispeech_jax import losses
 from unispeech_jax.data import batching, sources
-from unispeech_jax.models import dropout, layers, masking
+from unispeech_jax.models import dropout, layers, masking, model_args
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
 
@@ -186,22 +186,13 @@ class ModelArgs:
 
     @classmethod
     def from_config(cls, model_cfg) -> ModelArgs:
-        """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
-        if isinstance(model_cfg, ModelArgs):
-            return model_cfg
-        raw = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown config.model keys for unispeech: {unknown}")
-        args = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        args.validate()
-        return args
+        """From a ConfigDict / mapping: unknown keys and wrong types refused (model_args.py)."""
+        return model_args.from_config(cls, model_cfg, "unispeech")
 
     def validate(self):
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
-        layers.check_shared_fields(self)
+        model_args.check_shared_fields(self)
         if self.mixed_ctc_projection not in ("transpose", "standard"):
             raise ValueError(
                 "model.mixed_ctc_projection must be 'transpose' or 'standard', "

@@ -7,7 +7,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from unispeech_jax.models import layers
+from unispeech_jax.models import model_args
 
 TASKS = ("pretrain", "asr", "tts")
 
@@ -108,20 +108,11 @@ class ModelArgs:
 
     @classmethod
     def from_config(cls, model_cfg) -> ModelArgs:
-        """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
-        if isinstance(model_cfg, ModelArgs):
-            return model_cfg
-        raw = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown config.model keys for speecht5: {unknown}")
-        args = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        args.validate()
-        return args
+        """From a ConfigDict / mapping: unknown keys and wrong types refused (model_args.py)."""
+        return model_args.from_config(cls, model_cfg, "speecht5")
 
     def validate(self):
-        layers.check_shared_fields(self)
+        model_args.check_shared_fields(self)
         d = self.hidden_size
         if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
             raise ValueError("hidden_size must be divisible by the encoder and decoder head counts")
