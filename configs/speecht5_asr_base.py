@@ -3,6 +3,7 @@ r"""SpeechT5 base ASR fine-tuning: SpeechT5's recipe for LibriSpeech 100 h (80k 
 Command (GPU host or TPU pod; data.manifest_dir with .wrd transcripts, or the eSpeak corpus):
     python -m unispeech_jax.train --config configs/speecht5_asr_base.py --workdir runs/st5_asr \
         --config.init_from=runs/st5_base
+    python -m unispeech_jax.transcribe --workdir runs/st5_asr --beam 10 --ctc-weight 0.3 a.wav
 
 Cross-entropy + 0.5 CTC on the encoder output; Adam (0.9, 0.98, eps 1e-8), weight decay 0.1,
 clip 25, tri-stage lr 6e-5 (10/40/50 %, final 0.05), the encoder frozen for the first 13k

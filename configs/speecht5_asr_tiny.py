@@ -4,6 +4,7 @@ Command (from a speecht5_tiny pre-training workdir; without init_from: from scra
     python -m unispeech_jax.train --config configs/speecht5_asr_tiny.py --workdir runs/st5_asr \
         --config.init_from=runs/st5_tiny
     python -m unispeech_jax.evaluate --workdir runs/st5_asr --split test
+    python -m unispeech_jax.transcribe --workdir runs/st5_asr a.wav
 
 configs/speecht5_asr_base.py's recipe (tri-stage lr, encoder frozen for the first 16 % of the
 updates, time masking p 0.05) at configs/speecht5_tiny.py's sizes, 2000 updates, lr 6e-5 x 2.5

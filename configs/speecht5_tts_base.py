@@ -3,6 +3,7 @@ r"""SpeechT5 base TTS fine-tuning: SpeechT5's text-to-speech recipe (120k update
 Command (GPU host or TPU pod; data.manifest_dir with .wrd transcripts and .spk speakers):
     python -m unispeech_jax.train --config configs/speecht5_tts_base.py --workdir runs/st5_tts \
         --config.init_from=runs/st5_base
+    python -m unispeech_jax.synthesize --workdir runs/st5_tts --text "hello there" --out a.wav
 
 L1 (before + after the post-net) + stop BCE + guided attention loss; dropout 0.15, no
 layerdrop, Adam (0.9, 0.98, eps 1e-8), no weight decay, clip 25, inverse-sqrt lr 1e-4 after

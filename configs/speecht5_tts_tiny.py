@@ -4,6 +4,7 @@ Command (from a speecht5_tiny pre-training workdir; without init_from: from scra
     python -m unispeech_jax.train --config configs/speecht5_tts_tiny.py --workdir runs/st5_tts \
         --config.init_from=runs/st5_tiny
     python -m unispeech_jax.evaluate --workdir runs/st5_tts --split test
+    python -m unispeech_jax.synthesize --workdir runs/st5_tts --text "hello there" --out a.wav
 
 configs/speecht5_tts_base.py's recipe (inverse-sqrt lr, guided attention, dropout 0.15, the
 encoder frozen for the first 1/6 of the updates) at configs/speecht5_tiny.py's sizes, 2000

@@ -87,3 +87,29 @@ def reference_run(tiny_corpus, shared_dir, compile_cache):
             assert out.returncode == 0, out.stderr[-4000:]
             result.write_text(json.dumps(micro.train_losses(workdir)))
     return {int(k): v for k, v in json.loads(result.read_text()).items()}
+
+
+@pytest.fixture(scope="session")
+def asr_workdir(tiny_corpus, tmp_path_factory):
+    """A micro SpeechT5 ASR model (configs/speecht5_asr_tiny.py, CTC head) trained 3 steps:
+    its transcripts are noise, but real decoding."""
+    import test_finetune_configs
+
+    from unispeech_jax import train
+
+    workdir = tmp_path_factory.mktemp("asr")
+    train.train(test_finetune_configs.task_micro_config("asr_tiny"), workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tts_workdir(tiny_corpus, tmp_path_factory):
+    """A micro SpeechT5 TTS model (configs/speecht5_tts_tiny.py) with a table of the tiny
+    corpus's speakers, trained 3 steps."""
+    import test_finetune_configs
+
+    from unispeech_jax import train
+
+    workdir = tmp_path_factory.mktemp("tts")
+    train.train(test_finetune_configs.task_micro_config("tts_tiny"), workdir)
+    return workdir

@@ -8,18 +8,10 @@ import micro
 import numpy as np
 import pytest
 import soundfile as sf
-import test_finetune_configs
 
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference, train, transcribe
-
-
-@pytest.fixture(scope="module")
-def asr_workdir(tiny_corpus, tmp_path_factory):
-    """A micro ASR model trained 3 steps (its transcripts are noise, but real decoding)."""
-    workdir = tmp_path_factory.mktemp("asr")
-    train.train(test_finetune_configs.task_micro_config("asr_tiny"), workdir)
-    return workdir
+from unispeech_jax import inference, synthesize, transcribe
+from unispeech_jax.data import sources
 
 
 def _run(module, *args, compile_cache=None):
@@ -100,3 +92,62 @@ def test_transcribe_errors_are_one_line(asr_workdir, tmp_path, compile_cache):
 def test_a_workdir_of_another_task_is_refused(asr_workdir):
     with pytest.raises(config_lib.ConfigError, match="trained for model.task 'asr'.*'tts'"):
         inference.load(asr_workdir, task="tts")
+
+
+def test_synthesize_writes_speech_for_a_training_speaker(tts_workdir, tmp_path, compile_cache):
+    trained = inference.load(tts_workdir, task="tts")
+    name = sources.speaker_names(
+        sources.resolve_data_dir(trained.config.data), trained.config.data
+    )[1]
+    out = tmp_path / "a.wav"
+    args = ("--workdir", tts_workdir, "--text", "hello there", "--out", out, "--speaker", name)
+    result = _run("synthesize", *args, compile_cache=compile_cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    audio, rate = sf.read(str(out))
+    assert rate == 16_000 and len(audio) > 0 and np.abs(audio).max() > 0
+    assert result.stdout.startswith(f"{out}\t")
+
+
+def test_synthesize_rows_do_not_depend_on_the_batch(tts_workdir):
+    """A batch gives each text the log-mel it gets alone (same seed), the speakers' rows (and
+    the mean voice for -1) as input; another speaker changes the output."""
+    trained = inference.load(tts_workdir, task="tts")
+    texts, speakers = ["hello there", "a longer sentence to speak"], [0, -1]
+    batch = inference.synthesize(trained, texts, speakers)
+    for text, speaker, mel in zip(texts, speakers, batch):
+        (alone,) = inference.synthesize(trained, [text], [speaker])
+        assert mel.shape[1] == 80 and len(mel) > 0
+        np.testing.assert_allclose(mel, alone, atol=1e-5)
+    (other,) = inference.synthesize(trained, texts[:1], [1])
+    assert not np.allclose(other[: len(batch[0])], batch[0][: len(other)])
+
+
+def test_synthesize_errors_are_one_line(tts_workdir, asr_workdir, tmp_path, compile_cache):
+    out = tmp_path / "a.wav"
+    micro.assert_one_error_line(
+        _run("synthesize", "--workdir", tts_workdir, "--text", "  ", "--out", out),
+        r"text '  ' is empty",
+    )
+    np.save(tmp_path / "x.npy", np.ones(8, np.float32))
+    cases = [
+        (dict(workdir=asr_workdir, text="hi"), r"trained for model.task 'asr'.*'tts'"),
+        (dict(workdir=tts_workdir, text="hi", speaker="nobody"), r"'nobody' is not a training"),
+        (dict(workdir=tts_workdir, text="hi", xvector=tmp_path / "x.npy"), r"without x-vectors"),
+        (dict(workdir=tts_workdir, text="hi", xvector=tmp_path / "no.npy"), r"no\.npy: cannot"),
+        (dict(workdir=tts_workdir, text="hi", vocoder=tmp_path), r"missing \(expected a Speech"),
+        (dict(workdir=tts_workdir, text="hi", speaker="a", xvector="b"), r"not both"),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises((inference.InputError, config_lib.ConfigError, OSError), match=pattern):
+            synthesize.run(out=out, **kwargs)
+    assert not out.exists()
+
+
+def test_transcripts_skip_ids_past_the_text_model(asr_workdir, monkeypatch):
+    """A decoder may emit the infilling-mask id (past the SentencePiece pieces, no text):
+    it is left out instead of failing the decode."""
+    trained = inference.load(asr_workdir, task="asr")
+    mask = trained.sp.get_piece_size()
+    monkeypatch.setattr(inference.decoding.speecht5, "recognize", lambda *a, **k: [[5, mask, 6]])
+    wave = np.zeros(16_000, np.float32)
+    assert inference.transcribe(trained, [wave]) == [trained.sp.decode([5, 6])]

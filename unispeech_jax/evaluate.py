@@ -1,7 +1,10 @@
-r"""Evaluation of a trained workdir: mean losses and greedy-CTC phone error rate (PER; for
-families with a CTC head, i.e. a `predict_fn`).
+r"""Evaluation of a trained workdir: mean losses, greedy-CTC phone error rate (PER; for
+families with a CTC head, i.e. a `predict_fn`) and the task scores of scoring.py (SpeechT5
+fine-tuning runs: asr WER/CER, tts MCD and the ASR round trip).
 
     python -m unispeech_jax.evaluate --workdir runs/tiny --split test [--step N] [--data DIR]
+    python -m unispeech_jax.evaluate --workdir runs/st5_asr [--beam 10 --ctc-weight 0.3]
+    python -m unispeech_jax.evaluate --workdir runs/st5_tts --asr-workdir runs/st5_asr
 
 prints the metrics and writes them to `<workdir>/eval_<split>.json` (`--step N`:
 `eval_<split>_step<N>.json`; `--data DIR`: `eval_<split>_<DIR's name>[_step<N>].json`). The
@@ -33,7 +36,7 @@ from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import decoding, models, sharding
+from unispeech_jax import decoding, inference, models, scoring, sharding
 from unispeech_jax import metrics as metrics_lib
 from unispeech_jax.data import pipeline, sources, workdir_vocab
 
@@ -122,9 +125,11 @@ def evaluate_workdir(
     max_batches: int = 0,
     step: int | None = None,
     data_dir: str | pathlib.Path | None = None,
+    options: scoring.Options | None = None,
 ) -> dict[str, float]:
     """Loads a run's config and newest (or given) checkpoint and evaluates `split` (of the
-    manifest folder `data_dir` if given); writes `result_name(split, step, data_dir)`."""
+    manifest folder `data_dir` if given), with the task scores of `options`' settings; writes
+    `result_name(split, step, data_dir)`."""
     workdir = config_lib.writable_workdir(workdir, create=False)  # eval_<split>.json goes there
     config_file = workdir / "config.json"
     if not config_file.is_file():
@@ -148,6 +153,11 @@ def evaluate_workdir(
     params, model_state = checkpoint_lib.variables(state)
     evaluator = Evaluator(config, family, module, mesh, rules)
     result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
+    result.update(
+        scoring.score(
+            workdir, config, params, model_state, restored, split, options or scoring.Options()
+        )
+    )
     result["step"] = float(restored)
     if jax.process_index() == 0:
         (workdir / result_name(split, step, data_dir)).write_text(
@@ -168,14 +178,21 @@ def _define_flags():
     return (
         flags.DEFINE_string("workdir", None, "A training workdir."),
         flags.DEFINE_string("split", "test", "Data split to evaluate (train/valid/test)."),
-        flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0: all)."),
+        flags.DEFINE_integer(
+            "max_batches", 0, "Stop after this many batches (0: all); task scores: 8x utterances."
+        ),
         flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest)."),
         flags.DEFINE_string("data", None, "A manifest folder to score instead of the run's data."),
+        flags.DEFINE_integer("beam", 1, "ASR scores: beam width (1: greedy)."),
+        flags.DEFINE_float("ctc-weight", 0.0, "ASR scores: joint CTC/attention CTC weight."),
+        flags.DEFINE_float("length-alpha", 0.0, "ASR scores: hypothesis score / length^alpha."),
+        flags.DEFINE_string("asr-workdir", None, "TTS scores: an ASR workdir for the round trip."),
+        flags.DEFINE_string("vocoder", None, "TTS round trip: HiFi-GAN weights (Griffin-Lim)."),
     )
 
 
 def main(overrides):
-    _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP, _DATA = _FLAGS
+    _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP, _DATA, _BEAM, _CTC, _ALPHA, _ASR, _VOCODER = _FLAGS
     # force: app.run has already put absl's handler on the root logger (see train.py).
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
@@ -185,10 +202,21 @@ def main(overrides):
         logging.error("evaluate takes no --config.KEY=VALUE overrides: %s", overrides)
         sys.exit(2)
     try:
-        result = evaluate_workdir(
-            _WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value, _DATA.value
+        options = scoring.Options(
+            inference.Decoding(_BEAM.value, _CTC.value, _ALPHA.value),
+            _ASR.value,
+            _VOCODER.value,
+            limit=_MAX_BATCHES.value * scoring.Options.batch_size,
         )
-    except (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError) as e:
+        result = evaluate_workdir(
+            _WORKDIR.value, _SPLIT.value, _MAX_BATCHES.value, _STEP.value, _DATA.value, options
+        )
+    except (
+        config_lib.ConfigError,
+        checkpoint_lib.CheckpointError,
+        pipeline.DataError,
+        inference.InputError,
+    ) as e:
         logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)
     for k, v in sorted(result.items()):

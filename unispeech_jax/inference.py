@@ -10,10 +10,12 @@ an `InputError` or `ConfigError` with one line naming the file or value, for the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
@@ -75,13 +77,24 @@ def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
             f"workdir {workdir} was trained for {trained_for}; this needs a SpeechT5 "
             f"model.task {task!r} workdir"
         )
+    if spec is None:
+        raise config_lib.ConfigError(
+            f"workdir {workdir} is not a SpeechT5 fine-tuning run (model.task asr or tts)"
+        )
+    with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
+        step, state, _ = ckpt.restore_chosen(step)
+    return assemble(workdir, config, *checkpoint_lib.variables(state), step)
+
+
+def assemble(workdir, config, params, model_state, step: int) -> Trained:
+    """A `Trained` of a SpeechT5 fine-tuning run's config (its vocabulary pinned to the
+    workdir's) and restored variables."""
+    _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
     sp = text_lib.load_sp(sources.task_sentencepiece_model(config.data, spec.name))
     module = family.build(config.model, text_lib.text_vocab_size(sp))
-    with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
-        step, state, _ = ckpt.restore_chosen(step)
-    params, model_state = checkpoint_lib.variables(state)
-    return Trained(workdir, config, module, {"params": params, **model_state}, int(step), sp)
+    variables = {"params": params, **model_state}
+    return Trained(pathlib.Path(workdir), config, module, variables, int(step), sp)
 
 
 # ============================================================================ input
@@ -187,11 +200,126 @@ def transcribe(
     """Waveforms float [S_i] at 16 kHz → their transcripts, `batch_size` at a time (longest
     first, so that each batch pads little)."""
     options.check(trained)
+    if trained.config.data.normalize:  # the model was trained on normalised waveforms
+        waves = [audio_lib.normalize(w) for w in waves]
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
+    pieces = trained.sp.get_piece_size()
     texts = [""] * len(waves)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         audio, mask = pad_rows([waves[i] for i in chunk], AUDIO_BUCKET)
         for i, ids in zip(chunk, recognize(trained, audio, mask, options)):
-            texts[i] = text_lib.sp_decode(trained.sp, ids)
+            # The ids past the SentencePiece vocabulary (the infilling mask) are no text.
+            texts[i] = text_lib.sp_decode(trained.sp, [t for t in ids if t < pieces])
     return texts
+
+
+# ============================================================================ TTS
+
+# A decoder step may produce this many mel frames per input token at most (speech runs at
+# 4-6 frames of 16 ms per character), plus MEL_FRAMES_EXTRA.
+MEL_FRAMES_PER_TOKEN = 12
+MEL_FRAMES_EXTRA = 32
+
+
+@functools.partial(jax.jit, static_argnames=("module", "max_frames", "threshold"))
+def _synthesize(module, variables, tokens, token_mask, speaker, rng, max_frames, threshold):
+    return decoding.speecht5.synthesize(
+        module,
+        variables,
+        tokens,
+        token_mask,
+        speaker,
+        rng=rng,
+        max_frames=max_frames,
+        threshold=threshold,
+    )
+
+
+def speaker_index(trained: Trained, name: str | None) -> int:
+    """Row of the speaker table for a training speaker's `.spk` name (None: -1, the mean
+    voice); ConfigError naming the known speakers otherwise."""
+    if name is None:
+        return -1
+    data_cfg = trained.config.data
+    names = sources.speaker_names(sources.resolve_data_dir(data_cfg), data_cfg)
+    if name not in names:
+        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+        raise config_lib.ConfigError(f"--speaker {name!r} is not a training speaker ({shown})")
+    return names.index(name)
+
+
+def read_xvector(trained: Trained, path) -> np.ndarray:
+    """An x-vector file (np.save of float [E] or [1, E]) as float32 [E]; InputError if it
+    cannot be read or its width is not the model's speaker_embedding_dim."""
+    try:
+        x = np.load(str(path), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read an x-vector ({e})") from None
+    width = trained.module.args.speaker_embedding_dim
+    x = np.asarray(x, np.float32).reshape(-1) if np.ndim(x) in (1, 2) and len(x) else None
+    if x is None or x.shape != (width,) or not np.isfinite(x).all():
+        raise InputError(f"{path}: expected {width} finite floats (an x-vector)")
+    return x
+
+
+def speaker_input(trained: Trained, batch: int, speakers=None, xvectors=None):
+    """The speaker input of a batch of `batch` as the model was trained: its table's rows of
+    `speakers` (int [B], -1 or None the mean voice), the given `xvectors` float [B,E], or None
+    for a model trained without speakers. ConfigError when the given kind does not fit."""
+    a, data_cfg = trained.module.args, trained.config.data
+    if xvectors is not None:
+        if not data_cfg.speaker_embeddings:
+            raise config_lib.ConfigError(
+                f"{trained.workdir} was trained without x-vectors; use --speaker or neither"
+            )
+        return jnp.asarray(xvectors, jnp.float32)
+    if data_cfg.speaker_embeddings:
+        raise config_lib.ConfigError(
+            f"{trained.workdir} was trained on x-vectors (data.speaker_embeddings): pass --xvector"
+        )
+    if a.num_speakers > 0:
+        rows = jnp.full((batch,), -1, jnp.int32) if speakers is None else jnp.asarray(speakers)
+        return trained.module.apply(trained.variables, rows, method="speaker_vectors")
+    if speakers is not None and np.any(np.asarray(speakers) >= 0):
+        raise config_lib.ConfigError(f"{trained.workdir} was trained without a speaker table")
+    return None
+
+
+def synthesize(
+    trained: Trained,
+    texts: Sequence[str],
+    speakers=None,
+    xvectors=None,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Sentences → log-mels float32 [F_i, 80] (the model's target features), in one batch with
+    the decoder cache; speakers / xvectors as for `speaker_input` (one per text). The stop
+    token ends each utterance (sum of a step's stop probabilities >= threshold), at the latest
+    after MEL_FRAMES_PER_TOKEN frames per token; `seed` draws the pre-net's always-on dropout,
+    whose mask is shared by the batch, so a row does not depend on the rest of the batch."""
+    return synthesize_tokens(
+        trained, [encode_text(trained, t) for t in texts], speakers, xvectors, threshold, seed
+    )
+
+
+def synthesize_tokens(
+    trained: Trained, rows, speakers=None, xvectors=None, threshold: float = 0.5, seed: int = 0
+) -> list[np.ndarray]:
+    """`synthesize` of texts already encoded: rows of int32 ids + </s>."""
+    tokens, mask = pad_rows(rows, TEXT_BUCKET, text_lib.pad_token_id(trained.sp))
+    limits = [len(r) * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA for r in rows]
+    width = tokens.shape[1] * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA
+    mel, lengths = _synthesize(
+        trained.module,
+        trained.variables,
+        jnp.asarray(tokens),
+        jnp.asarray(mask),
+        speaker_input(trained, len(rows), speakers, xvectors),
+        jax.random.key(seed),
+        max_frames=width,
+        threshold=threshold,
+    )
+    mel, lengths = np.asarray(mel), np.asarray(lengths)
+    return [m[: min(n, limit)] for m, n, limit in zip(mel, lengths, limits)]

@@ -63,10 +63,10 @@ _NOT_IN_HF = {
     "stop_pos_weight",
     "task",
     "label_smoothing",
-    "dtype",
     "ctc_loss_weight",
     "ctc_blank_id",
     "num_speakers",
+    "dtype",
 }
 
 

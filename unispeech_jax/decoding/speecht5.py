@@ -7,8 +7,8 @@
 
 `model` is a `models.speecht5.SpeechT5`, `variables` its {'params', 'batch_stats'}. The text
 decoder starts from </s> (`decoder_start_token_id`), which is also the end token. Joint
-CTC/attention decoding (ctc_weight > 0) reads CTC logits over the text vocabulary from the
-model's `ctc_logits(hidden [B,T,D]) → [B,T,V]` method (the ASR CTC head on the encoder).
+CTC/attention decoding (ctc_weight > 0) needs the ASR CTC head on the encoder (a model trained
+with model.ctc_loss_weight > 0; `SpeechT5.ctc_logits`, blank model.ctc_blank_id).
 
 Shapes: B utterances, S samples, K beam, L = max_length, V text vocabulary, M mel bins, r
 reduction factor, F frames.
@@ -92,7 +92,7 @@ def search(
     min_length: int = 0,
     length_alpha: float = 0.0,
     ctc_weight: float = 0.0,
-    ctc_blank_id: int = 0,
+    ctc_blank_id: int | None = None,
 ) -> dict:
     """Speech → text n-best, jittable (every keyword static).
 
@@ -101,7 +101,7 @@ def search(
     normalised by length^length_alpha; −inf: no hypothesis). beam 1 without CTC is greedy
     search (K = 1). At most max_length tokens (the end token counts); the end token is not
     emitted before step min_length. ctc_weight λ: score (1−λ)·attention + λ·CTC prefix score,
-    CTC blank id ctc_blank_id.
+    CTC blank ctc_blank_id (default model.ctc_blank_id).
     """
     a = model.args
     batch = audio.shape[0]
@@ -120,9 +120,15 @@ def search(
         return {k: v[:, None] for k, v in out.items()}
     ctc = None
     if ctc_weight:
-        logits = model.apply(variables, enc["hidden"], method="ctc_logits")
+        if not a.ctc_loss_weight:
+            raise ValueError("ctc_weight > 0 needs a model with a CTC head (ctc_loss_weight > 0)")
+        logits = model.apply(variables, enc["hidden"], method=speecht5.SpeechT5.ctc_logits)
         log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        ctc = ctc_prefix.init(log_probs, enc["valid"].sum(axis=1), ctc_blank_id)
+        ctc = ctc_prefix.init(
+            log_probs,
+            enc["valid"].sum(axis=1),
+            a.ctc_blank_id if ctc_blank_id is None else ctc_blank_id,
+        )
     tiled = beam_lib.tile_beams({k: enc[k] for k in ("hidden", "valid")}, beam)
     step = text_step(model, variables, tiled["hidden"], tiled["valid"])
     cache = speecht5.init_cache(a, batch * beam, max_length, enc["hidden"].dtype)
@@ -150,8 +156,6 @@ def recognize(model, variables, audio, audio_mask, **options) -> list[list[int]]
     audio float [B,S], audio_mask bool [B,S]; options: `search`'s keywords (max_length is
     required). One compiled program per (model, options, shapes).
     """
-    if options.get("ctc_weight") and not hasattr(model, "ctc_logits"):
-        raise ValueError("ctc_weight > 0 needs a model with a CTC head (SpeechT5.ctc_logits)")
     out = _compiled(model, tuple(sorted(options.items())))(variables, audio, audio_mask)
     tokens, lengths = np.asarray(out["tokens"][:, 0]), np.asarray(out["lengths"][:, 0])
     return [row[:n].tolist() for row, n in zip(tokens, lengths)]
@@ -193,15 +197,17 @@ def synthesize(
     max_frames: int,
     min_frames: int = 0,
     threshold: float = 0.5,
+    prenet_dropout: bool = True,
 ):
     """Text → log-mel spectrogram, batched; jittable with the keywords other than rng static.
 
     tokens int [B,L] (SentencePiece ids + </s>), token_mask bool [B,L], speaker float [B,E]
     (x-vector or speaker-table row) or None, rng a key for the pre-net dropout (on at
     inference, as in Tacotron 2 and SpeechT5). Returns (mel float32 [B,F,M] after the
-    post-net, zero past each length; lengths int32 [B] frames), F = max_frames rounded up to
+    post-net, run on each utterance's frames alone, zero past each length; lengths int32 [B] frames), F = max_frames rounded up to
     a multiple of r. An utterance stops at the first decoder step after min_frames whose r
     stop probabilities sum to ≥ threshold (Hugging Face's rule), or at max_frames.
+    prenet_dropout=False makes synthesis deterministic (not how the model was trained).
     """
     a = model.args
     r = a.reduction_factor
@@ -209,7 +215,7 @@ def synthesize(
     max_steps = -(-max_frames // r)
     cache = speecht5.init_cache(a, tokens.shape[0], max_steps, enc["hidden"].dtype)
     out = speech.generate(
-        speech_step(model, variables, enc["hidden"], enc["valid"], speaker),
+        speech_step(model, variables, enc["hidden"], enc["valid"], speaker, prenet_dropout),
         cache,
         batch=tokens.shape[0],
         num_mel_bins=a.num_mel_bins,
@@ -219,6 +225,6 @@ def synthesize(
         threshold=threshold,
         rng=rng,
     )
-    mel = model.apply(variables, out["mel"], method=speecht5.SpeechT5.postnet)
-    valid = jnp.arange(mel.shape[1])[None, :] < out["lengths"][:, None]
+    valid = jnp.arange(out["mel"].shape[1])[None, :] < out["lengths"][:, None]
+    mel = model.apply(variables, out["mel"], frame_valid=valid, method=speecht5.SpeechT5.postnet)
     return jnp.where(valid[:, :, None], mel.astype(jnp.float32), 0.0), out["lengths"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from unispeech_jax.data import batching, sources
 from unispeech_jax.data import text as text_lib
+from unispeech_jax.errors import ConfigError
 from unispeech_jax.models import dropout, layers
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer
 from unispeech_jax.models.speecht5.args import ModelArgs
@@ -179,9 +180,12 @@ class SpeechT5(nn.Module):
         mel_before, stop = self.speech_decoder_postnet.frames(hidden)
         return {"mel_before": mel_before, "stop_logits": stop, "hidden": hidden}, cache
 
-    def postnet(self, mel_before, train: bool = False):
-        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats')."""
-        return self.speech_decoder_postnet.postnet(mel_before, deterministic=not train)
+    def postnet(self, mel_before, train: bool = False, frame_valid=None):
+        """Conv post-net residual: [B,N,M] → [B,N,M] (train needs mutable 'batch_stats');
+        frame_valid bool [B,N] or None: each row as if alone (see SpeechDecoderPostnet)."""
+        return self.speech_decoder_postnet.postnet(
+            mel_before, deterministic=not train, frame_valid=frame_valid
+        )
 
     def decode_mel(self, mel, speaker, enc, enc_valid, dec_valid, train: bool = False):
         """Teacher-forced speech decoder and post-net, as trained (the pre-net's Tacotron dropout
@@ -260,8 +264,6 @@ def vocab_size(config) -> int:
     vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
     model's </s>, the token the text decoder starts from, and (with a CTC head)
     model.ctc_blank_id its <s>, a token no transcript holds."""
-    from unispeech_jax.config import ConfigError  # config imports the families' defaults
-
     path = sources.sentencepiece_model(config.data)
     sp = text_lib.load_sp(path)
     m = config.model
@@ -282,8 +284,6 @@ def resolve_config(config) -> None:
     the number of training speakers (sources.num_speakers), or 0 when data.speaker_embeddings
     gives x-vectors instead. ConfigError if a fixed table has fewer rows than the data has
     speakers."""
-    from unispeech_jax.config import ConfigError  # config imports the families' defaults
-
     m = config.model
     if m.get("task") != "tts" or m.num_speakers == 0:
         return

@@ -83,10 +83,14 @@ class SpeechDecoderPostnet(nn.Module):
         )
         return mel, self.prob_out(hidden).reshape(b, -1)
 
-    def postnet(self, mel, deterministic: bool = True):
-        """Residual conv refinement: mel [B,N,M] → mel + convs(mel)."""
+    def postnet(self, mel, deterministic: bool = True, frame_valid=None):
+        """Residual conv refinement: mel [B,N,M] → mel + convs(mel). frame_valid bool [B,N]
+        or None: zero every conv's input past each utterance's frames, so that each row is
+        what the post-net gives on that utterance alone (as HF's generate_speech runs it)."""
         y = mel
         for layer in self.layers:
+            if frame_valid is not None:
+                y = jnp.where(frame_valid[:, :, None], y, 0.0).astype(y.dtype)
             y = layer(y, deterministic)
         return mel + y
 

@@ -1,0 +1,121 @@
+"""Task scores of a SpeechT5 fine-tuning workdir on a split, one scorer per `model.task`
+(`SCORERS`); `evaluate` adds them to the mean losses (`score`, {} for other runs).
+
+  asr  wer, cer: the transcripts (greedy, beam or joint CTC/attention decoding, `Options.
+       decoding`) against the split's `.wrd` lines (metrics.py, jiwer); utterances_per_s.
+  tts  mcd: mel-cepstral distortion in dB, DTW-aligned, of each generated log-mel against the
+       log-mel of the utterance's own recording (metrics.py), mean over utterances;
+       length_ratio: generated / reference frames; with `Options.asr_workdir`, the round trip:
+       roundtrip_cer / roundtrip_wer of that ASR model transcribing the vocoded speech
+       (Griffin-Lim, or HiFi-GAN with `Options.vocoder`) against the input text.
+
+Utterances are those of `pipeline.task_split(config, split)`; a row whose audio cannot be read
+is skipped and counted (`skipped`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from unispeech_jax import inference, waveform
+from unispeech_jax import metrics as metrics_lib
+from unispeech_jax.data import audio as audio_lib
+from unispeech_jax.data import features, pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """decoding: ASR search (also of the round trip's ASR model); asr_workdir: an ASR workdir
+    for the TTS round trip; vocoder: HiFi-GAN weights directory (None: Griffin-Lim);
+    batch_size: utterances decoded together; limit: score the first `limit` utterances only
+    (0: all)."""
+
+    decoding: inference.Decoding = inference.Decoding()
+    asr_workdir: str | None = None
+    vocoder: str | None = None
+    batch_size: int = 8
+    limit: int = 0
+
+
+def score(workdir, config, params, model_state, step: int, split: str, options: Options) -> dict:
+    """The task scores of a (vocabulary-pinned) run config and its variables on `split`; {}
+    when its task has no scorer."""
+    task = str(config.model.get("task", "")) if config.model.name == "speecht5" else ""
+    if task not in SCORERS:
+        return {}
+    trained = inference.assemble(workdir, config, params, model_state, step)
+    return SCORERS[task](trained, split, options)
+
+
+def _examples(trained, split: str, limit: int):
+    """(task split, indices of its first `limit` examples or all)."""
+    s = pipeline.task_split(trained.config, split)
+    return s, range(min(len(s), limit) if limit else len(s))
+
+
+def _read(path, length) -> np.ndarray | None:
+    x, reason, _ = audio_lib.read_audio(path, int(length))
+    return None if reason else x
+
+
+def score_asr(trained, split: str, options: Options) -> dict:
+    s, examples = _examples(trained, split, options.limit)
+    waves, refs = [], []
+    for i in examples:
+        x = _read(s.audio_paths[i], s.audio_lengths[i])
+        if x is not None:
+            waves.append(x)
+            refs.append(s.texts[i])
+    start = time.perf_counter()
+    hyps = inference.transcribe(trained, waves, options.batch_size, options.decoding)
+    seconds = time.perf_counter() - start
+    return {
+        "wer": metrics_lib.wer(refs, hyps),
+        "cer": metrics_lib.cer(refs, hyps),
+        "utterances": float(len(refs)),
+        "utterances_per_s": len(refs) / max(seconds, 1e-9),
+        "skipped": float(len(examples) - len(refs)),
+    }
+
+
+def score_tts(trained, split: str, options: Options) -> dict:
+    s, examples = _examples(trained, split, options.limit)
+    chosen, references = [], []
+    for i in examples:
+        x = _read(s.mel_paths[i], s.mel_lengths[i])
+        if x is not None:
+            chosen.append(i)
+            references.append(features.log_mel(x))
+    table = trained.module.args.num_speakers > 0
+    mels = []
+    for start in range(0, len(chosen), options.batch_size):
+        rows = chosen[start : start + options.batch_size]
+        mels += inference.synthesize_tokens(
+            trained,
+            [s.tokens[i] for i in rows],
+            speakers=s.speaker[rows] if table else None,
+            xvectors=s.xvectors[rows] if s.xvectors is not None else None,
+        )
+    out = {
+        "mcd": float(
+            np.mean([metrics_lib.mel_cepstral_distortion(r, m) for r, m in zip(references, mels)])
+        ),
+        "length_ratio": float(np.mean([len(m) / len(r) for r, m in zip(references, mels)])),
+        "utterances": float(len(mels)),
+        "skipped": float(len(examples) - len(mels)),
+    }
+    if options.asr_workdir:
+        asr = inference.load(options.asr_workdir, task="asr")
+        vocoder = waveform.load_hifigan(options.vocoder) if options.vocoder else None
+        waves = waveform.mels_to_audio(mels, vocoder)
+        hyps = inference.transcribe(asr, waves, options.batch_size, options.decoding)
+        refs = [s.texts[i] for i in chosen]
+        out["roundtrip_cer"] = metrics_lib.cer(refs, hyps)
+        out["roundtrip_wer"] = metrics_lib.wer(refs, hyps)
+    return out
+
+
+SCORERS = {"asr": score_asr, "tts": score_tts}
