@@ -3,6 +3,7 @@ time, for greedy, beam and joint CTC/attention ASR search and for TTS mel genera
 
 Command (prints a markdown table; docs/results/decoding_throughput.md has the numbers):
     python bench/decode_throughput.py [--batch 8] [--tokens 24] [--frames 160] [--beam 4]
+    python bench/decode_throughput.py --per-step    # one decoder step's cost vs its rows
 
 Model: configs/speecht5_tiny.py's (4 + 2 layers × 256, log-mel front end) with random weights,
 a CTC head on the encoder, a 128-id text vocabulary. Random weights would end utterances at
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import timing
 
+from unispeech_jax.decoding import beam as beam_lib
 from unispeech_jax.decoding import speecht5 as st5_decoding
 from unispeech_jax.models import speecht5
 
@@ -88,6 +90,36 @@ def _cases(module, args):
     }
 
 
+def _decoder_step_ms(module, variables, inputs, rows: int) -> float:
+    """Median ms of one cached greedy text-decoder step on `rows` rows (encoder output
+    computed once, outside): the difference of 48- and 24-step runs, over 24."""
+    a = module.args
+    enc = module.apply(variables, inputs[0], inputs[1], method=speecht5.SpeechT5.encode_speech)
+    reps = -(-rows // enc["hidden"].shape[0])
+    hidden = jnp.tile(enc["hidden"], (reps, 1, 1))[:rows]
+    valid = jnp.tile(enc["valid"], (reps, 1))[:rows]
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(steps, variables):
+        return beam_lib.greedy_search(
+            st5_decoding.text_step(module, variables, hidden, valid),
+            speecht5.init_cache(a, rows, steps),
+            jnp.full((rows,), a.decoder_start_token_id, jnp.int32),
+            max_length=steps,
+            min_length=steps,
+            eos_id=a.decoder_start_token_id,
+            pad_id=a.pad_token_id,
+        )
+
+    med = {
+        steps: timing.time_steps(
+            lambda s=steps: jax.block_until_ready(run(s, variables)), 1, 5, 10, 0.5
+        )["median"]
+        for steps in (24, 48)
+    }
+    return 1000 * (med[48] - med[24]) / 24
+
+
 def _measure(fn, variables, inputs, batch: int, batched: bool) -> dict:
     if batched:
         step = lambda: jax.block_until_ready(fn(variables, inputs))
@@ -104,6 +136,9 @@ def main():
     parser.add_argument("--frames", type=int, default=160)
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument(
+        "--per-step", action="store_true", help="instead: cost of one decoder step vs rows"
+    )
     args = parser.parse_args()
     module, variables = _model()
     inputs = tuple(jnp.asarray(x) for x in _inputs(args.batch))
@@ -112,6 +147,13 @@ def main():
         f"{os.cpu_count()} cores · jax {jax.__version__} · batch {args.batch}, "
         f"{args.tokens} tokens, {args.frames} frames"
     )
+    if args.per_step:
+        print("| decoder rows | ms per greedy step | ms per row-step |")
+        print("| ---: | ---: | ---: |")
+        for rows in (1, 8, 32):
+            ms = _decoder_step_ms(module, variables, inputs, rows)
+            print(f"| {rows} | {ms:.1f} | {ms / rows:.2f} |", flush=True)
+        return
     print("| case | batched utt/s | one at a time utt/s | speed-up | runs dropped for load |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, fn in _cases(module, args).items():

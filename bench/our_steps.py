@@ -1,7 +1,7 @@
 """Our side: the HF reference model converted with `convert/hf.py` (UniSpeech, wav2vec 2.0) or
 `convert/hf_speecht5.py` (SpeechT5), and our jitted steps.
 
-A training step is `train.make_train_step` itself (loss, backward, clipping, AdamW, metrics),
+A training step is `step.make_train_step` itself (loss, backward, clipping, AdamW, metrics),
 so the benchmark times what `unispeech_jax.train` runs; SpeechT5 greedy generation is
 `decoding.speecht5.search` (beam 1, the end token suppressed for GREEDY_STEPS steps as HF's
 `min_new_tokens`). Compilation is ahead of time (`lower().compile()`), which fills the same cache the jitted call uses; its wall time is the
@@ -17,7 +17,8 @@ import numpy as np
 from cases import GREEDY_STEPS, Case
 
 from unispeech_jax import config as config_lib
-from unispeech_jax import decoding, optim, train
+from unispeech_jax import decoding, optim
+from unispeech_jax import step as step_lib
 from unispeech_jax.convert import hf as hf_convert
 from unispeech_jax.convert import hf_speecht5
 from unispeech_jax.models import layers, speecht5, unispeech
@@ -71,7 +72,7 @@ def analytic_flops(case: Case, model_cfg, batch: dict, vocab_size: int) -> float
 
 
 def _initial_state(case: Case, tx, variables) -> dict:
-    """The training state `train.make_init_fn` would make, around converted weights."""
+    """The training state `step.make_init_fn` would make, around converted weights."""
     params = variables["params"] if case.family == "speecht5" else variables
     state = {
         "step": np.zeros((), np.int32),
@@ -108,7 +109,7 @@ def make_step(case: Case, model_cfg, module, params, batch: dict):
         config.model = model_cfg
         tx, lr_fn = optim.make(config.optim, config.total_steps)
         fn = jax.jit(
-            train.make_train_step(_family(case), module, tx, lr_fn, config, frozen=None),
+            step_lib.make_train_step(_family(case), module, tx, lr_fn, config, frozen=None),
             donate_argnums=(0,),
         )
         args = [jax.device_put(_initial_state(case, tx, params)), batch]

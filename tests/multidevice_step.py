@@ -24,7 +24,8 @@ sys.path.insert(0, sys.argv[1])  # the tests folder, for the micro configs
 import micro  # noqa: E402
 import test_train_speecht5  # noqa: E402
 
-from unispeech_jax import checkpoint, models, optim, sharding, train  # noqa: E402
+from unispeech_jax import checkpoint, models, optim, sharding  # noqa: E402
+from unispeech_jax import step as step_lib  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402
 
 # (data, fsdp, tensor) sizes: data parallel, FSDP with data, pure FSDP, all three axes.
@@ -40,12 +41,12 @@ def run_steps(config, devices, batches):
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     mesh = sharding.make_mesh(config.mesh, devices)
     rules = sharding.rules(config.mesh)
-    init_fn = train.make_init_fn(family, module, tx, family.dummy_batch(config.data))
+    init_fn = step_lib.make_init_fn(family, module, tx, family.dummy_batch(config.data))
     state, shardings = sharding.init_sharded(init_fn, jax.random.key(0), mesh, rules)
     param_bytes = sharding.bytes_per_device(state["params"])
     opt_bytes = sharding.bytes_per_device(state["opt_state"])
     step = jax.jit(
-        train.make_train_step(family, module, tx, lr_fn, config, None),
+        step_lib.make_train_step(family, module, tx, lr_fn, config, None),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, None),
     )

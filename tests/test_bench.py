@@ -109,7 +109,7 @@ def test_speecht5_cases_at_micro_size():
     """The SpeechT5 cases at the micro size, in this process (a worker process per side would
     spend most of the time importing torch and JAX): both sides build from one HF init, the HF
     steps run, our analytic FLOPs are positive; our greedy step compiles and runs (our
-    training step is `train.make_train_step`, run by tests/test_finetune_speecht5.py; compiling
+    training step is `step.make_train_step`, run by tests/test_finetune_speecht5.py; compiling
     it here too would take the test past 30 s)."""
     hf_deps.load("torch")
     hf_deps.load("transformers")

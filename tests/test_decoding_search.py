@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from unispeech_jax.decoding import beam as beam_lib
-from unispeech_jax.decoding import ctc_prefix
+from unispeech_jax.decoding import ctc, ctc_prefix
 
 EOS, PAD, START = 0, 2, 1
 VOCAB = 3  # eos, and the two labels 1 and 2 (2 doubles as pad in the outputs)
@@ -157,7 +157,8 @@ def _brute_prefix(log_probs, length, prefix, blank, full=False):
         labels = _collapse(path, blank)
         if labels == prefix if full else labels[: len(prefix)] == prefix:
             total += np.prod(probs[np.arange(length), path])
-    return np.log(total)
+    with np.errstate(divide="ignore"):  # an impossible prefix: log 0 = −inf
+        return np.log(total)
 
 
 def test_prefix_scores_equal_sums_over_alignments():
@@ -245,3 +246,32 @@ def test_exhaustive_joint_beam_is_brute_force_joint_n_best():
             want.append((seq, (1 - weight) * att + weight * score))
         want = sorted(want, key=lambda h: -h[1])[:12]
         _assert_same(_hyps(got, b), want)
+
+
+def test_ctc_prefix_beam_search_is_brute_force_n_best():
+    """With K above every step's candidates, the n-best are the label sequences of highest
+    P(y | x) (sums over their alignments), for utterances of different lengths."""
+    blank, classes, frames = 0, 3, 4
+    log_probs = _ctc_posteriors(2, frames, classes, seed=10)
+    lengths = [4, 3]
+    got = jax.jit(lambda lp, n: ctc.prefix_beam_search(lp, n, beam=16, blank_id=blank))(
+        log_probs, jnp.array(lengths)
+    )
+    for b in range(2):
+        want = []
+        for n in range(frames + 1):
+            for seq in itertools.product(range(1, classes), repeat=n):
+                score = _brute_prefix(log_probs[b], lengths[b], list(seq), blank, full=True)
+                if np.isfinite(score):
+                    want.append((list(seq), score))
+        want = sorted(want, key=lambda h: -h[1])[:16]
+        _assert_same(_hyps(got, b), want)
+
+
+def test_ctc_prefix_beam_search_of_a_peaked_posterior_is_the_best_path():
+    paths = np.array([[1, 1, 0, 2, 2, 0, 2, 1], [0, 3, 3, 3, 0, 0, 1, 1]])
+    log_probs = jax.nn.log_softmax(5.0 * jnp.eye(4)[paths], axis=-1)
+    lengths = jnp.array([8, 6])
+    got = ctc.prefix_beam_search(log_probs, lengths, beam=3)
+    want = ctc.ctc_greedy(log_probs, np.arange(8)[None] < np.asarray(lengths)[:, None])
+    assert [_hyps(got, b)[0][0] for b in range(2)] == want == [[1, 2, 2, 1], [3]]

@@ -1,4 +1,4 @@
-"""SpeechT5 fine-tuning (model.task 'asr' / 'tts') through `train.make_train_step`, the step the
+"""SpeechT5 fine-tuning (model.task 'asr' / 'tts') through `step.make_train_step`, the step the
 training loop runs: a few steps on one fixed batch lower the loss. The losses themselves are
 checked against Hugging Face in test_parity_speecht5.py."""
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from unispeech_jax import config as config_lib
-from unispeech_jax import optim, train
+from unispeech_jax import optim
+from unispeech_jax import step as step_lib
 from unispeech_jax.models import speecht5
 
 VOCAB = 20
@@ -82,9 +83,9 @@ def test_finetuning_steps_lower_the_loss(task):
     module = speecht5.build(config.model, VOCAB)
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     state = nn.meta.unbox(
-        jax.jit(train.make_init_fn(speecht5, module, tx, batch))(jax.random.key(0))
+        jax.jit(step_lib.make_init_fn(speecht5, module, tx, batch))(jax.random.key(0))
     )
-    step = jax.jit(train.make_train_step(speecht5, module, tx, lr_fn, config, frozen=None))
+    step = jax.jit(step_lib.make_train_step(speecht5, module, tx, lr_fn, config, frozen=None))
     first_stats = state["model_state"]["batch_stats"]
     losses = []
     for _ in range(16):

@@ -8,8 +8,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from unispeech_jax import checkpoint, models, optim, train
+from unispeech_jax import checkpoint, models, optim
 from unispeech_jax import config as config_lib
+from unispeech_jax import step as step_lib
 
 
 def optim_config(**overrides):
@@ -130,9 +131,9 @@ def one_step(config, batch):
     family = models.get(config.model.name)
     module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
-    state = jax.jit(train.make_init_fn(family, module, tx, batch))(jax.random.key(0))
+    state = jax.jit(step_lib.make_init_fn(family, module, tx, batch))(jax.random.key(0))
     start = jax.device_get(state["params"])
-    step = jax.jit(train.make_train_step(family, module, tx, lr_fn, config, None))
+    step = jax.jit(step_lib.make_train_step(family, module, tx, lr_fn, config, None))
     state, metrics = step(state, batch)
     return nn.meta.unbox((start, jax.device_get(state["params"]))) + (jax.device_get(metrics),)
 

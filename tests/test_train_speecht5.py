@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from unispeech_jax import config as config_lib
+from unispeech_jax import step as step_lib
 from unispeech_jax import train
 from unispeech_jax.data import pipeline
 
@@ -155,8 +156,8 @@ def test_masked_prediction_is_learnable_on_one_speech_batch(tiny_corpus_env):
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     source = pipeline.make_train_iter(config.data, seed=0)
     batch = next(b for b in source if "km" in b)
-    state = jax.jit(train.make_init_fn(family, module, tx, batch))(jax.random.key(0))
-    step = jax.jit(train.make_train_step(family, module, tx, lr_fn, config, None))
+    state = jax.jit(step_lib.make_init_fn(family, module, tx, batch))(jax.random.key(0))
+    step = jax.jit(step_lib.make_train_step(family, module, tx, lr_fn, config, None))
     losses = []
     for _ in range(60):
         state, metrics = step(state, batch)
@@ -178,9 +179,9 @@ def test_pretraining_step_is_its_loss_parts(tiny_corpus_env):
     source = pipeline.make_train_iter(config.data, seed=config.seed)
     speech = next(b for b in source if "km" in b)
     text = next(b for b in source if "text_source" in b)
-    state = jax.jit(train.make_init_fn(family, module, tx, speech))(jax.random.key(0))
+    state = jax.jit(step_lib.make_init_fn(family, module, tx, speech))(jax.random.key(0))
     state = nn.meta.unbox(state)
-    step = jax.jit(train.make_train_step(family, module, tx, lr_fn, config, None))
+    step = jax.jit(step_lib.make_train_step(family, module, tx, lr_fn, config, None))
     gamma = config.model.diversity_loss_weight
 
     @jax.jit

@@ -56,13 +56,30 @@ def state_shardings(abstract_state, mesh: Mesh, logical_rules):
     return nn.logical_to_mesh_sharding(specs, mesh, logical_rules)
 
 
+def abstract_state(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh, logical_rules):
+    """The state `init_fn(rng)` would make, not computed: (unboxed ShapeDtypeStructs that carry
+    their shardings, the shardings). What `jit(...).lower` and checkpoint restores take."""
+    with nn.logical_axis_rules(logical_rules):
+        boxed = jax.eval_shape(init_fn, rng)
+        shardings = state_shardings(boxed, mesh, logical_rules)
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        nn.meta.unbox(boxed),
+        shardings,
+    )
+    return abstract, shardings
+
+
+def materialize(init_fn: Callable[[jax.Array], Any], rng: jax.Array, shardings, logical_rules):
+    """Runs `init_fn(rng)` directly into `shardings` (from `abstract_state`): unboxed state."""
+    with nn.logical_axis_rules(logical_rules):
+        return jax.jit(lambda r: nn.meta.unbox(init_fn(r)), out_shardings=shardings)(rng)
+
+
 def init_sharded(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh, logical_rules):
     """Runs `init_fn(rng)` directly into its shardings; returns (unboxed state, shardings)."""
-    with nn.logical_axis_rules(logical_rules):
-        abstract = jax.eval_shape(init_fn, rng)
-        shardings = state_shardings(abstract, mesh, logical_rules)
-        state = jax.jit(lambda r: nn.meta.unbox(init_fn(r)), out_shardings=shardings)(rng)
-    return state, shardings
+    _, shardings = abstract_state(init_fn, rng, mesh, logical_rules)
+    return materialize(init_fn, rng, shardings, logical_rules), shardings
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

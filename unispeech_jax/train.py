@@ -17,7 +17,6 @@ if __name__ == "__main__":  # first, before the heavy imports: hostmem may repla
     hostmem.reexec_with_huge_pages()
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -31,7 +30,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import tqdm
 from absl import app, flags
 from absl import logging as absl_logging
@@ -40,8 +38,9 @@ from jax.experimental import multihost_utils
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
-from unispeech_jax import hostmem, models, optim, perf, sharding
+from unispeech_jax import hostmem, models, perf, sharding
 from unispeech_jax.data import pipeline, workdir_vocab
+from unispeech_jax.step import build
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file (configs/*.py); override keys with --config.KEY=VALUE."
@@ -98,120 +97,6 @@ def maybe_initialize_distributed(coordinator=None, num_processes=None, process_i
     kwargs = distributed_args(coordinator, num_processes, process_id)
     if kwargs is not None:
         jax.distributed.initialize(**kwargs)
-
-
-# ----------------------------------------------------------------------------------------
-# State and update step
-# ----------------------------------------------------------------------------------------
-
-
-def make_init_fn(family, module, tx, batch):
-    """init(rng) -> state dict with logically-partitioned (boxed) params; a family with
-    non-trainable variables (SpeechT5's BatchNorm 'batch_stats') adds them as 'model_state'."""
-
-    def init(rng):
-        variables = dict(models.init_variables(family, module, rng, batch))
-        params = variables.pop("params")
-        state = {
-            "step": jnp.zeros((), jnp.int32),
-            "params": params,
-            "opt_state": tx.init(params),
-            "nonfinite": jnp.zeros((), jnp.int32),
-        }
-        if variables:  # only then: checkpoints of stateless families keep their layout
-            state["model_state"] = variables
-        return state
-
-    return init
-
-
-def _split_micro(batch, n):
-    """[B, ...] → [n, B/n, ...] taking every n-th example, so each micro-batch stays spread
-    over all devices (each device holds a contiguous block of the batch)."""
-    return jax.tree.map(
-        lambda x: jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1), batch
-    )
-
-
-def make_train_step(family, module, tx, lr_fn, config, frozen):
-    """Returns step(state, batch) -> (state, metrics), to be jitted with shardings."""
-    base_key = jax.random.key(config.seed)
-    accum = config.optim.grad_accum
-    grad_fn = jax.value_and_grad(functools.partial(models.loss_fn, family, module), has_aux=True)
-
-    def step_fn(state, batch):
-        step = state["step"]
-        rng = jax.random.fold_in(base_key, step)
-        params = state["params"]
-        model_state = state.get("model_state", {})
-        if accum == 1:
-            (loss, (metrics, model_state)), grads = grad_fn(
-                params, model_state, batch, rng, step, True
-            )
-        else:
-            # Micro-batches run one after the other: model_state (BatchNorm) is threaded through.
-            def micro(carry, xs):
-                sums, ms = carry
-                i, mb = xs
-                (loss_i, (m, ms)), g = grad_fn(
-                    params, ms, mb, jax.random.fold_in(rng, i), step, True
-                )
-                return (jax.tree.map(jnp.add, sums, (loss_i, m, g)), ms), None
-
-            zeros = jax.tree.map(
-                jnp.zeros_like,
-                jax.eval_shape(
-                    lambda: grad_fn(
-                        params,
-                        model_state,
-                        jax.tree.map(lambda x: x[: x.shape[0] // accum], batch),
-                        rng,
-                        step,
-                        True,
-                    )
-                ),
-            )
-            zeros = (zeros[0][0], zeros[0][1][0], zeros[1])
-            ((loss, metrics, grads), model_state), _ = jax.lax.scan(
-                micro, (zeros, model_state), (jnp.arange(accum), _split_micro(batch, accum))
-            )
-            loss, metrics, grads = jax.tree.map(lambda x: x / accum, (loss, metrics, grads))
-
-        if frozen is not None:
-            keep = step >= config.optim.freeze_steps
-            grads = jax.tree.map(lambda g, f: jnp.where(f & ~keep, 0.0, g), grads, frozen)
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
-        if frozen is not None:
-            updates = jax.tree.map(lambda u, f: jnp.where(f & ~keep, 0.0, u), updates, frozen)
-        new_params = optax.apply_updates(params, updates)
-
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        if config.skip_nonfinite:
-            # Keep the old state for a bad step; the counter tells the host it happened.
-            new_params, opt_state, model_state = jax.tree.map(
-                lambda n, o: jnp.where(finite, n, o),
-                (new_params, opt_state, model_state),
-                (params, state["opt_state"], state.get("model_state", {})),
-            )
-        metrics = dict(
-            metrics,
-            loss=loss,
-            grad_norm=grad_norm,
-            lr=lr_fn(step),
-            param_norm=optax.tree.norm(new_params),
-        )
-        new_state = {
-            "step": step + 1,
-            "params": new_params,
-            "opt_state": opt_state,
-            "nonfinite": state["nonfinite"] + (~finite).astype(jnp.int32),
-        }
-        if "model_state" in state:
-            new_state["model_state"] = model_state
-        return new_state, metrics
-
-    return step_fn
 
 
 def merge_pretrained(params, pretrained, log, aliases=()):
@@ -407,11 +292,10 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
     saved_config = config  # config.json: as given; the pinned vocabulary paths follow the workdir
     config = workdir_vocab.pin(config, workdir, init_from=config.init_from)
 
-    # --- Model, optimizer, mesh ---------------------------------------------------------
-    module = family.build(config.model, family.vocab_size(config))
-    tx, lr_fn = optim.make(config.optim, config.total_steps)
+    # --- Model, optimizer, mesh, the sharded step (state materialised in its shardings) ----
     mesh = sharding.make_mesh(config.mesh)
-    rules = sharding.rules(config.mesh)
+    built = build(config, mesh)
+    module, rules = built.module, built.rules
     log.info(
         "devices: %d (%s) in %d processes; mesh %s",
         jax.device_count(),
@@ -419,28 +303,15 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         jax.process_count(),
         sizes,
     )
-
-    # --- Sharded init (abstract → shardings → jit(init, out_shardings)) ------------------
-    example = family.dummy_batch(config.data)
-    init_fn = make_init_fn(family, module, tx, example)
-    state, state_shardings = sharding.init_sharded(
-        init_fn, jax.random.key(config.seed), mesh, rules
+    state = sharding.materialize(
+        built.init_fn, jax.random.key(config.seed), built.state_shardings, rules
     )
     log.info("parameters: %.2fM", sharding.param_count(state["params"]) / 1e6)
-    frozen = (
-        optim.frozen_mask(state["params"], config.optim.freeze_regex)
-        if config.optim.freeze_steps > 0 and config.optim.freeze_regex
-        else None
-    )
 
     # --- Checkpoints: resume (from the newest that restores cleanly), or start from a
     # pre-trained run ---------------------------------------------------------------------
     resumed = ckpt.restore_newest(
-        jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            state,
-            state_shardings,
-        ),
+        built.abstract_state,
         set_aside=True,  # this run will write those steps again
     )
     data_state: dict = {}
@@ -461,7 +332,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
                 )
         except checkpoint_lib.CheckpointError as e:
             raise checkpoint_lib.CheckpointError(f"init_from: {e}") from None
-        state["params"] = jax.jit(lambda p: p, out_shardings=state_shardings["params"])(
+        state["params"] = jax.jit(lambda p: p, out_shardings=built.state_shardings["params"])(
             merge_pretrained(
                 state["params"], pretrained, log, getattr(family, "PRETRAINED_ALIASES", ())
             )
@@ -470,14 +341,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
     if jax.process_index() == 0:  # only now: a config that cannot resume must not replace it
         (workdir / "config.json").write_text(config_lib.to_json(saved_config))
 
-    # --- Compiled steps ------------------------------------------------------------------
-    batch_shard = sharding.batch_sharding(mesh)
-    train_step = jax.jit(
-        make_train_step(family, module, tx, lr_fn, config, frozen),
-        in_shardings=(state_shardings, batch_shard),
-        out_shardings=(state_shardings, None),
-        donate_argnums=(0,),
-    )
+    train_step = built.train_step
 
     # Measured before the input threads start, so they do not lower the ceiling.
     peak = config.peak_flops_per_device or perf.matmul_ceiling()

@@ -101,16 +101,7 @@ class SpeechDecoder:
         self.split, self.cfg, self.seed, self.crop = split, cfg, seed, crop
         self.augment = augment
         self.details: dict[int, str] = {}
-        L = cfg.max_label_len
-        self.outputs = [
-            ("audio", np.float32, (None,)),
-            ("audio_mask", bool, (None,)),
-            ("phones", np.int32, (L,)),
-            ("phones_mask", bool, (L,)),
-            ("labelled", np.float32, ()),
-            ("weight", np.float32, ()),
-            *((key, dtype, static) for key, dtype, static, _, _ in _extra_keys(cfg)),
-        ]
+        self.outputs = [(key, dtype, static) for key, dtype, static, _ in speech_keys(cfg)]
         self.cleared = {"phones": 0, "phones_mask": False, "labelled": 0.0}
         self.where = split.where
 
@@ -180,6 +171,29 @@ class SpeechDecoder:
             return int(crop_offsets(self.seed, epoch, i, n, take))
         starts = (n - take) // features.CONV_HOP + 1
         return int(crop_offsets(self.seed, epoch, i, starts, 1)) * features.CONV_HOP
+
+
+def speech_keys(cfg: DataConfig) -> list[tuple[str, Any, tuple, Callable[[int], tuple]]]:
+    """Every key of `cfg`'s speech batches: (key, dtype, static row shape, row shape given
+    the bucket length), in `SpeechDecoder` output order."""
+    L = cfg.max_label_len
+    base = [
+        ("audio", np.float32, (None,), lambda s: (s,)),
+        ("audio_mask", bool, (None,), lambda s: (s,)),
+        ("phones", np.int32, (L,), lambda s: (L,)),
+        ("phones_mask", bool, (L,), lambda s: (L,)),
+        ("labelled", np.float32, (), lambda s: ()),
+        ("weight", np.float32, (), lambda s: ()),
+    ]
+    return base + [(key, dtype, static, shape) for key, dtype, static, shape, _ in _extra_keys(cfg)]
+
+
+def speech_batch_shapes(cfg: DataConfig, rows: int, bucket_len: int) -> dict[str, tuple]:
+    """{key: (shape, dtype)} of a speech batch of `rows` rows in the bucket `bucket_len`."""
+    return {
+        key: ((rows, *shape(int(bucket_len))), np.dtype(dtype))
+        for key, dtype, _, shape in speech_keys(cfg)
+    }
 
 
 def _extra_keys(cfg: DataConfig) -> list[tuple[str, Any, tuple, Callable[[int], tuple], Any]]:

@@ -76,6 +76,7 @@ from unispeech_jax.data import sources, task_batches, tasks
 from unispeech_jax.data import text as text_lib
 from unispeech_jax.data.batching import (
     BatchIterator,
+    batch_rule,
     batch_size_for,
     epoch_plan,
     local_rows,
@@ -83,13 +84,13 @@ from unispeech_jax.data.batching import (
     plan_batches,
 )
 from unispeech_jax.data.data_config import DataConfig, augment_of, resolve
-from unispeech_jax.data.decode import SpeechDecoder, planned_iterator
+from unispeech_jax.data.decode import SpeechDecoder, planned_iterator, speech_batch_shapes
 from unispeech_jax.data.manifest import load_split
 from unispeech_jax.data.mixing import MixedIterator, mix
 from unispeech_jax.data.stats import DataError, PipelineStats
 from unispeech_jax.data.task_batches import TaskDecoder, planning_lengths
 from unispeech_jax.data.task_split import TaskSplit, load_task_split
-from unispeech_jax.data.text_batches import make_text_iter
+from unispeech_jax.data.text_batches import make_text_iter, text_batch_shapes
 from unispeech_jax.data.tfds_source import tfds_iterator
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,28 @@ def make_train_iter(
         start_position=start_position,
         stats=stats,
     )
+
+
+def train_batch_shapes(config) -> list[dict[str, tuple]]:
+    """Every GLOBAL batch shape `make_train_iter(config)` can yield, without reading data:
+    one {key: (shape, dtype)} per length bucket (a fine-tuning task's paired buckets, or the
+    speech buckets and, with `data.text_ratio` > 0, SpeechT5's text buckets too). What the
+    train step is compiled for, once each (unispeech_jax.aot compiles them ahead of time)."""
+    data_cfg, task = tasks.split_config(config)
+    cfg = resolve(data_cfg, task and task.name)
+    if task is not None:
+        spec = task_batches.outputs(task, _embedding_width(cfg, task), with_utterance=False)
+        return [
+            task_batches.batch_shapes(spec, cfg, task, batch_size_for(cfg, b), b)
+            for b in cfg.bucket_boundaries
+        ]
+    shapes = [speech_batch_shapes(cfg, batch_size_for(cfg, b), b) for b in cfg.bucket_boundaries]
+    if cfg.text_ratio > 0:
+        shapes += [
+            text_batch_shapes(batch_rule(cfg.max_tokens_per_batch, cfg.batch_multiple, w), w, True)
+            for w in cfg.text_bucket_boundaries
+        ]
+    return shapes
 
 
 def planned_train_iter(
@@ -404,8 +427,12 @@ def dummy_task_batch(config) -> dict[str, np.ndarray]:
     if task is None:
         raise DataError("dummy_task_batch: the config has no SpeechT5 fine-tuning model.task")
     cfg = resolve(data_cfg, task.name)
-    width = task.speaker_embedding_dim if cfg.speaker_embeddings and task.name in tasks.MEL else 0
-    return task_batches.dummy_batch(cfg, task, width)
+    return task_batches.dummy_batch(cfg, task, _embedding_width(cfg, task))
+
+
+def _embedding_width(cfg: DataConfig, task: tasks.TaskSpec) -> int:
+    """Width of the task batches' `speaker_embedding` (0: the batches have none)."""
+    return task.speaker_embedding_dim if cfg.speaker_embeddings and task.name in tasks.MEL else 0
 
 
 # ============================================================================ TFDS (streaming)

@@ -80,18 +80,28 @@ def _widths(cfg: DataConfig, task: tasks.TaskSpec, bucket_len: int) -> dict[str,
     }
 
 
+def batch_shapes(
+    spec: list, cfg: DataConfig, task: tasks.TaskSpec, rows: int, bucket_len: int
+) -> dict[str, tuple]:
+    """{key: (shape, dtype)} of the `spec` (`outputs`) arrays of `rows` rows of the bucket."""
+    widths = _widths(cfg, task, bucket_len)
+    shapes = {}
+    for key, dtype, shape in spec:
+        axis = widths[key.removesuffix("_mask")] if shape and shape[0] is None else None
+        full = (rows, *((axis,) if axis else ()), *(d for d in shape if d is not None))
+        shapes[key] = (full, np.dtype(dtype))
+    return shapes
+
+
 def _blank(
     spec: list, cfg: DataConfig, task: tasks.TaskSpec, rows: int, bucket_len: int, pad_id: int
 ) -> dict[str, np.ndarray]:
     """Arrays of `spec` for `rows` rows of the bucket, filled with their padding values."""
-    widths = _widths(cfg, task, bucket_len)
     fills = {"text": pad_id, "speaker": -1}
-    batch = {}
-    for key, dtype, shape in spec:
-        axis = widths[key.removesuffix("_mask")] if shape and shape[0] is None else None
-        full = (rows, *((axis,) if axis else ()), *(d for d in shape if d is not None))
-        batch[key] = np.full(full, fills.get(key, 0), dtype)
-    return batch
+    return {
+        key: np.full(shape, fills.get(key, 0), dtype)
+        for key, (shape, dtype) in batch_shapes(spec, cfg, task, rows, bucket_len).items()
+    }
 
 
 def dummy_batch(cfg: DataConfig, task: tasks.TaskSpec, embedding_dim: int = 0) -> dict:

@@ -118,6 +118,19 @@ def make_text_iter(
     return BatchIterator(batches(), {"epoch": start[0], "batch": start[1]}, stats)
 
 
+def text_batch_shapes(rows: int, width: int, infill: bool) -> dict[str, tuple]:
+    """{key: (shape, dtype)} of a `make_text_iter` batch of `rows` lines in the bucket `width`."""
+    shapes = {
+        "text": ((rows, width), np.dtype(np.int32)),
+        "text_mask": ((rows, width), np.dtype(bool)),
+        "weight": ((rows,), np.dtype(np.float32)),
+    }
+    if infill:
+        shapes["text_source"] = shapes["text"]
+        shapes["text_source_mask"] = shapes["text_mask"]
+    return shapes
+
+
 def _infill_batch(
     tokens: list, index: np.ndarray, width: int, seed: int, epoch: int, noise: dict, pad_id: int
 ) -> dict[str, np.ndarray]:

@@ -1,0 +1,205 @@
+"""unispeech_jax.aot: the train step compiled for a TPU topology on this CPU host (libtpu),
+its memory verdict, the collectives read from compiled HLO, and the batch shapes it compiles
+for being the ones the input pipeline makes."""
+
+import json
+import subprocess
+import sys
+import types
+
+import micro
+import numpy as np
+import pytest
+import test_train_speecht5
+
+from unispeech_jax import aot
+from unispeech_jax.data import pipeline
+
+# A compiled module in the shape XLA prints it: a scanned layer loop of 12 trips whose body
+# gathers a weight asynchronously and scatters its gradient, an all-reduce of a tuple after it.
+HLO = """HloModule jit_step, entry_computation_layout={(f32[8,128]{1,0})->f32[]}
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %sum = f32[] add(%a, %b)
+}
+
+%body.1 (p: (s32[], f32[8,128])) -> (s32[], f32[8,128]) {
+  %p = (s32[], f32[8,128]{1,0}) parameter(0)
+  %w = f32[2,128]{1,0} get-tuple-element(%p), index=1
+  %ags = (f32[2,128]{1,0}, f32[8,128]{1,0}) all-gather-start(%w), replica_groups={{0,1,2,3}}, dimensions={0}
+  %agd = f32[8,128]{1,0} all-gather-done(%ags)
+  %rs = bf16[2,128]{1,0} reduce-scatter(%agd), replica_groups={{0,1,2,3}}, dimensions={0}, to_apply=%add
+  ROOT %t = (s32[], f32[8,128]{1,0}) tuple(%i, %agd)
+}
+
+%cond.1 (p: (s32[], f32[8,128])) -> pred[] {
+  %n = s32[]{:T(128)} constant(12)
+  %p = (s32[], f32[8,128]{1,0}) parameter(0)
+  %i = s32[]{:T(128)} get-tuple-element(%p), index=0
+  ROOT %lt = pred[]{:T(512)} compare(%i, %n), direction=LT
+}
+
+ENTRY %main.2 (x: f32[8,128]) -> f32[] {
+  %x = f32[8,128]{1,0} parameter(0)
+  %loop = (s32[], f32[8,128]{1,0}) while(%init), condition=%cond.1, body=%body.1
+  %ar = (f32[], f32[4]{0}) all-reduce(%s, %v), replica_groups={{0,1,2,3}}, to_apply=%add
+  ROOT %r = f32[] get-tuple-element(%ar), index=0
+}
+"""
+
+
+def test_collectives_count_loop_trips_and_async_pairs_once():
+    found = aot.collectives(HLO)
+    assert found["all-gather"] == {"ops": 1, "per_step": 12, "bytes": 12 * 8 * 128 * 4}
+    assert found["reduce-scatter"] == {"ops": 1, "per_step": 12, "bytes": 12 * 2 * 128 * 2}
+    assert found["all-reduce"] == {"ops": 1, "per_step": 1, "bytes": 4 + 16}
+    assert found["all-to-all"]["ops"] == found["collective-permute"]["ops"] == 0
+
+
+def test_memory_verdict_counts_donated_state_once():
+    chip = aot.CHIPS["TPU v5 lite"]
+    gib = aot.GIB
+    # 2 GiB state donated (aliased to the output) + 1 GiB batch + 12 GiB temporaries: fits.
+    memory = types.SimpleNamespace(
+        argument_size_in_bytes=3 * gib,
+        output_size_in_bytes=2 * gib,
+        alias_size_in_bytes=2 * gib,
+        temp_size_in_bytes=12 * gib,
+        generated_code_size_in_bytes=0,
+    )
+    fits = aot.memory_report(memory, 2 * gib, chip.hbm_bytes)
+    assert fits["total_bytes"] == 15 * gib and fits["fits"] and fits["headroom_bytes"] == gib
+    memory.temp_size_in_bytes = 14 * gib
+    over = aot.memory_report(memory, 2 * gib, chip.hbm_bytes)
+    assert not over["fits"] and over["headroom_bytes"] == -gib
+    # XLA's refusals: "Used X of Y" counts everything; "temporaries (X)" needs the arguments.
+    used = aot.out_of_memory_report("Used 20.5G of 15.75G hbm. Exceeded by 4.75G", gib, 16 * gib)
+    assert used["total_bytes"] == 20.5 * gib and used["headroom_bytes"] == -4.75 * gib
+    temps = "required for HLO temporaries (26.86G) exceeds available HBM (15.75G)."
+    temps = aot.out_of_memory_report(temps, gib, 16 * gib)
+    assert temps["total_bytes"] == pytest.approx(27.86 * gib) and not temps["fits"]
+
+
+def test_roofline_takes_the_slower_of_compute_and_memory():
+    chip = aot.Chip("x", 16 * aot.GIB, 100e12, 1e12)
+    r = aot.roofline(flops=50e12, bytes_accessed=0.2e12, model_flops=40e12, chip=chip, eff=0.5)
+    assert r["bound_s"] == pytest.approx(0.5) and r["bound_by"] == "compute"
+    assert r["projected_step_s"] == pytest.approx(1.0)
+    assert r["projected_mfu"] == pytest.approx(0.4)
+    r = aot.roofline(flops=1e12, bytes_accessed=2e12, model_flops=1e12, chip=chip, eff=1.0)
+    assert r["bound_s"] == pytest.approx(2.0) and r["bound_by"] == "HBM bandwidth"
+
+
+def test_missing_libtpu_is_one_line_naming_the_pin(monkeypatch):
+    real = aot.importlib.util.find_spec
+    monkeypatch.setattr(
+        aot.importlib.util, "find_spec", lambda name: None if name == "libtpu" else real(name)
+    )
+    with pytest.raises(aot.AotError, match=r"libtpu is not installed; pip install 'libtpu=="):
+        aot.topology_devices("v5e:2x2")
+
+
+def _global(batch):
+    return {k: (v.shape, v.dtype) for k, v in batch.items()}
+
+
+def test_batch_shapes_are_the_pipelines(tiny_corpus):
+    """Every batch make_train_iter yields has one of train_batch_shapes' shapes (keys, dtypes,
+    global sizes): UniSpeech's speech buckets, SpeechT5's speech and text buckets."""
+    for config in (micro.micro_config(), test_train_speecht5.micro_config()):
+        shapes = [
+            {k: (tuple(s), np.dtype(d)) for k, (s, d) in b.items()}
+            for b in pipeline.train_batch_shapes(config)
+        ]
+        it = pipeline.make_train_iter(config, seed=0)
+        seen = [_global(next(it)) for _ in range(8)]
+        it.close()
+        assert all(s in shapes for s in seen), (seen, shapes)
+    assert len({tuple(sorted(s)) for s in seen}) == 2  # SpeechT5: speech and text batches
+
+
+def _aot(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "unispeech_jax.aot", "--config", "tests/micro.py", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_config_that_does_not_divide_the_topology_is_one_line():
+    repo = micro.REPO
+    out = _aot("--topology=v5e:2x2", "--config.mesh.shape.fsdp=3", cwd=repo)
+    assert out.returncode == 2, out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("ConfigError: topology v5e:2x2 (4 devices): mesh.shape"), error
+    assert "do not divide the 4 available devices" in error
+    out = _aot("--topology=v5e:2x2", cwd=repo)  # the micro batch_multiple is 2
+    assert out.returncode == 2
+    assert "batch_multiple=2 must be a multiple of the batch-sharded mesh axes" in out.stderr
+    out = _aot("--topology=v9:2x2", cwd=repo)
+    assert out.returncode == 2 and "AotError: --topology='v9:2x2'" in out.stderr
+
+
+@pytest.mark.slow
+def test_micro_step_compiles_for_a_v5e_slice(tiny_corpus_env, tmp_path):
+    """The micro config's step for a 2x2 v5e slice, data parallel (one bucket: ~30 s of TPU
+    compiling on one core): the report's bytes, FLOPs and collectives."""
+    out, r = _micro_on_v5e(tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "FITS (" in out.stdout and "every batch shape fits" in out.stdout
+    assert r["batch"]["audio"] == [4, 16_000] and r["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1}
+    assert r["batch_bytes"] == 16_000 * (4 + 1) + 256 * (4 + 1) + 4 + 4  # one row per chip
+    # Data parallel: the parameters are replicated and their gradients all-reduced.
+    params = sum(np.prod(s) for s in _param_shapes()) * 4
+    assert r["param_bytes"] == params and r["opt_state_bytes"] >= 2 * params
+    assert r["collectives"]["all-reduce"]["bytes"] >= 0.9 * params
+    assert r["collectives"]["all-gather"]["ops"] == 0
+    m = r["memory"]
+    assert m["fits"] and m["total_bytes"] >= m["state_bytes"] + m["temp_bytes"]
+    assert r["flops"] > r["model_flops"] > 0 and r["roofline"]["bound_s"] > 0
+
+
+@pytest.mark.slow
+def test_step_that_cannot_fit_is_reported_with_xlas_numbers(tiny_corpus_env, tmp_path):
+    """Micro with 2 x 33.5 M FFN units: 16 GiB of parameters per v5e chip (16 GiB of HBM).
+    XLA refuses to compile it (~10 s); the tool says by how much it does not fit, exit 1."""
+    out, r = _micro_on_v5e(tmp_path, f"--config.model.intermediate_size={2**25}")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "DOES NOT FIT (over by" in out.stdout and "NOT EVERY BATCH SHAPE FITS" in out.stdout
+    assert r["param_bytes"] > 16 * aot.GIB
+    m = r["memory"]
+    assert not m["fits"] and "RESOURCE_EXHAUSTED" in m["error"]
+    assert m["total_bytes"] > r["param_bytes"] + r["opt_state_bytes"] > m["hbm_bytes"]
+    assert m["headroom_bytes"] < 0
+
+
+def _micro_on_v5e(tmp_path, *overrides):
+    """The tool on the micro config's 1 s bucket for a 2x2 v5e slice, data parallel:
+    (the finished process, its one JSON report)."""
+    report = tmp_path / "aot.json"
+    out = _aot(
+        "--topology=v5e:2x2",
+        "--config.data.batch_multiple=4",
+        "--buckets=16000",
+        f"--json={report}",
+        *overrides,
+        cwd=micro.REPO,
+    )
+    reports = json.loads(report.read_text())["reports"] if report.exists() else [None]
+    return out, reports[0]
+
+
+def _param_shapes():
+    import jax
+
+    from unispeech_jax import models
+
+    config = micro.micro_config()
+    family = models.get("unispeech")
+    module = family.build(config.model, family.vocab_size(config))
+    params = jax.eval_shape(lambda: family.init_params(module, jax.random.key(0), None, unbox=True))
+    return [x.shape for x in jax.tree.leaves(params)]
