@@ -30,7 +30,7 @@ def _family(case: Case):
 
 def build(case: Case, hf_model, overrides: dict):
     """(model_cfg, module, variables) of `hf_model`'s weights; `overrides` are config.model keys
-    (e.g. {'remat_policy': 'full'}), applied after the conversion. variables: UniSpeech params,
+    (e.g. {'remat': 'per_layer'}), applied after the conversion. variables: UniSpeech params,
     or SpeechT5's {'params', 'batch_stats'}."""
     if case.family == "speecht5":
         model_cfg, variables = hf_speecht5.from_hf(hf_model)
