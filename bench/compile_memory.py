@@ -9,7 +9,9 @@ Rows: for each case (bench/cases.py; default the UniSpeech base pre-training ste
 SpeechT5 base ASR step, batch 2 × 4 s) our side once per `--remat` setting, then the HF side
 once. Each row is one worker process of bench/step_vs_hf.py, run one after the other (a base
 compile takes a core for half a minute; the machine may be shared). Columns: compile = lower +
-compile of our train step (`train.make_train_step`, the persistent compilation cache off);
+compile of our train step (`step.make_train_step`, no persistent compilation cache), wall
+seconds and in parentheses the worker's CPU seconds (XLA compiles on one thread, so on a
+loaded machine the CPU figure is the one to compare);
 XLA temp = the compiled step's scratch buffers (`memory_analysis().temp_size_in_bytes`); peak
 RSS = the worker's peak resident memory while stepping (it also holds the HF model it converted
 from: both sides import torch) and in parentheses its growth over the idle process; s/step
@@ -28,14 +30,14 @@ from cases import CASES
 
 STEP_WORKER = str(pathlib.Path(__file__).resolve().parent / "step_vs_hf.py")
 HEADER = (
-    "| case | side | remat | overrides | compile s | XLA temp MB | peak RSS MB (+steps) "
+    "| case | side | remat | overrides | compile s (CPU s) | XLA temp MB | peak RSS MB (+steps) "
     "| s/step median |"
 )
 
 
 def row(case: str, side: str, remat: str, overrides: dict, r: dict) -> str:
     """One markdown table line of a step_vs_hf worker result `r`."""
-    compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else "–"
+    compile_s = f"{r['compile_s']:.1f} ({r['compile_cpu_s']:.1f})" if "compile_s" in r else "–"
     temp = f"{r['xla_temp_mb']:.0f}" if "xla_temp_mb" in r else "–"
     extra = ", ".join(f"{k}={v}" for k, v in overrides.items() if k != "remat") or "–"
     return (
