@@ -120,9 +120,9 @@ def poison_step(monkeypatch, bad_step: int):
     """Makes the loss (and so every gradient) NaN at optimizer step `bad_step` (0-based)."""
     clean = unispeech.loss_fn
 
-    def poisoned(module, params, batch, rng, step, train):
-        loss, metrics = clean(module, params, batch, rng, step, train)
-        return loss * jnp.where(step == bad_step, jnp.nan, 1.0), metrics
+    def poisoned(module, params, batch, rng, step, train, model_state):
+        loss, aux = clean(module, params, batch, rng, step, train, model_state)
+        return loss * jnp.where(step == bad_step, jnp.nan, 1.0), aux
 
     monkeypatch.setattr(unispeech, "loss_fn", poisoned)
 

@@ -8,11 +8,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "unispeech_jax"
 MAX_LINES = 800
 
 
-def _modules() -> dict[str, pathlib.Path]:
-    """Dotted module name → file, for every .py file under unispeech_jax/."""
+def _modules(package: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Dotted module name → file, for every .py file under `package`."""
     out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
         out[".".join(parts)] = path
@@ -28,11 +28,11 @@ def _resolve(module: str, level: int, current: str, is_package: bool) -> str:
     return ".".join(base + ([module] if module else []))
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(package: pathlib.Path = PACKAGE) -> dict[str, set[str]]:
     """module → the package modules it imports anywhere in its file (module level or inside
     functions). `from pkg import name` counts as importing pkg.name when that is a module, else
     pkg; a package's implicit import of its parents is not an edge."""
-    modules = _modules()
+    modules = _modules(package)
     graph = {}
     for name, path in modules.items():
         edges = set()
@@ -79,12 +79,21 @@ def test_find_cycle_reports_a_loop_and_accepts_a_tree():
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-def test_import_graph_sees_module_and_function_level_imports():
-    graph = import_graph()
-    # `from a import m`:
-    assert "unispeech_jax.models.speecht5" in graph["unispeech_jax.decoding.speecht5"]
-    assert "unispeech_jax.models.speecht5.args" in graph["unispeech_jax.models.speecht5"]
-    assert "unispeech_jax.config" in graph["unispeech_jax.models.speecht5.model"]  # in vocab_size
+def test_import_graph_sees_every_kind_of_import(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pkg.sub import b\n")
+    (pkg / "sub" / "__init__.py").write_text("from . import b\nfrom .b import name\n")
+    (pkg / "sub" / "b.py").write_text("import pkg.a\nname = 1\n")
+    graph = import_graph(pkg)
+    assert graph == {
+        "pkg": set(),
+        "pkg.a": {"pkg.sub.b"},  # function level
+        "pkg.sub": {"pkg.sub.b"},  # relative
+        "pkg.sub.b": {"pkg.a"},
+    }
+    assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
 
 
 def test_package_has_no_import_loop():

@@ -39,7 +39,8 @@ def test_unknown_config_key_is_an_error():
 
 
 def test_speech_pretraining_step_has_finite_gradients_everywhere_used():
-    module = speecht5.build(TINY, 11)
+    # no layerdrop: a skipped one-layer stack would rightly get no gradient
+    module = speecht5.build({**TINY, "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0}, 11)
     variables = speecht5.init_variables(module, jax.random.key(0), unbox=True)
     rng = np.random.default_rng(0)
     audio = jnp.asarray(rng.standard_normal((2, 800)), jnp.float32)

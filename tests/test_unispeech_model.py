@@ -68,7 +68,12 @@ def build(**overrides):
 
 
 # Modules are hashable, so one jitted function serves every test (compiled once per module/shape).
-loss = jax.jit(unispeech.loss_fn, static_argnums=(0, 5))
+def _loss_and_metrics(module, params, batch, rng, step, train):
+    loss, (metrics, _) = unispeech.loss_fn(module, params, batch, rng, step, train)
+    return loss, metrics
+
+
+loss = jax.jit(_loss_and_metrics, static_argnums=(0, 5))
 predict = jax.jit(unispeech.predict_fn, static_argnums=0)
 
 
@@ -155,7 +160,7 @@ def test_loss_and_grads_finite_under_jit(objective, projection, remat):
     batch = make_batch(lengths=(8000, 6000, 0), weight=(1.0, 1.0, 0.0))
     step = jax.jit(
         jax.value_and_grad(
-            lambda p, b, r: unispeech.loss_fn(module, p, b, r, 100, True), has_aux=True
+            lambda p, b, r: _loss_and_metrics(module, p, b, r, 100, True), has_aux=True
         )
     )
     (loss, metrics), grads = step(params, batch, jax.random.key(7))

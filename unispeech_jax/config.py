@@ -281,6 +281,12 @@ def mesh_config(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collection
                 ("conv_in", None),
                 ("conv_out", "fsdp"),
                 ("conv_kernel", None),
+                # SpeechT5's small or per-head axes: replicated
+                ("head_dim", None),
+                ("relpos", None),
+                ("mel", None),
+                ("prenet", None),
+                ("speaker", None),
             ),
         )
     )

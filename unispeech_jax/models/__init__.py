@@ -1,7 +1,6 @@
-"""Model families. Each module exposes check_config, build, vocab_size, dummy_batch, loss_fn,
-flops_per_batch, and init_params or, with non-trainable variables, init_variables
-(docs/ARCHITECTURE.md, "Models"); `init_variables` and `loss_fn` below give train.py and
-evaluate.py one calling convention for both kinds."""
+"""Model families: modules with the entry points of `family.ModelFamily` (docs/ARCHITECTURE.md,
+"Models"). `get` picks one by `config.model.name`; `loss_fn` orders a family's loss arguments
+for `jax.value_and_grad` (params first)."""
 
 import importlib
 
@@ -27,15 +26,10 @@ def resolve_config(family, config) -> None:
 def init_variables(family, module, rng, batch) -> dict:
     """{'params': boxed params, other collections...} of any family (SpeechT5 adds its
     BatchNorm 'batch_stats'); works under jit / eval_shape."""
-    if hasattr(family, "init_variables"):
-        return family.init_variables(module, rng, batch)
-    return {"params": family.init_params(module, rng, batch)}
+    return family.init_variables(module, rng, batch)
 
 
 def loss_fn(family, module, params, model_state, batch, rng, step, train):
     """(loss, (metrics, model_state)) of any family. model_state: the non-trainable collections
     (`init_variables` minus 'params'; {} for families without), returned updated."""
-    if hasattr(family, "init_variables"):
-        return family.loss_fn(module, params, batch, rng, step, train, model_state)
-    loss, metrics = family.loss_fn(module, params, batch, rng, step, train)
-    return loss, (metrics, model_state)
+    return family.loss_fn(module, params, batch, rng, step, train, model_state)

@@ -1,4 +1,5 @@
-"""Shared speech building blocks: conv feature encoder, positional conv, Transformer encoder.
+"""Shared speech building blocks: conv feature encoder, positional conv, dense and LayerNorm
+with logical axes (the Transformer block and encoder are in transformer.py).
 
 These modules are generic (UniSpeech and SpeechT5 both use them) and take plain attributes,
 never a whole config. Parameter names follow the Hugging Face wav2vec2 layout
@@ -31,13 +32,10 @@ from unispeech_jax.models import dropout
 
 Dtype = Any
 
-# Big finite negative for masked attention logits: a row whose keys are all padding (a padding
-# example of weight 0) then gets a uniform softmax instead of NaN.
-_MASK_VALUE = -1e30
-
 ACT_BTD = ("act_batch", "act_length", "act_embed")
 ACT_BTF = ("act_batch", "act_length", "act_mlp")
 ACT_BTH = ("act_batch", "act_length", "act_heads")
+ACTIVATION_AXES = ("act_batch", "act_length", "act_embed", "act_mlp", "act_heads")
 
 
 def gelu(x):
@@ -522,7 +520,7 @@ _same_grouped_conv_taps.defvjp(_same_grouped_conv_taps_fwd, _same_grouped_conv_t
 
 
 # --------------------------------------------------------------------------------------------
-# Transformer encoder
+# Dense and LayerNorm with logical axis names (the Transformer blocks of transformer.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -545,205 +543,6 @@ def _layer_norm(eps, dtype, name):
         bias_init=_part(nn.initializers.zeros, ("embed",)),
         name=name,
     )
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with a key-padding mask: [B,T,D], bool [B,T] → [B,T,D].
-
-    Plain einsum attention with the softmax in float32 (exact fp32 parity with torch eager and
-    attention-probability dropout, which `jax.nn.dot_product_attention` does not offer).
-    Masked keys get a big finite negative logit.
-    """
-
-    hidden_size: int
-    num_heads: int
-    dropout: float = 0.0
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, valid, deterministic: bool = True):
-        b, t, d = x.shape
-        h = self.num_heads
-        hd = d // h
-        q = _dense(d, ("embed", "heads"), self.dtype, "q_proj")(x)
-        k = _dense(d, ("embed", "heads"), self.dtype, "k_proj")(x)
-        v = _dense(d, ("embed", "heads"), self.dtype, "v_proj")(x)
-        q, k, v = (nn.with_logical_constraint(a, ACT_BTH).reshape(b, t, h, hd) for a in (q, k, v))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (hd**-0.5), k).astype(jnp.float32)
-        logits = jnp.where(valid[:, None, None, :], logits, _MASK_VALUE)
-        probs = jax.nn.softmax(logits, axis=-1)
-        probs = dropout.Dropout(self.dropout)(probs, deterministic=deterministic).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, d)
-        out = nn.with_logical_constraint(out, ACT_BTH)
-        return _dense(d, ("heads", "embed"), self.dtype, "out_proj")(out)
-
-
-class FeedForward(nn.Module):
-    """Dense(F) → GELU → dropout(activation) → Dense(D) → dropout(hidden)."""
-
-    hidden_size: int
-    intermediate_size: int
-    activation_dropout: float = 0.0
-    hidden_dropout: float = 0.0
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool = True):
-        y = _dense(self.intermediate_size, ("embed", "mlp"), self.dtype, "intermediate_dense")(x)
-        y = nn.with_logical_constraint(gelu(y), ACT_BTF)
-        y = dropout.Dropout(self.activation_dropout)(y, deterministic=deterministic)
-        y = _dense(self.hidden_size, ("mlp", "embed"), self.dtype, "output_dense")(y)
-        return dropout.Dropout(self.hidden_dropout)(y, deterministic=deterministic)
-
-
-class EncoderLayer(nn.Module):
-    """One Transformer block, post-LN (wav2vec2 base) or pre-LN (`layer_norm_first`).
-
-    post-LN: x = LN(x + drop(attn(x))); x = LN'(x + ffn(x))
-    pre-LN:  x = x + drop(attn(LN(x))); x = x + ffn(LN'(x))
-
-    Layerdrop: in training the whole block is skipped with probability `layerdrop` (one draw
-    per layer per step, shared by the batch, from the 'dropout' rng stream). It is implemented
-    by selecting the block input instead of its output (`jnp.where`), so shapes, scan and remat
-    are untouched; the skipped block is still computed (no FLOP saving, same regularisation).
-
-    Signature fits nn.scan: (x, valid) → (x, None).
-    """
-
-    hidden_size: int
-    num_heads: int
-    intermediate_size: int
-    layer_norm_first: bool = False
-    layer_norm_eps: float = 1e-5
-    hidden_dropout: float = 0.0
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    layerdrop: float = 0.0
-    deterministic: bool = True
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, valid):
-        det = self.deterministic
-        attn = SelfAttention(
-            self.hidden_size, self.num_heads, self.attention_dropout, self.dtype, name="attention"
-        )
-        ln_attn = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
-        ffn = FeedForward(
-            self.hidden_size,
-            self.intermediate_size,
-            self.activation_dropout,
-            self.hidden_dropout,
-            self.dtype,
-            name="feed_forward",
-        )
-        ln_ffn = _layer_norm(self.layer_norm_eps, self.dtype, "final_layer_norm")
-        drop = dropout.Dropout(self.hidden_dropout)
-        if self.layer_norm_first:
-            y = x + drop(attn(ln_attn(x), valid, det), deterministic=det)
-            y = y + ffn(ln_ffn(y), det)
-        else:
-            y = ln_attn(x + drop(attn(x, valid, det), deterministic=det))
-            y = ln_ffn(y + ffn(y, det))
-        if self.layerdrop > 0.0 and not det:
-            skip = jax.random.bernoulli(self.make_rng("dropout"), self.layerdrop)
-            y = jnp.where(skip, x, y)
-        y = nn.with_logical_constraint(y.astype(x.dtype), ACT_BTD)
-        return y, None
-
-
-REMAT_POLICIES = {
-    "full": None,  # save nothing: recompute the whole block in the backward pass
-    "dots_saveable": jax.checkpoint_policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
-}
-
-
-class TransformerEncoder(nn.Module):
-    """Positional conv + Transformer stack: [B,T,D], bool [B,T] → [B,T,D].
-
-    post-LN: zero padding frames → x + pos_conv(x) → LN → dropout → layers
-    pre-LN:  zero padding frames → x + pos_conv(x) → dropout → layers → LN
-
-    scan_layers: one `nn.scan` over identical layers; params gain a leading 'layers' axis
-    (module name `layers`). Otherwise the layers are `layers_0` … `layers_{n-1}`.
-    remat_policy: 'none', 'full', 'dots_saveable', … (REMAT_POLICIES) applied per layer.
-    pos_conv_impl: PositionalConvEmbedding.impl.
-    """
-
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    layer_norm_first: bool = False
-    layer_norm_eps: float = 1e-5
-    num_conv_pos_embeddings: int = 128
-    num_conv_pos_embedding_groups: int = 16
-    hidden_dropout: float = 0.0
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
-    layerdrop: float = 0.0
-    scan_layers: bool = True
-    remat_policy: str = "none"
-    dtype: Dtype = jnp.float32
-    pos_conv_impl: str = "auto"
-
-    @nn.compact
-    def __call__(self, x, valid, deterministic: bool = True):
-        x = jnp.where(valid[..., None], x, 0).astype(self.dtype)
-        x = x + PositionalConvEmbedding(
-            self.hidden_size,
-            self.num_conv_pos_embeddings,
-            self.num_conv_pos_embedding_groups,
-            self.dtype,
-            self.pos_conv_impl,
-            name="pos_conv_embed",
-        )(x)
-        final_ln = _layer_norm(self.layer_norm_eps, self.dtype, "layer_norm")
-        if not self.layer_norm_first:
-            x = final_ln(x)
-        x = dropout.Dropout(self.hidden_dropout)(x, deterministic=deterministic)
-        x = nn.with_logical_constraint(x, ACT_BTD)
-
-        block = EncoderLayer
-        if self.remat_policy != "none":
-            if self.remat_policy not in REMAT_POLICIES:
-                raise ValueError(
-                    f"unknown remat_policy {self.remat_policy!r}; one of none, {list(REMAT_POLICIES)}"
-                )
-            block = nn.remat(
-                block, policy=REMAT_POLICIES[self.remat_policy], prevent_cse=not self.scan_layers
-            )
-        layer_kwargs = dict(
-            hidden_size=self.hidden_size,
-            num_heads=self.num_heads,
-            intermediate_size=self.intermediate_size,
-            layer_norm_first=self.layer_norm_first,
-            layer_norm_eps=self.layer_norm_eps,
-            hidden_dropout=self.hidden_dropout,
-            attention_dropout=self.attention_dropout,
-            activation_dropout=self.activation_dropout,
-            layerdrop=self.layerdrop,
-            deterministic=deterministic,
-            dtype=self.dtype,
-        )
-        if self.scan_layers:
-            stack = nn.scan(
-                block,
-                variable_axes={"params": 0},
-                split_rngs={"params": True, "dropout": True},
-                in_axes=nn.broadcast,
-                length=self.num_layers,
-                metadata_params={nn.PARTITION_NAME: "layers"},
-            )(**layer_kwargs, name="layers")
-            x, _ = stack(x, valid)
-        else:
-            for i in range(self.num_layers):
-                x, _ = block(**layer_kwargs, name=f"layers_{i}")(x, valid)
-        if self.layer_norm_first:
-            x = final_ln(x)
-        return x
 
 
 # --------------------------------------------------------------------------------------------
@@ -775,15 +574,10 @@ __all__ = [
     "ConvLayer",
     "FeatureProjection",
     "PositionalConvEmbedding",
-    "SelfAttention",
-    "FeedForward",
-    "EncoderLayer",
-    "TransformerEncoder",
     "conv_output_lengths",
     "frame_validity",
     "scale_gradient",
     "gelu",
-    "REMAT_POLICIES",
     "conv_encoder_flops",
     "transformer_encoder_flops",
     "LogMelFeatureEncoder",

@@ -107,7 +107,7 @@ Model config keys (`config.model`):
   mixed_ctc_projection         'transpose' (official recipe, HF UniSpeech) or 'standard' (wav2vec2)
   dtype                        compute dtype ('float32', 'bfloat16'); params stay float32
   scan_layers                  nn.scan over Transformer layers (leading 'layers' param axis)
-  remat_policy                 'none', 'full', 'dots_saveable', ... (layers.REMAT_POLICIES)
+  remat_policy                 'none', 'full', 'dots_saveable', ... (transformer.REMAT_POLICIES)
   pos_conv_impl                positional conv: 'auto' (on CPU, where XLA's kernel gradient of
                                this conv is slow, 'taps' or 'fft' by width; 'conv' elsewhere),
                                'conv', 'fft' or 'taps' (layers.PositionalConvEmbedding)
@@ -126,12 +126,13 @@ import numpy as np
 
 from unispeech_jax import losses
 from unispeech_jax.data import batching, sources
-from unispeech_jax.models import dropout, layers, masking
+from unispeech_jax.models import dropout, layers, masking, transformer
+from unispeech_jax.models.family import FamilyArgs
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer, gumbel_temperature
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelArgs:
+class ModelArgs(FamilyArgs):
     """Hashable, typed copy of `config.model` (defaults = UniSpeech/wav2vec2 base)."""
 
     name: str = "unispeech"
@@ -184,20 +185,6 @@ class ModelArgs:
     remat_policy: str = "none"
     pos_conv_impl: str = "auto"
 
-    @classmethod
-    def from_config(cls, model_cfg) -> ModelArgs:
-        """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
-        if isinstance(model_cfg, ModelArgs):
-            return model_cfg
-        raw = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown config.model keys for unispeech: {unknown}")
-        args = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        args.validate()
-        return args
-
     def validate(self):
         if self.objective not in ("pretrain", "ctc"):
             raise ValueError(f"model.objective must be 'pretrain' or 'ctc', got {self.objective!r}")
@@ -222,23 +209,12 @@ class ModelArgs:
         if self.codevector_dim % self.num_codevector_groups:
             raise ValueError("codevector_dim must be divisible by num_codevector_groups")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @property
-    def compute_dtype(self):
-        return jnp.dtype(self.dtype)
-
     @property
     def conv_grad_mult(self) -> float:
         return 0.0 if self.freeze_feature_encoder else float(self.feature_grad_mult)
 
 
-def default_config():
-    """`config.model` with every key at its base default (a ConfigDict)."""
-    import ml_collections
-
-    return ml_collections.ConfigDict(ModelArgs().to_dict())
+default_config = ModelArgs.default_config
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,24 +244,7 @@ class UniSpeech(nn.Module):
             nn.with_logical_partitioning(nn.initializers.uniform(1.0), ("embed",)),
             (a.hidden_size,),
         )
-        self.encoder = layers.TransformerEncoder(
-            a.hidden_size,
-            a.num_layers,
-            a.num_heads,
-            a.intermediate_size,
-            a.layer_norm_first,
-            a.layer_norm_eps,
-            a.num_conv_pos_embeddings,
-            a.num_conv_pos_embedding_groups,
-            a.hidden_dropout,
-            a.attention_dropout,
-            a.activation_dropout,
-            a.layerdrop,
-            a.scan_layers,
-            a.remat_policy,
-            dt,
-            a.pos_conv_impl,
-        )
+        self.encoder = transformer.TransformerEncoder(a)
         self.final_dropout = dropout.Dropout(a.final_dropout)
         if a.objective == "pretrain":
             self.feature_dropout = dropout.Dropout(a.feat_quantizer_dropout)
@@ -430,6 +389,17 @@ def _dense(features, axes, dtype):
 # Fine-tuning from a pre-training run (train.merge_pretrained): the CTC head starts from the
 # pre-trained phonetic CTC head when the label vocabularies have the same size.
 PRETRAINED_ALIASES = (("lm_head/", "ctc_proj/"),)
+LOGICAL_AXES = layers.ACTIVATION_AXES + (
+    "layers",
+    "embed",
+    "mlp",
+    "heads",
+    "vocab",
+    "codes",
+    "conv_in",
+    "conv_out",
+    "conv_kernel",
+)
 
 
 def check_config(config) -> None:
@@ -480,6 +450,13 @@ def init_params(
     return nn.meta.unbox(params) if unbox else params
 
 
+def init_variables(
+    module: UniSpeech, rng, batch: Mapping[str, Any] | None = None, unbox: bool = False
+) -> dict:
+    """{'params': `init_params`} (the family interface; UniSpeech has no other collections)."""
+    return {"params": init_params(module, rng, batch, unbox)}
+
+
 def dummy_batch(data_cfg) -> dict:
     """A zero batch with the shapes of the largest bucket (init / eval_shape / compile)."""
     samples = int(tuple(data_cfg.bucket_boundaries)[-1])
@@ -500,8 +477,17 @@ def _split_rngs(rng):
     return {"dropout": dropout, "gumbel": gumbel, "mask": mask, "mixed": mixed}
 
 
-def loss_fn(module: UniSpeech, params, batch: Mapping[str, Any], rng, step, train: bool):
-    """The module's objective on one batch → (scalar loss, dict of scalar metrics).
+def loss_fn(
+    module: UniSpeech,
+    params,
+    batch: Mapping[str, Any],
+    rng,
+    step,
+    train: bool,
+    model_state: dict | None = None,
+):
+    """The module's objective on one batch → (scalar loss, (dict of scalar metrics,
+    model_state)); UniSpeech has no non-trainable variables, model_state comes back as {}.
 
     `rng` is split into 'dropout', 'gumbel', 'mask' (span mask, distractors, channel mask)
     and 'mixed' (mixed-CTC replacement); `step` (int, may be traced) sets the Gumbel
@@ -514,9 +500,9 @@ def loss_fn(module: UniSpeech, params, batch: Mapping[str, Any], rng, step, trai
     frames whose positive beats every distractor); masked_fraction (of valid frames);
     labelled_fraction. 'ctc': loss, ctc, masked_fraction.
     """
-    if module.args.objective == "ctc":
-        return _ctc_loss_fn(module, params, batch, rng, step, train)
-    return _pretrain_loss_fn(module, params, batch, rng, step, train)
+    part = _ctc_loss_fn if module.args.objective == "ctc" else _pretrain_loss_fn
+    loss, metrics = part(module, params, batch, rng, step, train)
+    return loss, (metrics, {})
 
 
 def _batch_parts(a: ModelArgs, batch):
@@ -730,6 +716,9 @@ __all__ = [
     "build",
     "default_config",
     "init_params",
+    "init_variables",
+    "check_config",
+    "LOGICAL_AXES",
     "dummy_batch",
     "vocab_size",
     "loss_fn",

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from unispeech_jax.models.family import dataclass_from_mapping
 from unispeech_jax.models.layers import _part
 
 _CONV_AXES = ("conv_kernel", "conv_in", "conv_out")
@@ -44,13 +45,7 @@ class VocoderArgs:
         """From a mapping / ConfigDict; unknown keys are an error; lists become tuples."""
         if isinstance(cfg, VocoderArgs):
             return cfg
-        raw = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown vocoder config keys: {unknown}")
-        as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
-        return cls(**{k: as_tuple(v) for k, v in raw.items()})
+        return dataclass_from_mapping(cls, cfg, "vocoder config keys")
 
 
 def _conv(features, kernel, dilation, name):

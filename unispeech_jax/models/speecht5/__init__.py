@@ -47,23 +47,17 @@ its running statistics. Layers are unscanned (`layers_0` …): there is no scan 
 yet, so compile time grows with depth.
 
 Files, one concept each (this module re-exports their public names):
-  args.py ModelArgs and TASKS · positions.py position tables · attention.py attention ·
-  encoder_decoder.py encoder, decoder, init_cache · prenets.py / postnets.py speech pre/post-nets ·
-  model.py the SpeechT5 module, build, check_config, init_variables, vocab_size, dummy_batch ·
+  args.py ModelArgs and TASKS · positions.py position tables · encoder_decoder.py encoder,
+  decoder (blocks of ../transformer.py), init_cache · prenets.py / postnets.py speech nets ·
+  model.py the SpeechT5 module, build, check_config, init_variables, vocab_size,
+  resolve_config, dummy_batch ·
   targets.py teacher-forcing inputs and targets · apply.py running a forward inside a loss ·
   pretrain.py the joint pre-training loss · tasks/ one module per fine-tuning task and its loss ·
   objective.py loss_fn · flops.py analytic FLOPs.
 """
 
-from unispeech_jax.models.speecht5.args import TASKS, ModelArgs, default_config
-from unispeech_jax.models.speecht5.attention import Attention
-from unispeech_jax.models.speecht5.encoder_decoder import (
-    Decoder,
-    DecoderLayer,
-    Encoder,
-    EncoderLayer,
-    init_cache,
-)
+from unispeech_jax.models.speecht5.args import LOGICAL_AXES, TASKS, ModelArgs, default_config
+from unispeech_jax.models.speecht5.encoder_decoder import Decoder, Encoder, init_cache
 from unispeech_jax.models.speecht5.flops import flops_per_batch, forward_flops
 from unispeech_jax.models.speecht5.model import (
     SpeechT5,
@@ -91,14 +85,14 @@ from unispeech_jax.models.speecht5.targets import (
     text_targets,
 )
 from unispeech_jax.models.speecht5.tasks.tts import cross_attention_probs
+from unispeech_jax.models.transformer import Attention
 
 __all__ = [
+    "LOGICAL_AXES",
     "TASKS",
     "Attention",
     "Decoder",
-    "DecoderLayer",
     "Encoder",
-    "EncoderLayer",
     "ModelArgs",
     "PostnetConv",
     "RelativePositionalEncoding",

@@ -5,15 +5,31 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
-
 from unispeech_jax.models import layers
+from unispeech_jax.models.family import FamilyArgs
 
 TASKS = ("pretrain", "asr", "tts")
+# every logical axis name of the params and activations (family.ModelFamily)
+LOGICAL_AXES = layers.ACTIVATION_AXES + (
+    "layers",
+    "embed",
+    "mlp",
+    "heads",
+    "head_dim",
+    "relpos",
+    "vocab",
+    "codes",
+    "conv_in",
+    "conv_out",
+    "conv_kernel",
+    "mel",
+    "prenet",
+    "speaker",
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelArgs:
+class ModelArgs(FamilyArgs):
     """Hashable, typed copy of `config.model`; defaults are the SpeechT5 base model.
 
     Field names follow `transformers.SpeechT5Config` where both have the field.
@@ -106,20 +122,6 @@ class ModelArgs:
     guided_attention_loss_scale: float = 10.0
     dtype: str = "float32"
 
-    @classmethod
-    def from_config(cls, model_cfg) -> ModelArgs:
-        """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
-        if isinstance(model_cfg, ModelArgs):
-            return model_cfg
-        raw = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown config.model keys for speecht5: {unknown}")
-        args = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        args.validate()
-        return args
-
     def validate(self):
         layers.check_shared_fields(self)
         d = self.hidden_size
@@ -137,16 +139,5 @@ class ModelArgs:
                 f"model.num_speakers={self.num_speakers} >= -1"
             )
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @property
-    def compute_dtype(self):
-        return jnp.dtype(self.dtype)
-
-
-def default_config():
-    """`config.model` with every key at its SpeechT5 base default (a ConfigDict)."""
-    import ml_collections
-
-    return ml_collections.ConfigDict(ModelArgs().to_dict())
+default_config = ModelArgs.default_config

@@ -15,6 +15,7 @@ import numpy as np
 
 from unispeech_jax.data import batching, sources
 from unispeech_jax.data import text as text_lib
+from unispeech_jax.errors import ConfigError
 from unispeech_jax.models import dropout, layers
 from unispeech_jax.models.quantizer import GumbelVectorQuantizer
 from unispeech_jax.models.speecht5.args import ModelArgs
@@ -263,8 +264,6 @@ def vocab_size(config) -> int:
     vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
     model's </s>, the token the text decoder starts from, and (with a CTC head)
     model.ctc_blank_id its <s>, a token no transcript holds."""
-    from unispeech_jax.config import ConfigError  # config imports the families' defaults
-
     path = sources.sentencepiece_model(config.data)
     sp = text_lib.load_sp(path)
     m = config.model
@@ -285,8 +284,6 @@ def resolve_config(config) -> None:
     the number of training speakers (sources.num_speakers), or 0 when data.speaker_embeddings
     gives x-vectors instead. ConfigError if a fixed table has fewer rows than the data has
     speakers."""
-    from unispeech_jax.config import ConfigError  # config imports the families' defaults
-
     m = config.model
     if m.get("task") != "tts" or m.num_speakers == 0:
         return
