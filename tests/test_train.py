@@ -107,6 +107,26 @@ def test_model_and_data_mistakes_are_config_errors(config_file, override, messag
         config_lib.validate(config, num_devices=1)
 
 
+@pytest.mark.parametrize(
+    "config_file, key, value, message",
+    [
+        ("micro", "layer_norm_first", None, "model.layer_norm_first must be a bool, got None"),
+        ("micro", "num_layers", True, "model.num_layers must be a int, got True"),
+        ("speecht5_tiny", "scale_embedding", None, "model.scale_embedding must be a bool, got None"),
+    ],
+)  # fmt: skip
+def test_config_file_values_of_the_wrong_type_are_config_errors(config_file, key, value, message):
+    """A config file can write any value (ConfigDict takes True for an int and None for
+    anything); the family's ModelArgs refuses what is not of its field's type."""
+    if config_file == "micro":
+        config = micro_config()
+    else:
+        config = config_lib.load_file(micro.REPO / "configs" / f"{config_file}.py")
+    config.model[key] = value
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate(config, num_devices=1)
+
+
 def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplog):
     """Same name and shape: loaded; a head with a pre-trained alias of the same shape: loaded
     from it (and logged as renamed); a shape mismatch under either name: left fresh."""
