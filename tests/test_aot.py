@@ -90,6 +90,9 @@ def test_roofline_takes_the_slower_of_compute_and_memory():
     assert r["projected_mfu"] == pytest.approx(0.4)
     r = aot.roofline(flops=1e12, bytes_accessed=2e12, model_flops=1e12, chip=chip, eff=1.0)
     assert r["bound_s"] == pytest.approx(2.0) and r["bound_by"] == "HBM bandwidth"
+    # XLA counted one layer of a scanned stack: the model's FLOPs set the compute time.
+    r = aot.roofline(flops=1e12, bytes_accessed=0.1e12, model_flops=12e12, chip=chip, eff=1.0)
+    assert r["compute_s"] == pytest.approx(0.12) and r["projected_mfu"] == pytest.approx(1.0)
 
 
 def test_missing_libtpu_is_one_line_naming_the_pin(monkeypatch):

@@ -107,6 +107,26 @@ def test_model_and_data_mistakes_are_config_errors(config_file, override, messag
         config_lib.validate(config, num_devices=1)
 
 
+@pytest.mark.parametrize(
+    "config_file, key, value, message",
+    [
+        ("micro", "layer_norm_first", None, "model.layer_norm_first must be a bool, got None"),
+        ("micro", "num_layers", True, "model.num_layers must be a int, got True"),
+        ("speecht5_tiny", "scale_embedding", None, "model.scale_embedding must be a bool, got None"),
+    ],
+)  # fmt: skip
+def test_config_file_values_of_the_wrong_type_are_config_errors(config_file, key, value, message):
+    """A config file can write any value (ConfigDict takes True for an int and None for
+    anything); the family's ModelArgs refuses what is not of its field's type."""
+    if config_file == "micro":
+        config = micro_config()
+    else:
+        config = config_lib.load_file(micro.REPO / "configs" / f"{config_file}.py")
+    config.model[key] = value
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate(config, num_devices=1)
+
+
 def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplog):
     """Same name and shape: loaded; a head with a pre-trained alias of the same shape: loaded
     from it (and logged as renamed); a shape mismatch under either name: left fresh."""
@@ -131,6 +151,24 @@ def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplo
     assert "fresh: ['encoder/b', 'lm_head/bias']" in caplog.text
     without = train.merge_pretrained(new, old, log)
     np.testing.assert_array_equal(without["lm_head"]["kernel"], np.zeros((3, 5)))
+
+
+def test_merge_pretrained_loads_layers_across_scanned_and_unscanned_layouts():
+    import logging
+
+    log = logging.getLogger("merge_test")
+    scanned = {"encoder": {"layers": {"w": np.arange(6.0).reshape(2, 3)}, "ln": np.ones(3)}}
+    unscanned = {
+        "encoder": {
+            "layers_0": {"w": np.zeros(3)},
+            "layers_1": {"w": np.zeros(3)},
+            "ln": np.zeros(3),
+        }
+    }
+    merged = train.merge_pretrained(unscanned, scanned, log)
+    np.testing.assert_array_equal(merged["encoder"]["layers_1"]["w"], [3.0, 4.0, 5.0])
+    back = train.merge_pretrained({"encoder": {"layers": {"w": np.zeros((2, 3))}}}, merged, log)
+    np.testing.assert_array_equal(back["encoder"]["layers"]["w"], scanned["encoder"]["layers"]["w"])
 
 
 def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):

@@ -76,8 +76,9 @@ def refuse_missing(kept: Path, corpus_file: Path) -> None:
     missing = _missing(kept, corpus_file)
     if missing:
         raise DataError(
-            f"{corpus_file} has {len(missing)} symbols the model's vocabulary ({kept}) has no "
-            f"id for: {' '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+            f"{corpus_file} has {len(missing)} symbol{'s' * (len(missing) > 1)} the model's "
+            f"vocabulary ({kept}) has no id for: "
+            f"{' '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
         )
     if symbols(kept) != symbols(corpus_file):
         log.info(

@@ -27,6 +27,20 @@ def dataclass_from_mapping(cls, raw, what: str):
     return cls(**{k: as_tuple(v) for k, v in raw.items()})
 
 
+def check_types(args) -> None:
+    """ValueError naming the first field of a dataclass whose value is not of its default's
+    type. A config file can write anything (ConfigDict takes True for an int and None
+    anywhere): a bool is not a number here and None is nothing; an int is a fine float."""
+    for field in dataclasses.fields(args):
+        value, expected = getattr(args, field.name), type(field.default)
+        if expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, expected) and (expected is bool) == isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"model.{field.name} must be a {expected.__name__}, got {value!r}")
+
+
 class FamilyArgs:
     """Mixin of a family's frozen `ModelArgs` dataclass: the hashable, typed copy of
     `config.model`, with every key's default at the family's base size."""
@@ -35,10 +49,12 @@ class FamilyArgs:
 
     @classmethod
     def from_config(cls, model_cfg):
-        """From a ConfigDict / mapping; unknown keys are an error (typos must not pass)."""
+        """From a ConfigDict / mapping; unknown keys (typos must not pass) and values of
+        another type than the field's are errors."""
         if isinstance(model_cfg, cls):
             return model_cfg
         args = dataclass_from_mapping(cls, model_cfg, f"config.model keys for {cls.name}")
+        check_types(args)
         args.validate()
         return args
 
