@@ -10,7 +10,7 @@ state are the same when it is laid out on this mesh.
                                               embedding, 1x8x1 with its tap-matmul kernel
                                               gradient)
     multidevice_step.py TESTS_DIR speecht5    a SpeechT5 speech step, then a text step, on
-                                              data=4 x fsdp=2
+                                              data=4 x fsdp=2 and on data x fsdp x tensor=2
 """
 
 import itertools
@@ -29,7 +29,10 @@ from unispeech_jax import step as step_lib  # noqa: E402
 from unispeech_jax.data import pipeline  # noqa: E402
 
 # (data, fsdp, tensor) sizes: data parallel, FSDP with data, pure FSDP, all three axes.
-MESHES = {"unispeech": ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2)), "speecht5": ((4, 2, 1),)}
+MESHES = {
+    "unispeech": ((8, 1, 1), (4, 2, 1), (1, 8, 1), (2, 2, 2)),
+    "speecht5": ((4, 2, 1), (2, 2, 2)),
+}
 
 
 def run_steps(config, devices, batches):

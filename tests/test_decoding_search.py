@@ -272,6 +272,6 @@ def test_ctc_prefix_beam_search_of_a_peaked_posterior_is_the_best_path():
     paths = np.array([[1, 1, 0, 2, 2, 0, 2, 1], [0, 3, 3, 3, 0, 0, 1, 1]])
     log_probs = jax.nn.log_softmax(5.0 * jnp.eye(4)[paths], axis=-1)
     lengths = jnp.array([8, 6])
-    got = ctc.prefix_beam_search(log_probs, lengths, beam=3)
+    got = jax.jit(lambda lp, n: ctc.prefix_beam_search(lp, n, beam=3))(log_probs, lengths)
     want = ctc.ctc_greedy(log_probs, np.arange(8)[None] < np.asarray(lengths)[:, None])
     assert [_hyps(got, b)[0][0] for b in range(2)] == want == [[1, 2, 2, 1], [3]]

@@ -66,15 +66,20 @@ def test_meshes_match_single_device_and_fsdp_shrinks_state(unispeech_meshes):
     assert max(ratios["2x2x2"]) < FSDP2, ratios  # tensor splits further what fsdp=2 left
 
 
-def test_speecht5_joint_steps_on_fsdp_data_mesh_match_single_device(tiny_corpus_env):
-    """A speech step and a text step, the second from the state the first left."""
+def test_speecht5_joint_steps_on_fsdp_and_tensor_meshes_match_single_device(tiny_corpus_env):
+    """A speech step and a text step, the second from the state the first left, on data=4 x
+    fsdp=2 and on data=2 x fsdp=2 x tensor=2 (heads and FFN units split over `tensor`)."""
     results = run_on_8_devices("speecht5")
-    single, multi = results["1"], results["4x2x1"]
-    for one, eight in zip(single["metrics"], multi["metrics"], strict=True):
-        kind = "text" if "text/mle" in one else "speech"
-        parts = ("mle", "diversity") if kind == "text" else ("mlm", "l1", "bce", "diversity")
-        for key in ("loss", "grad_norm", *(f"{kind}/{p}" for p in parts)):
-            np.testing.assert_allclose(eight[key], one[key], rtol=2e-5, err_msg=key)
-    assert max(multi["params_errors"].values()) < micro.PARAMS_RTOL, multi["params_errors"]
-    assert multi["same_checksums"]
-    assert multi["param_bytes"] < 0.6 * single["param_bytes"], results
+    single = results.pop("1")
+    assert sorted(results) == ["2x2x2", "4x2x1"]
+    for mesh, multi in results.items():
+        for one, eight in zip(single["metrics"], multi["metrics"], strict=True):
+            kind = "text" if "text/mle" in one else "speech"
+            parts = ("mle", "diversity") if kind == "text" else ("mlm", "l1", "bce", "diversity")
+            for key in ("loss", "grad_norm", *(f"{kind}/{p}" for p in parts)):
+                np.testing.assert_allclose(eight[key], one[key], rtol=2e-5, err_msg=(mesh, key))
+        assert max(multi["params_errors"].values()) < micro.PARAMS_RTOL, multi["params_errors"]
+        assert multi["same_checksums"], mesh
+        assert multi["param_bytes"] < 0.6 * single["param_bytes"], results
+    # tensor splits further what fsdp=2 left
+    assert results["2x2x2"]["param_bytes"] < results["4x2x1"]["param_bytes"], results

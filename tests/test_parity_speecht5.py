@@ -27,6 +27,7 @@ from flax import traverse_util
 from unispeech_jax import decoding
 from unispeech_jax.convert import hf_speecht5 as conv
 from unispeech_jax.models import speecht5, vocoder
+from unispeech_jax.models.transformer import unstack_layers
 
 torch = hf_deps.load("torch")
 transformers = hf_deps.load("transformers")
@@ -139,16 +140,19 @@ def _close(ours, theirs, what, valid=None):
     return err
 
 
-def _ours(model):
+def _ours(model, scan=True):
+    """(ModelArgs, variables) converted from `model`, layer stacks scanned or `layers_i`."""
     args, base = _base()
-    model_cfg, variables = conv.from_hf(model, base=base)
-    assert speecht5.ModelArgs.from_config(model_cfg) == args
-    return args, variables
+    model_cfg, variables = conv.from_hf(model, base=base, scan_layers=scan)
+    assert speecht5.ModelArgs.from_config(model_cfg) == dataclasses.replace(args, scan_layers=scan)
+    assert ("layers" in variables["params"]["encoder"]) == scan
+    return speecht5.ModelArgs.from_config(model_cfg), variables
 
 
-def test_speech_to_text_parity():
+@pytest.mark.parametrize("scan", [True, False])
+def test_speech_to_text_parity(scan):
     model = _hf_model("SpeechT5ForSpeechToText", seed=1)
-    args, variables = _ours(model)
+    args, variables = _ours(model, scan)
     audio, mask = _audio()
     tokens = _tokens(7, 5, seed=1)
     with torch.no_grad():
@@ -356,9 +360,14 @@ def test_relative_position_bias_matches_definition():
     np.testing.assert_allclose(state["intermediates"]["__call__"][0][0][0], out, atol=1e-5)
 
 
-def test_incremental_decoding_equals_full_sequence():
-    """Step-by-step decoding with the KV cache reproduces teacher-forced decoding (text and speech)."""
+@pytest.mark.parametrize("scan", [True, False])
+def test_incremental_decoding_equals_full_sequence(scan):
+    """Step-by-step decoding with the KV cache reproduces teacher-forced decoding (text and
+    speech), with the layers scanned (one stacked cache) or not (a cache per layer)."""
     args, variables = _base()
+    if not scan:
+        args = dataclasses.replace(args, scan_layers=False)
+        variables = unstack_layers(variables)
     # Jittered so that attention is far from uniform and the history visibly matters.
     rng = np.random.default_rng(11)
     variables = jax.tree.map(
@@ -519,13 +528,13 @@ def test_asr_loss_matches_speech_to_text_loss():
     assert 0.0 <= float(metrics["asr/accuracy"]) <= 1.0
 
 
-@pytest.mark.parametrize("speaker", [True, False])
-def test_tts_loss_matches_text_to_speech_loss(speaker):
+@pytest.mark.parametrize("speaker,scan", [(True, True), (False, True), (True, False)])
+def test_tts_loss_matches_text_to_speech_loss(speaker, scan):
     """L1 + stop BCE + guided attention on padded text and padded mel targets (HF: -100), with
     and without a speaker embedding."""
     model = _hf_model("SpeechT5ForTextToSpeech", seed=5)
     assert model.config.use_guided_attention_loss  # HF's default: its loss includes it
-    args, variables = _ours(model)
+    args, variables = _ours(model, scan)
     tokens = _tokens(9, 6, seed=5)
     token_mask = tokens != PAD
     rng = np.random.default_rng(5)

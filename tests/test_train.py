@@ -153,6 +153,24 @@ def test_merge_pretrained_loads_by_name_then_alias_and_never_across_shapes(caplo
     np.testing.assert_array_equal(without["lm_head"]["kernel"], np.zeros((3, 5)))
 
 
+def test_merge_pretrained_loads_layers_across_scanned_and_unscanned_layouts():
+    import logging
+
+    log = logging.getLogger("merge_test")
+    scanned = {"encoder": {"layers": {"w": np.arange(6.0).reshape(2, 3)}, "ln": np.ones(3)}}
+    unscanned = {
+        "encoder": {
+            "layers_0": {"w": np.zeros(3)},
+            "layers_1": {"w": np.zeros(3)},
+            "ln": np.zeros(3),
+        }
+    }
+    merged = train.merge_pretrained(unscanned, scanned, log)
+    np.testing.assert_array_equal(merged["encoder"]["layers_1"]["w"], [3.0, 4.0, 5.0])
+    back = train.merge_pretrained({"encoder": {"layers": {"w": np.zeros((2, 3))}}}, merged, log)
+    np.testing.assert_array_equal(back["encoder"]["layers"]["w"], scanned["encoder"]["layers"]["w"])
+
+
 def test_finetune_from_pretrained_workdir_freezes_encoder(tiny_corpus_env, tmp_path):
     """objective='ctc' initialised from a chosen checkpoint of a pre-training run: encoder
     loaded, the CTC head from the pre-trained phonetic head and the only thing that moves

@@ -146,14 +146,14 @@ def test_scan_and_unrolled_layers_agree(objective):
     [
         ("pretrain", "transpose", "none"),
         ("pretrain", "standard", "dots_saveable"),
-        ("ctc", "transpose", "full"),
+        ("ctc", "transpose", "per_layer"),
     ],
 )
 def test_loss_and_grads_finite_under_jit(objective, projection, remat):
     cfg, module, params = build(
         objective=objective,
         mixed_ctc_projection=projection,
-        remat_policy=remat,
+        remat=remat,
         mask_channel_prob=0.2 if objective == "ctc" else 0.0,
     )
     # the last example is batch padding: empty audio, weight 0

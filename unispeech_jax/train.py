@@ -40,6 +40,7 @@ from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
 from unispeech_jax import hostmem, models, perf, sharding
 from unispeech_jax.data import pipeline, workdir_vocab
+from unispeech_jax.models.transformer import relayout_layers
 from unispeech_jax.step import build
 
 _CONFIG = flags.DEFINE_string(
@@ -106,7 +107,9 @@ def merge_pretrained(params, pretrained, log, aliases=()):
     aliases: (new_prefix, old_prefix) pairs: a leaf under `new_prefix` with no pre-trained
       twin of its own name is loaded from the same path under `old_prefix` when the shapes
       match (UniSpeech's CTC fine-tuning head `lm_head/` from the phonetic `ctc_proj/`).
+    Layer stacks are matched whatever the two runs' `model.scan_layers`.
     """
+    pretrained = relayout_layers(pretrained, params)
     flat_new = {"/".join(map(str, k)): v for k, v in _flatten(params)}
     flat_old = {"/".join(map(str, k)): v for k, v in _flatten(pretrained)}
 

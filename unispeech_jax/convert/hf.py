@@ -35,6 +35,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from unispeech_jax.models import transformer
 from unispeech_jax.models import unispeech as unispeech_model
 
 log = logging.getLogger(__name__)
@@ -214,40 +215,13 @@ def _hf_name(path: str):
 
 def unstack_layers(params) -> dict:
     """Flat {path: array} with `encoder/layers/...` [L, ...] split into `encoder/layers_i/...`."""
-    flat = traverse_util.flatten_dict(_unbox(params), sep="/")
-    out = {}
-    for path, value in flat.items():
-        if path.startswith("encoder/layers/"):
-            rest = path[len("encoder/layers/") :]
-            for i in range(value.shape[0]):
-                if isinstance(value, jax.ShapeDtypeStruct):
-                    out[f"encoder/layers_{i}/{rest}"] = jax.ShapeDtypeStruct(
-                        value.shape[1:], value.dtype
-                    )
-                else:
-                    out[f"encoder/layers_{i}/{rest}"] = value[i]
-        else:
-            out[path] = value
-    return out
+    return traverse_util.flatten_dict(transformer.unstack_layers(_unbox(params)), sep="/")
 
 
 def stack_layers(flat: Mapping[str, Any], scan_layers: bool) -> dict:
     """Inverse of `unstack_layers` when scan_layers; returns a nested param dict."""
-    if scan_layers:
-        per_layer: dict[str, dict[int, Any]] = {}
-        rest = {}
-        for path, value in flat.items():
-            m = re.fullmatch(r"encoder/layers_(\d+)/(.+)", path)
-            if m:
-                per_layer.setdefault(m.group(2), {})[int(m.group(1))] = value
-            else:
-                rest[path] = value
-        for sub, by_layer in per_layer.items():
-            rest[f"encoder/layers/{sub}"] = np.stack(
-                [np.asarray(by_layer[i]) for i in range(len(by_layer))]
-            )
-        flat = rest
-    return traverse_util.unflatten_dict(dict(flat), sep="/")
+    nested = traverse_util.unflatten_dict(dict(flat), sep="/")
+    return transformer.stack_layers(nested, {"encoder": {"layers": {}}}) if scan_layers else nested
 
 
 def _unbox(params):

@@ -4,7 +4,8 @@
     state_dict = to_hf(variables, "SpeechT5ForTextToSpeech")
     vocoder_cfg, params = vocoder_from_hf(hf_hifigan);  vocoder_to_hf(params)
 
-`variables` = {'params', 'batch_stats'} of `models.speecht5.SpeechT5`, which holds every
+`variables` = {'params', 'batch_stats'} of `models.speecht5.SpeechT5` (scanned layer stacks or
+`layers_i`, either way; HF numbers the layers as the latter), which holds every
 pre/post-net. One HF class fills the parts it has; the rest (the other modality's nets, the
 cross-modal quantizer and masked-prediction head that HF lacks) are freshly initialised from
 `seed` and logged. Exporting writes only the parts the target class has.
@@ -36,6 +37,7 @@ from flax import traverse_util
 
 from unispeech_jax.models import speecht5 as speecht5_model
 from unispeech_jax.models import vocoder as vocoder_model
+from unispeech_jax.models.transformer import stack_layers, unstack_layers
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ _NOT_IN_HF = {
     "ctc_blank_id",
     "num_speakers",
     "dtype",
+    "scan_layers",
+    "remat",
 }
 
 
@@ -164,9 +168,10 @@ def _numpy(t):
 
 
 def _flat_variables(variables) -> dict:
-    """{(collection, *path): array} of {'params', 'batch_stats'}."""
+    """{(collection, *path): array} of {'params', 'batch_stats'}, layer stacks unscanned
+    (`layers_i`, the HF numbering)."""
     return traverse_util.flatten_dict(
-        {k: variables[k] for k in ("params", "batch_stats") if k in variables}
+        unstack_layers({k: variables[k] for k in ("params", "batch_stats") if k in variables})
     )
 
 
@@ -205,9 +210,12 @@ def from_hf(
     hf_class: str | None = None,
     seed: int = 0,
     base=None,
+    scan_layers: bool = True,
 ):
     """HF SpeechT5 model (or state dict + config) → (model_cfg ConfigDict, variables).
 
+    scan_layers: the model config's `scan_layers`, and so the variables' layout (one stack
+    with a leading layer axis per encoder/decoder, or `layers_i`).
     Vocabulary size comes from the HF config. Parts the HF class does not have are taken from
     `base` (variables of the same config, e.g. a pre-trained model that gets HF's ASR weights)
     or else initialised from `seed` (logged). Unused HF weights are logged as a warning.
@@ -225,9 +233,11 @@ def from_hf(
     encoder_input, decoder_output = HF_CLASSES[hf_class]
     prefixes = _prefixes(encoder_input, decoder_output)
     model_cfg = model_config_from_hf(hf_config)
+    model_cfg.scan_layers = bool(scan_layers)
     module = speecht5_model.build(model_cfg, hf_config.vocab_size)
     init = lambda: speecht5_model.init_variables(module, jax.random.key(seed), unbox=True)
-    shapes = _flat_variables(jax.eval_shape(init))  # real init only if something is missing
+    layout = jax.eval_shape(init)  # real init only if something is missing
+    shapes = _flat_variables(layout)
     fresh_values, fresh, used, out = None, [], set(), {}
     embed_keys = [k for k in _embedding_keys(encoder_input, decoder_output) if k in state_dict]
     for path, spec in shapes.items():
@@ -256,7 +266,7 @@ def from_hf(
     ignored = [k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")]
     if ignored:
         log.warning("from_hf: HF weights not used: %s", ignored)
-    return model_cfg, traverse_util.unflatten_dict(out)
+    return model_cfg, stack_layers(traverse_util.unflatten_dict(out), layout)
 
 
 def to_hf(variables, hf_class: str, masked_spec_embed: bool = True, as_torch: bool = True) -> dict:

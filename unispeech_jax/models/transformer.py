@@ -10,11 +10,14 @@ so that the weight converters are rename tables.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from unispeech_jax.models import dropout
 from unispeech_jax.models.layers import (
@@ -204,18 +207,18 @@ class TransformerLayer(nn.Module):
         return y, (None if cache is None else caches)
 
 
-REMAT_POLICIES = {
-    "full": None,  # save nothing: recompute the whole block in the backward pass
-    "dots_saveable": jax.checkpoint_policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+# model.remat: what the backward pass of each layer keeps from its forward pass
+REMAT = {
+    "none": None,  # everything (no rematerialisation)
+    "per_layer": None,  # only the layer's input: the whole block is recomputed
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,  # the matmul outputs too
 }
 
 
-def check_remat_policy(policy: str) -> None:
-    """Config-time check of a remat policy name (both model families)."""
-    if policy != "none" and policy not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat_policy {policy!r}; one of none, {list(REMAT_POLICIES)}")
+def check_remat(setting: str) -> None:
+    """Config-time check of `model.remat` (both model families)."""
+    if setting not in REMAT:
+        raise ValueError(f"model.remat must be one of {list(REMAT)}, got {setting!r}")
 
 
 def run_layers(
@@ -229,7 +232,7 @@ def run_layers(
     cache=None,
     index=0,
     scan: bool = False,
-    remat_policy: str = "none",
+    remat: str = "none",
 ):
     """`num_layers` TransformerLayer(**layer) blocks on x [B,T,D] → (x [B,T,D], cache), called
     inside the enclosing module's compact method (the layers become its submodules).
@@ -237,13 +240,13 @@ def run_layers(
     scan: one `nn.scan` over identical layers, params (and sown intermediates) gain a leading
     layer axis under `layers`; cache is then one pytree with that leading axis. Otherwise the
     layers are `layers_0` … `layers_{n-1}` and cache is {'layers_i': layer cache}.
-    remat_policy: 'none' or a REMAT_POLICIES name, applied per layer. Other arguments as
-    TransformerLayer; they are the same for every layer.
+    remat: a REMAT setting, applied per layer. Other arguments as TransformerLayer; they are
+    the same for every layer.
     """
-    check_remat_policy(remat_policy)
+    check_remat(remat)
     block = TransformerLayer
-    if remat_policy != "none":
-        block = nn.remat(block, policy=REMAT_POLICIES[remat_policy], prevent_cse=not scan)
+    if remat != "none":
+        block = nn.remat(block, policy=REMAT[remat], prevent_cse=not scan)
     if scan:
         stack = nn.scan(
             block,
@@ -271,6 +274,51 @@ def run_layers(
     return x, new_cache
 
 
+def unstack_layers(tree):
+    """Nested dict with every scanned stack (a `layers` subtree, leaves [L, ...]) split into
+    `layers_0` … `layers_{L-1}` subtrees, the unscanned layout; other entries unchanged.
+    Leaves may be arrays or jax.ShapeDtypeStruct."""
+    if not isinstance(tree, Mapping):
+        return tree
+    out = {}
+    for key, value in tree.items():
+        if key == "layers" and isinstance(value, Mapping):
+            count = jax.tree.leaves(value)[0].shape[0]
+            for i in range(count):
+                out[f"layers_{i}"] = jax.tree.map(lambda x, i=i: _layer_slice(x, i), value)
+        else:
+            out[key] = unstack_layers(value)
+    return out
+
+
+def _layer_slice(x, i: int):
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+    return x[i]
+
+
+def stack_layers(tree, like):
+    """Inverse of `unstack_layers` where `like` (a tree of the wanted layout) has a scanned
+    stack: its `layers_i` siblings there become one `layers` subtree with leaves [L, ...]
+    (numpy). Everything else unchanged."""
+    if not isinstance(tree, Mapping) or not isinstance(like, Mapping):
+        return tree
+    out = {}
+    if "layers" in like and "layers" not in tree and "layers_0" in tree:
+        count = sum(1 for key in tree if re.fullmatch(r"layers_\d+", key))
+        per_layer = [tree[f"layers_{i}"] for i in range(count)]
+        out["layers"] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *per_layer)
+        tree = {k: v for k, v in tree.items() if not re.fullmatch(r"layers_\d+", k)}
+    for key, value in tree.items():
+        out[key] = stack_layers(value, like.get(key))
+    return out
+
+
+def relayout_layers(tree, like):
+    """`tree` with its layer stacks in the layout of `like` (scanned or not, per stack)."""
+    return stack_layers(unstack_layers(tree), like)
+
+
 class TransformerEncoder(nn.Module):
     """wav2vec 2.0 / UniSpeech encoder: positional conv + Transformer stack, [B,T,D], bool
     [B,T] → [B,T,D].
@@ -280,7 +328,7 @@ class TransformerEncoder(nn.Module):
 
     args: `unispeech.ModelArgs` (hidden_size, num_layers, num_heads, intermediate_size,
     layer_norm_first, layer_norm_eps, num_conv_pos_embeddings, num_conv_pos_embedding_groups,
-    the dropouts, layerdrop, scan_layers and remat_policy (see `run_layers`), pos_conv_impl
+    the dropouts, layerdrop, scan_layers and remat (see `run_layers`), pos_conv_impl
     (PositionalConvEmbedding.impl), compute_dtype).
     """
 
@@ -317,9 +365,7 @@ class TransformerEncoder(nn.Module):
             dtype=dt,
         )
         mask = valid[:, None, None, :]
-        x, _ = run_layers(
-            layer, a.num_layers, x, mask, scan=a.scan_layers, remat_policy=a.remat_policy
-        )
+        x, _ = run_layers(layer, a.num_layers, x, mask, scan=a.scan_layers, remat=a.remat)
         if a.layer_norm_first:
             x = final_ln(x)
         return x

@@ -107,7 +107,9 @@ Model config keys (`config.model`):
   mixed_ctc_projection         'transpose' (official recipe, HF UniSpeech) or 'standard' (wav2vec2)
   dtype                        compute dtype ('float32', 'bfloat16'); params stay float32
   scan_layers                  nn.scan over Transformer layers (leading 'layers' param axis)
-  remat_policy                 'none', 'full', 'dots_saveable', ... (transformer.REMAT_POLICIES)
+  remat                        per Transformer layer: 'none', 'per_layer' (recompute the block
+                               in the backward pass) or 'dots_saveable' (keep its matmul
+                               outputs) (transformer.REMAT)
   pos_conv_impl                positional conv: 'auto' (on CPU, where XLA's kernel gradient of
                                this conv is slow, 'taps' or 'fft' by width; 'conv' elsewhere),
                                'conv', 'fft' or 'taps' (layers.PositionalConvEmbedding)
@@ -182,7 +184,7 @@ class ModelArgs(FamilyArgs):
     mixed_ctc_projection: str = "transpose"
     dtype: str = "float32"
     scan_layers: bool = True
-    remat_policy: str = "none"
+    remat: str = "none"
     pos_conv_impl: str = "auto"
 
     def validate(self):
@@ -206,6 +208,7 @@ class ModelArgs(FamilyArgs):
                 f"model.pos_conv_impl must be 'auto', 'conv', 'fft' or 'taps', "
                 f"got {self.pos_conv_impl!r}"
             )
+        transformer.check_remat(self.remat)
         if self.codevector_dim % self.num_codevector_groups:
             raise ValueError("codevector_dim must be divisible by num_codevector_groups")
 

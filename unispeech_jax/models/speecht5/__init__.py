@@ -43,8 +43,9 @@ tasks 'asr' and 'tts' with the losses of HF's SpeechT5ForSpeechToText / SpeechT5
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
-its running statistics. Layers are unscanned (`layers_0` …): there is no scan / remat switch
-yet, so compile time grows with depth.
+its running statistics. `scan_layers` (default) runs each stack as one `nn.scan` (one compiled
+layer, params under `layers` with a leading layer axis); `remat` sets what each layer's backward
+pass recomputes.
 
 Files, one concept each (this module re-exports their public names):
   args.py ModelArgs and TASKS · positions.py position tables · encoder_decoder.py encoder,

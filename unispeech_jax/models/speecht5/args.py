@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from unispeech_jax.models import layers
+from unispeech_jax.models import layers, transformer
 from unispeech_jax.models.family import FamilyArgs
 
 TASKS = ("pretrain", "asr", "tts")
@@ -121,9 +121,15 @@ class ModelArgs(FamilyArgs):
     guided_attention_loss_sigma: float = 0.4
     guided_attention_loss_scale: float = 10.0
     dtype: str = "float32"
+    # one nn.scan over the encoder's and over the decoder's layers (params, sown attention
+    # probabilities and the decoding cache gain a leading layer axis under `layers`;
+    # otherwise `layers_0` …), and what each layer's backward pass recomputes (transformer.REMAT)
+    scan_layers: bool = True
+    remat: str = "none"
 
     def validate(self):
         layers.check_shared_fields(self)
+        transformer.check_remat(self.remat)
         d = self.hidden_size
         if d % self.encoder_attention_heads or d % self.decoder_attention_heads:
             raise ValueError("hidden_size must be divisible by the encoder and decoder head counts")

@@ -50,7 +50,8 @@ class Encoder(nn.Module):
             head_dim, a.encoder_max_relative_position, name="embed_positions"
         )(x.shape[1])
         layer = layer_config(a, False, deterministic)
-        x, _ = run_layers(layer, a.encoder_layers, x, valid[:, None, None, :], bias)
+        mask = valid[:, None, None, :]
+        x, _ = run_layers(layer, a.encoder_layers, x, mask, bias, scan=a.scan_layers, remat=a.remat)
         return x
 
 
@@ -90,6 +91,8 @@ class Decoder(nn.Module):
             memory_mask=enc_valid[:, None, None, :],
             cache=None if cache is None else cache["layers"],
             index=index,
+            scan=a.scan_layers,
+            remat=a.remat,
         )
         if cache is None:
             return x, None
@@ -98,16 +101,22 @@ class Decoder(nn.Module):
 
 def init_cache(model_cfg, batch: int, max_length: int, dtype=jnp.float32) -> dict:
     """Empty decoder cache for `max_length` steps: {'index': int32 [], 'valid': bool [B,Lmax],
-    'layers': {'layers_i': {'self': {'k','v': [B,Lmax,D]}, 'cross': {}}}}. The first decoding
-    call fills 'cross' with the projected encoder output ({'k','v': [B,T,D]}), which later
-    calls reuse."""
+    'layers': per-layer caches}. Scanned layers: one {'self': {'k','v': [N,B,Lmax,D]},
+    'cross': {}} for the N layers; unscanned: {'layers_i': {'self': {'k','v': [B,Lmax,D]},
+    'cross': {}}}. The first decoding call fills 'cross' with the projected encoder output
+    ({'k','v': [(N,)B,T,D]}), which later calls reuse."""
     a = ModelArgs.from_config(model_cfg)
-    zeros = jnp.zeros((batch, max_length, a.hidden_size), dtype)
+    if a.scan_layers:
+        zeros = jnp.zeros((a.decoder_layers, batch, max_length, a.hidden_size), dtype)
+        layer_caches = {"self": {"k": zeros, "v": zeros}, "cross": {}}
+    else:
+        zeros = jnp.zeros((batch, max_length, a.hidden_size), dtype)
+        layer_caches = {
+            f"layers_{i}": {"self": {"k": zeros, "v": zeros}, "cross": {}}
+            for i in range(a.decoder_layers)
+        }
     return {
         "index": jnp.zeros((), jnp.int32),
         "valid": jnp.zeros((batch, max_length), bool),
-        "layers": {
-            f"layers_{i}": {"self": {"k": zeros, "v": zeros}, "cross": {}}
-            for i in range(a.decoder_layers)
-        },
+        "layers": layer_caches,
     }

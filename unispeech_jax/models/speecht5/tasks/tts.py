@@ -14,11 +14,15 @@ from unispeech_jax.models.speecht5.targets import spectrogram_terms, speech_targ
 def cross_attention_probs(args: ModelArgs, sown):
     """The guided heads' cross-attention probabilities from the sown 'intermediates' →
     [B, layers·h, L, T]: heads [:guided_attention_loss_num_heads] of every decoder layer (a
-    Python slice, as HF: −1 keeps all heads but the last)."""
+    Python slice, as HF: −1 keeps all heads but the last), layer by layer."""
     n = args.guided_attention_loss_num_heads
+    decoder = sown["decoder"]
+    if "layers" in decoder:  # scanned: [N, B, h, L, T]
+        probs = decoder["layers"]["encoder_attn"]["probs"][0][:, :, :n]
+        return jnp.concatenate(list(probs), axis=1)
     return jnp.concatenate(
         [
-            sown["decoder"][f"layers_{i}"]["encoder_attn"]["probs"][0][:, :n]
+            decoder[f"layers_{i}"]["encoder_attn"]["probs"][0][:, :n]
             for i in range(args.decoder_layers)
         ],
         axis=1,
