@@ -7,10 +7,13 @@ import subprocess
 import sys
 import types
 
+import jax
 import micro
 import numpy as np
 import pytest
 import test_train_speecht5
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from unispeech_jax import aot
 from unispeech_jax.data import pipeline
@@ -93,6 +96,19 @@ def test_roofline_takes_the_slower_of_compute_and_memory():
     # XLA counted one layer of a scanned stack: the model's FLOPs set the compute time.
     r = aot.roofline(flops=1e12, bytes_accessed=0.1e12, model_flops=12e12, chip=chip, eff=1.0)
     assert r["compute_s"] == pytest.approx(0.12) and r["projected_mfu"] == pytest.approx(1.0)
+
+
+def test_a_parameter_that_does_not_split_over_the_mesh_is_named():
+    """SpeechT5's 80 mel bins over fsdp=64: jit refuses such a layout, so the tool says which
+    array and which mesh axes, before compiling."""
+    devices = aot.topology_devices("v5e:4x4")
+    mesh = jax.make_mesh((16,), ("fsdp",), devices=devices)
+    fine = jax.ShapeDtypeStruct((64, 3), np.float32, sharding=NamedSharding(mesh, P("fsdp")))
+    mel = jax.ShapeDtypeStruct((80, 3), np.float32, sharding=NamedSharding(mesh, P(None)))
+    bad = jax.ShapeDtypeStruct((90, 3), np.float32, sharding=NamedSharding(mesh, P("fsdp")))
+    aot.check_divisible({"a": fine, "b": mel}, {"fsdp": 16})
+    with pytest.raises(aot.config_lib.ConfigError, match=r"post/bias \(90, 3\): its axis of 90"):
+        aot.check_divisible({"a": fine, "post": {"bias": bad}}, {"fsdp": 16})
 
 
 def test_missing_libtpu_is_one_line_naming_the_pin(monkeypatch):

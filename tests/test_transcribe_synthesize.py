@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference, synthesize, transcribe
-from unispeech_jax.data import sources
+from unispeech_jax import decoding, inference, metrics, synthesize, train, transcribe
+from unispeech_jax.data import audio, sources
+from unispeech_jax.models import unispeech
 
 
 def _run(module, *args, compile_cache=None):
@@ -151,3 +152,27 @@ def test_transcripts_skip_ids_past_the_text_model(asr_workdir, monkeypatch):
     monkeypatch.setattr(inference.decoding.speecht5, "recognize", lambda *a, **k: [[5, mask, 6]])
     wave = np.zeros(16_000, np.float32)
     assert inference.transcribe(trained, [wave]) == [trained.sp.decode([5, 6])]
+
+
+def test_transcribe_a_unispeech_ctc_workdir(tiny_corpus, tmp_path):
+    """A CTC model (the micro UniSpeech) transcribes into its phone labels: greedily (the best
+    path of its CTC head, collapsed, as evaluate's PER reads it) or by CTC prefix beam search;
+    joint CTC/attention weights make no sense for it and are refused."""
+    workdir = tmp_path / "ctc"
+    train.train(micro.micro_config(total_steps=2, eval_every=2), workdir)
+    files = [_wav(tmp_path / "a.wav", 1.0), _wav(tmp_path / "b.wav", 0.6, seed=1)]
+    trained = inference.load(workdir, task="asr")
+    greedy = transcribe.run(workdir, files)
+    wave = audio.normalize(inference.read_audio_file(files[0]))  # tiny.py normalises
+    logits, valid = unispeech.predict_fn(
+        trained.module,
+        trained.variables["params"],
+        {"audio": wave[None], "audio_mask": np.ones((1, len(wave)), bool)},
+    )
+    best_path = decoding.ctc_greedy(logits, valid)[0]
+    assert greedy[0] == metrics.ids_to_string(best_path, trained.phones.symbols, ignore=())
+    beam = transcribe.run(workdir, files, options=inference.Decoding(beam=3))
+    symbols = set(trained.phones.symbols)
+    assert len(beam) == 2 and all(set(t.split()) <= symbols for t in greedy + beam)
+    with pytest.raises(config_lib.ConfigError, match="is a CTC model"):
+        transcribe.run(workdir, files, options=inference.Decoding(ctc_weight=0.3))

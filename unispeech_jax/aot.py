@@ -205,6 +205,21 @@ def device_bytes(abstract_tree) -> int:
     return total
 
 
+def check_divisible(abstract_state, mesh_sizes: dict[str, int]) -> None:
+    """ConfigError naming the first state array whose sharded axis does not divide evenly
+    over its mesh axes (jit refuses such a layout: the trainer could not run either)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+        for dim, axes in zip(leaf.shape, leaf.sharding.spec):
+            axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+            split = math.prod(mesh_sizes[a] for a in axes)
+            if dim % split:
+                name = "/".join(str(getattr(k, "key", k)) for k in path)
+                raise config_lib.ConfigError(
+                    f"{name} {tuple(leaf.shape)}: its axis of {dim} does not split over mesh "
+                    f"axes {'×'.join(axes)} = {split} devices; choose mesh sizes that divide it"
+                )
+
+
 def memory_report(memory, state_bytes: int, hbm_bytes: float) -> dict:
     """Per-device memory of a compiled step from its `memory_analysis()`: arguments and
     outputs (the donated state counted once: aliased), temporaries, code; fits or not."""
@@ -268,6 +283,8 @@ def compile_step(config, devices, widths=()) -> list[dict]:
         if not shapes:
             raise config_lib.ConfigError(f"--buckets={sorted(widths)}: no such batch shape")
     state = built.abstract_state
+    check_divisible(state["params"], sizes)  # named by the parameter, before its moments
+    check_divisible(state, sizes)
     reports = []
     for shape in shapes:
         batch = {

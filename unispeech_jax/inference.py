@@ -24,6 +24,7 @@ import soundfile as sf
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import decoding, models
+from unispeech_jax import metrics as metrics_lib
 from unispeech_jax.data import audio as audio_lib
 from unispeech_jax.data import sources, tasks, workdir_vocab
 from unispeech_jax.data import text as text_lib
@@ -50,7 +51,8 @@ class Trained:
     module: Any
     variables: Any
     step: int
-    sp: Any  # SentencePiece model of the text side
+    sp: Any  # SentencePiece model of the text side (SpeechT5)
+    phones: Any = None  # PhoneVocab of a CTC model's labels (UniSpeech), else None
 
     @property
     def task(self) -> str:
@@ -58,7 +60,8 @@ class Trained:
 
 
 def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
-    """Loads a SpeechT5 fine-tuning workdir; with `task`, refuses one trained for another.
+    """Loads a SpeechT5 fine-tuning workdir; with `task`, refuses one trained for another
+    (task 'asr' also takes a model with a CTC head, e.g. UniSpeech, transcribing to phones).
 
     ConfigError: not a directory, not a training workdir (no config.json), not a SpeechT5
     fine-tuning run of `task`. CheckpointError: no checkpoint restores."""
@@ -71,6 +74,16 @@ def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
     # Its text ids are those of the SentencePiece model the workdir keeps (data/workdir_vocab.py).
     config = workdir_vocab.pin(config_lib.from_json(config_file.read_text()), workdir, keep=False)
     _, spec = tasks.split_config(config)
+    family = models.get(config.model.name)
+    if task == "asr" and spec is None and hasattr(family, "predict_fn"):
+        with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
+            step, state, _ = ckpt.restore_chosen(step)
+        params, model_state = checkpoint_lib.variables(state)
+        module = family.build(config.model, family.vocab_size(config))
+        variables = {"params": params, **model_state}
+        return Trained(
+            workdir, config, module, variables, int(step), None, sources.vocab(config.data)
+        )
     if task is not None and (spec is None or spec.name != task):
         trained_for = f"model.task {spec.name!r}" if spec else f"model {config.model.name!r}"
         raise config_lib.ConfigError(
@@ -163,6 +176,11 @@ class Decoding:
             raise config_lib.ConfigError(
                 f"--beam={self.beam} must be >= 1 and --ctc-weight={self.ctc_weight} in [0, 1]"
             )
+        if trained.phones is not None and self.ctc_weight > 0:
+            raise config_lib.ConfigError(
+                f"--ctc-weight: {trained.workdir} is a CTC model, decoded by CTC alone (greedy, "
+                "or prefix beam search with --beam)"
+            )
         if self.ctc_weight > 0 and trained.module.args.ctc_loss_weight <= 0:
             raise config_lib.ConfigError(
                 f"--ctc-weight={self.ctc_weight}: {trained.workdir} has no CTC head (trained "
@@ -191,6 +209,42 @@ def recognize(trained: Trained, audio, audio_mask, options: Decoding = Decoding(
     return [row[:limit] for row, limit in zip(ids, limits)]
 
 
+@functools.partial(jax.jit, static_argnames=("family", "module", "beam"))
+def _ctc_search(family, module, variables, audio, audio_mask, beam: int):
+    """Best label path (greedy: per-frame argmax, collapsed on host) or prefix beam search of
+    a CTC model → (int32 [B,N], lengths int32 [B])."""
+    batch = {"audio": audio, "audio_mask": audio_mask}
+    logits, valid = family.predict_fn(module, variables["params"], batch)
+    lengths = valid.sum(-1).astype(jnp.int32)
+    if beam == 1:
+        return jnp.argmax(logits, -1).astype(jnp.int32), lengths
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+    out = decoding.ctc.prefix_beam_search(log_probs, lengths, beam=beam)
+    return out["tokens"][:, 0], out["lengths"][:, 0]
+
+
+def recognize_ctc(trained: Trained, audio, audio_mask, options: Decoding = Decoding()):
+    """Label ids of a batch by a CTC model (audio float [B,S], audio_mask bool [B,S]):
+    greedy (`decoding.collapse_ctc` of the best path) or CTC prefix beam search."""
+    family = models.get(trained.config.model.name)
+    ids, lengths = _ctc_search(
+        family, trained.module, trained.variables, jnp.asarray(audio), audio_mask, options.beam
+    )
+    ids, lengths = np.asarray(ids), np.asarray(lengths)
+    if options.beam == 1:
+        return [decoding.collapse_ctc(row[:n]) for row, n in zip(ids, lengths)]
+    return [row[:n].tolist() for row, n in zip(ids, lengths)]
+
+
+def to_text(trained: Trained, ids) -> str:
+    """Output ids → text: SentencePiece pieces (ids past them, e.g. the infilling mask, are no
+    text and left out), or a CTC model's space-separated phones (`|` between words)."""
+    if trained.phones is not None:
+        return metrics_lib.ids_to_string(ids, trained.phones.symbols, ignore=())
+    pieces = trained.sp.get_piece_size()
+    return text_lib.sp_decode(trained.sp, [t for t in ids if t < pieces])
+
+
 def transcribe(
     trained: Trained,
     waves: Sequence[np.ndarray],
@@ -203,14 +257,13 @@ def transcribe(
     if trained.config.data.normalize:  # the model was trained on normalised waveforms
         waves = [audio_lib.normalize(w) for w in waves]
     order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
-    pieces = trained.sp.get_piece_size()
+    search = recognize if trained.phones is None else recognize_ctc
     texts = [""] * len(waves)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         audio, mask = pad_rows([waves[i] for i in chunk], AUDIO_BUCKET)
-        for i, ids in zip(chunk, recognize(trained, audio, mask, options)):
-            # The ids past the SentencePiece vocabulary (the infilling mask) are no text.
-            texts[i] = text_lib.sp_decode(trained.sp, [t for t in ids if t < pieces])
+        for i, ids in zip(chunk, search(trained, audio, mask, options)):
+            texts[i] = to_text(trained, ids)
     return texts
 
 

@@ -1,4 +1,5 @@
-r"""Transcribes speech files with a SpeechT5 ASR workdir (configs/speecht5_asr_tiny.py).
+r"""Transcribes speech files with a SpeechT5 ASR workdir (configs/speecht5_asr_tiny.py), or into
+phones with a CTC model's workdir (UniSpeech: configs/tiny.py, configs/finetune_ctc.py).
 
     python -m unispeech_jax.transcribe --workdir runs/st5_asr a.wav b.flac ...
 
@@ -6,7 +7,8 @@ prints one `<file><TAB><transcript>` line per file, in the order given. Any form
 reads; other sample rates are resampled to 16 kHz, channels averaged. Files are decoded in
 batches (`--batch-size`) with the decoder cache: greedily, or with `--beam K` beam search,
 `--length-alpha` length normalisation and `--ctc-weight λ` joint CTC/attention scoring (a
-model trained with model.ctc_loss_weight > 0; SpeechT5's recipe decodes with beam 10). A
+model trained with model.ctc_loss_weight > 0; SpeechT5's recipe decodes with beam 10); a CTC
+model's best path, or CTC prefix beam search with `--beam K`. A
 missing or unreadable file, or a workdir that is not an ASR fine-tuning run, is one error line
 and exit status 2.
 """
