@@ -32,12 +32,12 @@ def build(case: Case, hf_model, overrides: dict):
     """(model_cfg, module, variables) of `hf_model`'s weights; `overrides` are config.model keys
     (e.g. {'remat': 'per_layer'}), applied after the conversion. variables: UniSpeech params,
     or SpeechT5's {'params', 'batch_stats'}."""
+    scan = bool(overrides.get("scan_layers", True))
     if case.family == "speecht5":
-        model_cfg, variables = hf_speecht5.from_hf(hf_model)
+        model_cfg, variables = hf_speecht5.from_hf(hf_model, scan_layers=scan)
         model_cfg.task = case.objective
         model_cfg.update(overrides)
         return model_cfg, speecht5.build(model_cfg, hf_model.config.vocab_size), variables
-    scan = bool(overrides.get("scan_layers", True))
     model_cfg, params = hf_convert.from_hf(hf_model, objective=case.objective, scan_layers=scan)
     model_cfg.freeze_feature_encoder = case.frozen
     model_cfg.update(overrides)
