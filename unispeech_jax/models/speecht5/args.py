@@ -8,7 +8,7 @@ import dataclasses
 from unispeech_jax.models import layers, transformer
 from unispeech_jax.models.family import FamilyArgs
 
-TASKS = ("pretrain", "asr", "tts")
+TASKS = ("pretrain", "asr", "tts", "vc", "se")
 # every logical axis name of the params and activations (family.ModelFamily)
 LOGICAL_AXES = layers.ACTIVATION_AXES + (
     "layers",
@@ -100,7 +100,8 @@ class ModelArgs(FamilyArgs):
     stop_pos_weight: float = 5.0
     # What `loss_fn` trains: 'pretrain' (the joint objective above) or a fine-tuning task with
     # Hugging Face's loss: 'asr' (speech → text, SpeechT5ForSpeechToText) or 'tts' (text → speech,
-    # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing.
+    # SpeechT5ForTextToSpeech), 'vc' / 'se' (speech → speech, SpeechT5ForSpeechToSpeech, with
+    # TTS's loss). HF's ASR cross-entropy has no label smoothing.
     task: str = "pretrain"
     label_smoothing: float = 0.0
     # ASR: + ctc_loss_weight x CTC on the encoder output through a `ctc_proj` head over the

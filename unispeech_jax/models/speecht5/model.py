@@ -285,7 +285,7 @@ def resolve_config(config) -> None:
     gives x-vectors instead. ConfigError if a fixed table has fewer rows than the data has
     speakers."""
     m = config.model
-    if m.get("task") != "tts" or m.num_speakers == 0:
+    if m.get("task") not in ("tts", "vc", "se") or m.num_speakers == 0:
         return
     if m.num_speakers == -1 and config.data.speaker_embeddings:
         m.num_speakers = 0

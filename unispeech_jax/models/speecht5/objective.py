@@ -29,6 +29,10 @@ def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state
       guided attention loss (scale · mean over guided heads and valid (step, token) pairs) —
       SpeechT5ForTextToSpeech's `loss`; the speaker input is the x-vector if the batch has
       one, else the learned speaker table's row (num_speakers > 0).
+    'vc', 'se' (audio, mel, speaker or speaker_embedding): speech-encoder pre-net + encoder +
+      speech decoder + post-net (SpeechT5ForSpeechToSpeech) with TTS's loss (metrics 'vc/…',
+      'se/…'); training masks time spans as ASR. vc's mel is the same sentence in the target
+      speaker's voice, se's the clean recording of the noisy input.
     Fine-tuning does not use the cross-modal quantizer nor the masked-prediction head (as HF,
     which has neither): the encoder output goes straight to cross-attention. Their parameters
     stay in the tree with zero gradients (AdamW's decoupled weight decay still shrinks their

@@ -2,6 +2,13 @@
 batch, rng, step, train) -> (loss, (metrics, model_state))`; `TASK_LOSSES` maps
 `model.task` to it."""
 
-from unispeech_jax.models.speecht5.tasks import asr, tts
+import functools
 
-TASK_LOSSES = {"asr": asr.loss, "tts": tts.loss}
+from unispeech_jax.models.speecht5.tasks import asr, speech_to_speech, tts
+
+TASK_LOSSES = {
+    "asr": asr.loss,
+    "tts": tts.loss,
+    "vc": functools.partial(speech_to_speech.loss, task="vc"),
+    "se": functools.partial(speech_to_speech.loss, task="se"),
+}
