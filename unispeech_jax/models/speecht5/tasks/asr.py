@@ -26,8 +26,8 @@ def ctc_term(args: ModelArgs, logits, frame_valid, batch):
 
 
 def time_mask(args: ModelArgs, audio_mask, rng, train: bool):
-    """HF's SpecAugment-style time masking of the speech encoder input, training only
-    (mask_time_prob > 0): bool [B,T] spans of the frames of audio_mask bool [B,S], or None."""
+    """The encoder frames a fine-tuning step masks (HF's SpecAugment-style time masking,
+    mask_time_*, training only): bool [B,T] for audio_mask bool [B,S], or None."""
     if not train or args.mask_time_prob <= 0:
         return None
     frames = layers.frame_validity(audio_mask, args.conv_kernel, args.conv_stride)
@@ -39,6 +39,13 @@ def time_mask(args: ModelArgs, audio_mask, rng, train: bool):
 def loss(module, params, model_state, batch, rng, step, train):
     """Speech → text cross-entropy (+ ctc_loss_weight × CTC) on a batch with audio and its
     `text` tokens; see `loss_fn`."""
+    return speech_to_text_loss(module, params, model_state, batch, rng, train, "asr")
+
+
+def speech_to_text_loss(module, params, model_state, batch, rng, train, prefix: str):
+    """The text decoder's cross-entropy (+ ctc_loss_weight × CTC) of a speech batch's `text`
+    (asr: the transcript; st: the translation) → (loss, ({loss, <prefix>/ce, <prefix>/accuracy,
+    <prefix>/ctc}, model_state))."""
     a = module.args
     rngs, mask_rng = split_rngs(rng, train)
     audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
@@ -55,9 +62,9 @@ def loss(module, params, model_state, batch, rng, step, train):
         module, params, model_state, forward, rngs, train
     )
     ce, accuracy = token_terms(logits, target, counted, a.label_smoothing)
-    loss, metrics = ce, {"asr/ce": ce, "asr/accuracy": accuracy}
+    loss, metrics = ce, {f"{prefix}/ce": ce, f"{prefix}/accuracy": accuracy}
     if a.ctc_loss_weight > 0:
         ctc = ctc_term(a, ctc_logits, frame_valid, batch)
         loss = ce + a.ctc_loss_weight * ctc
-        metrics["asr/ctc"] = ctc
+        metrics[f"{prefix}/ctc"] = ctc
     return loss, ({"loss": loss, **metrics}, model_state)
