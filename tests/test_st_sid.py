@@ -10,7 +10,8 @@ import test_finetune_configs
 
 from unispeech_jax import config as config_lib
 from unispeech_jax import inference, metrics, scoring, transcribe
-from unispeech_jax.data import pipeline
+from unispeech_jax.data import data_config, pipeline
+from unispeech_jax.data.stats import DataError
 from unispeech_jax.models.speecht5.tasks import sid
 from unispeech_jax.tools import speaker_embeddings
 
@@ -143,3 +144,11 @@ def test_exported_embeddings_are_x_vectors_tts_reads(sid_workdir, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         speaker_embeddings.main(["--workdir", str(tmp_path / "none"), "--out", str(out)])
     assert exit_info.value.code == 2
+
+
+def test_a_missing_translations_file_is_one_clear_error(tmp_path):
+    config = test_finetune_configs.task_micro_config(
+        "st_tiny", **{"data.corpus.translations": str(tmp_path / "bible.tsv")}
+    )
+    with pytest.raises(DataError, match=r"data.corpus.translations=.*bible.tsv': file not found"):
+        data_config.resolve(config.data, "st")
