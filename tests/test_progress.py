@@ -89,6 +89,7 @@ def test_closing_line(tmp_path):
         "data.corpus",
         "data.sword",
         "tools.kmeans_labels",
+        "tools.speaker_embeddings",
     ],
 )
 def test_every_tool_answers_a_mistyped_flag_in_one_line(module, compile_cache, tmp_path):
