@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -326,6 +327,12 @@ def _check_combinations(cfg: DataConfig) -> None:
         raise DataError(f"data.corpus.parallel={cfg.corpus['parallel']}: expected an integer >= 1")
     if not 0.0 <= cfg.heldout_fraction < 1.0:
         raise DataError(f"data.heldout_fraction={cfg.heldout_fraction}: expected a value in [0, 1)")
+    translations = cfg.corpus["translations"]
+    if cfg.source == "espeak" and translations and not os.path.isfile(translations):
+        raise DataError(
+            f"data.corpus.translations={translations!r}: file not found (make the Bible verse "
+            "pairs with python -m unispeech_jax.data.sword; README, speech translation)"
+        )
 
 
 def _check_task(cfg: DataConfig, task: str) -> None:
