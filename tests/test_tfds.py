@@ -2,6 +2,7 @@
 (tests/tfds_librispeech.py): letter targets made on first use and kept in the workdir, read
 back by a resumed run and by evaluate."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,17 @@ def librispeech_config(data_dir, **overrides):
     return micro_config(**LIBRISPEECH, **{"data.tfds_data_dir": str(data_dir)}, **overrides)
 
 
-def test_letters_are_made_once_kept_and_read_back(librispeech, tmp_path, monkeypatch):
+def test_letters_are_made_once_kept_and_read_back(librispeech, tmp_path, monkeypatch, caplog):
     work = tmp_path / "w"
     config = librispeech_config(librispeech, total_steps=4, eval_every=2)
-    first = train.train(config, work, stop_at=2)
+    with caplog.at_level(logging.INFO, "unispeech_jax"):
+        first = train.train(config, work, stop_at=2)
     assert first["step"] == 2 and first["eval"]["examples"] > 0
+    assert "librispeech has no phone dictionary: reading letters" in caplog.text
+    closing = caplog.records[-1].getMessage()  # the run's last line: what is where
+    assert closing.startswith("stopped as asked (--stop_at) at step 2 of 4"), closing
+    assert f"checkpoint step 2 in {work}/checkpoints" in closing
+    assert "the same command resumes; last eval (dev_clean, step 2): per=" in closing
     kept = work / "vocab" / "dict.ltr.txt"
     rows = [line.split() for line in kept.read_text(encoding="utf-8").splitlines()]
     symbols, counts = [s for s, _ in rows], [int(n) for _, n in rows]
@@ -48,8 +55,10 @@ def test_letters_are_made_once_kept_and_read_back(librispeech, tmp_path, monkeyp
         raise AssertionError("the letter vocabulary was made again")
 
     monkeypatch.setattr(tfds_source, "write_letter_vocab", listed_again)
-    second = train.train(config, work)
+    with caplog.at_level(logging.INFO, "unispeech_jax"):
+        second = train.train(config, work)
     assert second["step"] == 4
+    assert caplog.records[-1].getMessage().startswith("finished at step 4 of 4")
     scored = evaluate.evaluate_workdir(work, "test_clean")
     # Every test utterance whose letters the training transcripts have (the others are
     # skipped as unknown, like a phone the dictionary lacks).

@@ -19,7 +19,6 @@ if __name__ == "__main__":  # first, before the heavy imports: hostmem may repla
 
     hostmem.reexec_with_huge_pages()
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import numpy as np
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference
+from unispeech_jax import errors, inference
 from unispeech_jax.data import audio as audio_lib
 from unispeech_jax.data import sources
 from unispeech_jax.data.manifest import manifest_root, read_lines
@@ -92,7 +91,7 @@ def export(workdir, out, corpus=None, splits=("train", "valid", "test"), step=No
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = errors.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a SpeechT5 sid fine-tuning workdir")
     parser.add_argument("--out", required=True, help="folder for <split>.xvector.npy")
     parser.add_argument("--corpus", help="manifest folder (default: the run's data)")
