@@ -21,9 +21,10 @@ def get_config():
     return tiny_finetuning("speecht5_asr_base.py", lr=1.5e-4)
 
 
-def tiny_finetuning(recipe: str, lr: float):
+def tiny_finetuning(recipe: str, lr: float, **model):
     """configs/speecht5_tiny.py turned into the fine-tuning recipe of the config file `recipe`
-    (its `finetune`), 2000 updates on whole utterances of the eSpeak corpus."""
+    (its `finetune`), 2000 updates on whole utterances of the eSpeak corpus; `model`: keys of
+    config.model set last (another task of the same recipe)."""
     here = __file__.replace("speecht5_asr_tiny.py", "")
     c = config_lib.load_file(here + "speecht5_tiny.py").copy_and_resolve_references()
     c.unlock()
@@ -36,5 +37,6 @@ def tiny_finetuning(recipe: str, lr: float):
     d.bucket_boundaries = (48_000, 80_000, 112_000)  # paired with transcripts of up to
     d.text_bucket_boundaries = (64, 96, 112)  # these many characters (+ </s>)
     d.max_samples_per_batch = 384_000
+    c.model.update(model)
     c.lock()
     return c

@@ -14,9 +14,15 @@ import test_train_speecht5
 from unispeech_jax import config as config_lib
 from unispeech_jax import train
 from unispeech_jax.data import sources
+from unispeech_jax.data import text as text_lib
 from unispeech_jax.models import speecht5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# Speech translation reads real verse pairs: a small committed sample (tests/data/README.md).
+BIBLE = REPO / "tests" / "data" / "bible_en_es.tsv"
+TASK_DATA = {"st_tiny": {"data.corpus.translations": str(BIBLE)}}
 
 
 def task_micro_config(name: str, **overrides):
@@ -56,21 +62,32 @@ def _rows(workdir, split):
         ("tts_tiny", "tts/l1"),
         ("asr_base", "asr/ce"),
         ("tts_base", "tts/l1"),
+        ("st_tiny", "st/ce"),
+        ("sid_tiny", "sid/ce"),
     ],
 )
 def test_finetuning_config_trains_and_evaluates(tiny_corpus, tmp_path, name, metric):
     workdir = tmp_path / name
-    train.train(task_micro_config(name), workdir)
+    train.train(task_micro_config(name, **TASK_DATA.get(name, {})), workdir)
     rows = _rows(workdir, "train")
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(np.isfinite(r["loss"]) and r[metric] > 0 for r in rows)
-    (evaluated,) = _rows(workdir, "valid")
-    assert np.isfinite(evaluated["loss"]) and evaluated[metric] > 0
     saved = config_lib.from_json((workdir / "config.json").read_text())
+    (evaluated,) = _rows(workdir, saved.data.eval_split)  # sid: train:heldout
+    assert np.isfinite(evaluated["loss"]) and evaluated[metric] > 0
     params, _ = micro.restore_variables(workdir)
     if metric == "asr/ce":  # + 0.5 CTC on the encoder output
         assert saved.model.ctc_loss_weight == 0.5 and all(r["asr/ctc"] > 0 for r in rows)
         assert "ctc_proj" in params
+    elif metric == "st/ce":  # the text ids are the target language's
+        target = text_lib.load_sp(workdir / "vocab" / "spm_tgt.model")
+        assert params["embed_tokens"]["embedding"].shape[0] == text_lib.text_vocab_size(target)
+        assert "ctc_proj" not in params and target.piece_to_id("á") != target.unk_id()
+    elif metric == "sid/ce":  # one class per training speaker; accuracy on held-out rows
+        speakers = sources.num_speakers(saved.data)
+        assert speakers > 1 and saved.model.num_speakers == speakers
+        assert params["sid_proj"]["kernel"].shape[-1] == speakers
+        assert "speaker_table" not in params and 0 <= evaluated["sid/accuracy"] <= 1
     else:  # a learned table of the training speakers
         speakers = sources.num_speakers(saved.data)
         assert speakers > 1 and saved.model.num_speakers == speakers

@@ -14,7 +14,11 @@ TFDS split to a manifest.
 
 from __future__ import annotations
 
+import collections
 import itertools
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +45,43 @@ from unispeech_jax.data.stats import FILTER_REASONS, SKIP_REASONS, DataError, Pi
 def letters(text: str) -> str:
     """Words -> fairseq letter units: 'HI YOU' -> 'H I | Y O U |'."""
     return " ".join(" ".join(list(w)) + " |" for w in text.upper().split())
+
+
+def builder_of(cfg: DataConfig):
+    """The TFDS builder of `data.tfds_name` in `data.tfds_data_dir`; DataError if unknown."""
+    import tensorflow_datasets as tfds
+
+    if not cfg.tfds_name:
+        raise DataError("data.source='tfds' needs data.tfds_name")
+    try:
+        return tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise DataError(f"data.tfds_name={cfg.tfds_name!r}: {str(e).splitlines()[0]}") from None
+
+
+def write_letter_vocab(cfg: DataConfig, path: Path) -> Path:
+    """The letters of the transcripts of `data.train_split` (`letters`: upper case, `|` ends
+    a word) as a fairseq dict at `path`, most frequent first. Reads the text feature only
+    (the audio is not decoded); written beside and renamed into place."""
+    import tensorflow_datasets as tfds
+
+    decoders = tfds.decode.PartialDecoding({cfg.tfds_text_key: True})
+    ds = builder_of(cfg).as_dataset(split=cfg.train_split, shuffle_files=False, decoders=decoders)
+    counts = collections.Counter()
+    for text in ds.map(lambda ex: ex[cfg.tfds_text_key]).as_numpy_iterator():
+        counts.update(letters(text.decode("utf-8", "replace")).split())
+    if not counts:
+        raise DataError(
+            f"tfds {cfg.tfds_name}/{cfg.train_split}: no transcripts to list letters of"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(
+            f"{s} {n}\n" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+    os.replace(tmp, path)
+    return path
 
 
 # Status codes of a TFDS example: 0 = usable, else the skip / filter reason.
@@ -150,11 +191,7 @@ def tfds_iterator(
     """Host-local batches of TFDS `split` (module docstring): with `train`, infinite, filtered,
     cropped and shuffled from epoch/element `start`; else one pass, padded with weight-0 rows."""
     tf = load_tf()
-    import tensorflow_datasets as tfds
-
-    if not cfg.tfds_name:
-        raise DataError("data.source='tfds' needs data.tfds_name")
-    builder = tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
+    builder = builder_of(cfg)
     feature = builder.info.features[cfg.tfds_audio_key]
     rate = getattr(feature, "sample_rate", None)
     if rate and rate != cfg.sample_rate:

@@ -23,4 +23,4 @@ def apply_forward(module, params, model_state, forward, rngs, train: bool):
     )
     if train and "batch_stats" in state:
         model_state = {**model_state, "batch_stats": state["batch_stats"]}
-    return out, state["intermediates"], model_state
+    return out, state.get("intermediates", {}), model_state  # none sown without a decoder

@@ -8,7 +8,7 @@ import dataclasses
 from unispeech_jax.models import layers, transformer
 from unispeech_jax.models.family import FamilyArgs
 
-TASKS = ("pretrain", "asr", "tts")
+TASKS = ("pretrain", "asr", "tts", "st", "sid")
 # every logical axis name of the params and activations (family.ModelFamily)
 LOGICAL_AXES = layers.ACTIVATION_AXES + (
     "layers",
@@ -100,7 +100,9 @@ class ModelArgs(FamilyArgs):
     stop_pos_weight: float = 5.0
     # What `loss_fn` trains: 'pretrain' (the joint objective above) or a fine-tuning task with
     # Hugging Face's loss: 'asr' (speech → text, SpeechT5ForSpeechToText) or 'tts' (text → speech,
-    # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing.
+    # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing. 'st' is asr's
+    # objective on the target language's text ids; 'sid' classifies the utterance's speaker
+    # from the mean of its encoder frames (tasks/st.py, tasks/sid.py).
     task: str = "pretrain"
     label_smoothing: float = 0.0
     # ASR: + ctc_loss_weight x CTC on the encoder output through a `ctc_proj` head over the
@@ -113,7 +115,8 @@ class ModelArgs(FamilyArgs):
     # wide) read by the batch's `speaker` index, the mean row for -1 (a voice outside the
     # training split). 0: no table (the batch's `speaker_embedding` x-vectors if it has them,
     # else no speaker input); -1: one row per training speaker of config.data (none with
-    # data.speaker_embeddings), fixed when training starts (`resolve_config`).
+    # data.speaker_embeddings), fixed when training starts (`resolve_config`). SID: the
+    # classes of its head (no table), -1 likewise the training speakers.
     num_speakers: int = 0
     # TTS guided attention loss on the decoder's cross-attention (HF names and defaults)
     use_guided_attention_loss: bool = True

@@ -75,8 +75,11 @@ def forward_flops(model_cfg, batch_shapes) -> float:
     b, samples = batch_shapes["audio"][:2]
     flops, t = _speech_prenet_flops(a, b, samples)
     flops += _encoder_flops(a, b, t)
-    if a.task == "asr":
+    if a.task in ("asr", "st"):
         return flops + _decoder_flops(a, b, batch_shapes["text"][1], t)
+    if a.task == "sid":  # the pooled head's two projections, once per utterance
+        e = a.speaker_embedding_dim
+        return flops + 2.0 * b * (d * e + e * max(a.num_speakers, 1))
     steps = batch_shapes["mel"][1] // a.reduction_factor
     flops += 2.0 * b * t * (d * a.final_dim + a.final_dim * a.num_clusters)  # cluster logits
     flops += quantizer(b, t)

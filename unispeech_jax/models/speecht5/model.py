@@ -35,7 +35,7 @@ class SpeechT5(nn.Module):
     Param tree: embed_tokens (shared text embedding), speech_encoder_prenet,
     text_encoder_prenet, encoder, decoder, speech_decoder_prenet, speech_decoder_postnet,
     quantizer, final_proj, label_embeddings; ctc_proj with ctc_loss_weight > 0,
-    speaker_table with num_speakers > 0. 'batch_stats': speech_decoder_postnet.
+    speaker_table with num_speakers > 0 (tts), sid_embed and sid_proj with task 'sid'. 'batch_stats': speech_decoder_postnet.
     """
 
     args: ModelArgs
@@ -62,7 +62,12 @@ class SpeechT5(nn.Module):
         self.final_proj = layers._dense(a.final_dim, ("embed", None), dt, "final_proj")
         if a.ctc_loss_weight > 0:
             self.ctc_proj = layers._dense(self.vocab_size, ("embed", "vocab"), dt, "ctc_proj")
-        if a.num_speakers > 0:
+        if a.task == "sid":  # pooled encoder output -> speaker embedding -> speaker logits
+            self.sid_embed = layers._dense(
+                a.speaker_embedding_dim, ("embed", "speaker"), dt, "sid_embed"
+            )
+            self.sid_proj = layers._dense(max(a.num_speakers, 1), ("speaker", None), dt, "sid_proj")
+        elif a.num_speakers > 0:
             self.speaker_table = self.param(
                 "speaker_table",
                 layers._part(nn.initializers.normal(1.0), (None, "speaker")),
@@ -129,6 +134,18 @@ class SpeechT5(nn.Module):
         """CTC head over the text ids (ctc_loss_weight > 0): encoder output [B,T,D] → float32
         [B,T,V] unnormalised; blank = ctc_blank_id."""
         return self.ctc_proj(hidden).astype(jnp.float32)
+
+    def utterance_embedding(self, hidden, valid):
+        """SID's speaker embedding of each utterance: the mean of its valid encoder frames
+        (hidden [B,T,D], valid bool [B,T]) through the `sid_embed` projection → float32 [B,E]."""
+        weights = valid.astype(jnp.float32)[..., None]
+        pooled = jnp.sum(hidden.astype(jnp.float32) * weights, 1)
+        pooled = pooled / jnp.maximum(jnp.sum(weights, 1), 1.0)
+        return self.sid_embed(pooled.astype(hidden.dtype)).astype(jnp.float32)
+
+    def speaker_logits(self, embedding):
+        """SID's class scores of utterance embeddings [B,E] → float32 [B,num_speakers]."""
+        return self.sid_proj(embedding.astype(self.args.compute_dtype)).astype(jnp.float32)
 
     def speaker_vectors(self, speaker):
         """Rows of the speaker table (num_speakers > 0) for int speaker [B]; -1 (a voice
@@ -203,12 +220,15 @@ class SpeechT5(nn.Module):
         text = self.encode_text(tokens, jnp.ones(tokens.shape, bool))
         vq = self.cross_modal_quantize(text["hidden"], text["valid"])
         logits, _ = self.decode_text(tokens, speech["hidden"], speech["valid"])
-        if self.args.num_speakers > 0:
-            speaker = self.speaker_vectors(jnp.zeros(speaker.shape[:1], jnp.int32))
-        out, _ = self.decode_speech(mel, speaker, vq["hidden"], text["valid"])
         extra = (
             {"ctc_logits": self.ctc_logits(speech["hidden"])} if self.args.ctc_loss_weight else {}
         )
+        if self.args.task == "sid":
+            embedding = self.utterance_embedding(speech["hidden"], speech["valid"])
+            extra["speaker_logits"] = self.speaker_logits(embedding)
+        elif self.args.num_speakers > 0:
+            speaker = self.speaker_vectors(jnp.zeros(speaker.shape[:1], jnp.int32))
+        out, _ = self.decode_speech(mel, speaker, vq["hidden"], text["valid"])
         return {
             **extra,
             "logits": logits,
@@ -260,13 +280,13 @@ def check_config(config) -> None:
 
 
 def vocab_size(config) -> int:
-    """Text ids of `config.data`'s SentencePiece model, with the mask and pad ids past its
+    """Text ids of `config.data`'s SentencePiece model (task st: the target language's), with the mask and pad ids past its
     vocabulary (data/text.py). Raises ConfigError unless model.decoder_start_token_id is the
     model's </s>, the token the text decoder starts from, and (with a CTC head)
     model.ctc_blank_id its <s>, a token no transcript holds."""
-    path = sources.sentencepiece_model(config.data)
-    sp = text_lib.load_sp(path)
     m = config.model
+    path = sources.task_sentencepiece_model(config.data, m.get("task", "pretrain"))
+    sp = text_lib.load_sp(path)
     if sp.eos_id() != m.decoder_start_token_id:
         raise ConfigError(
             f"model.decoder_start_token_id={m.decoder_start_token_id} is not the "
@@ -281,11 +301,13 @@ def vocab_size(config) -> int:
 
 def resolve_config(config) -> None:
     """Fixes what the data decides before a run builds its model: model.num_speakers=-1 becomes
-    the number of training speakers (sources.num_speakers), or 0 when data.speaker_embeddings
-    gives x-vectors instead. ConfigError if a fixed table has fewer rows than the data has
-    speakers."""
+    the number of training speakers (sources.num_speakers; tts's table rows, sid's classes),
+    or 0 when data.speaker_embeddings gives tts x-vectors instead. ConfigError if a fixed table
+    or head has fewer rows than the data has speakers, or sid has none."""
     m = config.model
-    if m.get("task") != "tts" or m.num_speakers == 0:
+    if m.get("task") == "sid" and m.num_speakers == 0:
+        raise ConfigError("model.num_speakers=0: task sid needs its classes (-1: the data's)")
+    if m.get("task") not in ("tts", "sid") or m.num_speakers == 0:
         return
     if m.num_speakers == -1 and config.data.speaker_embeddings:
         m.num_speakers = 0

@@ -29,6 +29,11 @@ def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state
       guided attention loss (scale · mean over guided heads and valid (step, token) pairs) —
       SpeechT5ForTextToSpeech's `loss`; the speaker input is the x-vector if the batch has
       one, else the learned speaker table's row (num_speakers > 0).
+    'st' (audio, text of the target language): asr's cross-entropy on the target vocabulary
+      (`st/…`; tasks/st.py).
+    'sid' (audio, speaker): speech-encoder pre-net + encoder, mean over valid frames, the
+      `sid_embed` speaker embedding and `sid_proj` logits over model.num_speakers training
+      speakers, cross-entropy (`sid/ce`, `sid/accuracy`; tasks/sid.py).
     Fine-tuning does not use the cross-modal quantizer nor the masked-prediction head (as HF,
     which has neither): the encoder output goes straight to cross-attention. Their parameters
     stay in the tree with zero gradients (AdamW's decoupled weight decay still shrinks their

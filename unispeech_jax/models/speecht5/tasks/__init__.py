@@ -2,6 +2,6 @@
 batch, rng, step, train) -> (loss, (metrics, model_state))`; `TASK_LOSSES` maps
 `model.task` to it."""
 
-from unispeech_jax.models.speecht5.tasks import asr, tts
+from unispeech_jax.models.speecht5.tasks import asr, sid, st, tts
 
-TASK_LOSSES = {"asr": asr.loss, "tts": tts.loss}
+TASK_LOSSES = {"asr": asr.loss, "tts": tts.loss, "st": st.loss, "sid": sid.loss}

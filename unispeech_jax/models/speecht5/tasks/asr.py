@@ -25,18 +25,31 @@ def ctc_term(args: ModelArgs, logits, frame_valid, batch):
     return jnp.sum(per_utterance) / jnp.maximum(jnp.sum(labels), 1)
 
 
+def time_mask(args: ModelArgs, audio_mask, rng, train: bool):
+    """The encoder frames a fine-tuning step masks (HF's SpecAugment-style time masking,
+    mask_time_*, training only): bool [B,T] for audio_mask bool [B,S], or None."""
+    if not train or args.mask_time_prob <= 0:
+        return None
+    frames = layers.frame_validity(audio_mask, args.conv_kernel, args.conv_stride)
+    return masking.span_mask(
+        rng, frames, args.mask_time_prob, args.mask_time_length, args.mask_time_min_masks
+    )
+
+
 def loss(module, params, model_state, batch, rng, step, train):
     """Speech → text cross-entropy (+ ctc_loss_weight × CTC) on a batch with audio and its
     `text` tokens; see `loss_fn`."""
+    return speech_to_text_loss(module, params, model_state, batch, rng, train, "asr")
+
+
+def speech_to_text_loss(module, params, model_state, batch, rng, train, prefix: str):
+    """The text decoder's cross-entropy (+ ctc_loss_weight × CTC) of a speech batch's `text`
+    (asr: the transcript; st: the translation) → (loss, ({loss, <prefix>/ce, <prefix>/accuracy,
+    <prefix>/ctc}, model_state))."""
     a = module.args
     rngs, mask_rng = split_rngs(rng, train)
     audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
-    mask_time = None
-    if train and a.mask_time_prob > 0:  # HF's SpecAugment-style time masking, training only
-        frames = layers.frame_validity(audio_mask, a.conv_kernel, a.conv_stride)
-        mask_time = masking.span_mask(
-            mask_rng, frames, a.mask_time_prob, a.mask_time_length, a.mask_time_min_masks
-        )
+    mask_time = time_mask(a, audio_mask, mask_rng, train)
     dec_in, target, dec_valid, counted = text_targets(a, batch)
 
     def forward(self):
@@ -49,9 +62,9 @@ def loss(module, params, model_state, batch, rng, step, train):
         module, params, model_state, forward, rngs, train
     )
     ce, accuracy = token_terms(logits, target, counted, a.label_smoothing)
-    loss, metrics = ce, {"asr/ce": ce, "asr/accuracy": accuracy}
+    loss, metrics = ce, {f"{prefix}/ce": ce, f"{prefix}/accuracy": accuracy}
     if a.ctc_loss_weight > 0:
         ctc = ctc_term(a, ctc_logits, frame_valid, batch)
         loss = ce + a.ctc_loss_weight * ctc
-        metrics["asr/ctc"] = ctc
+        metrics[f"{prefix}/ctc"] = ctc
     return loss, ({"loss": loss, **metrics}, model_state)
