@@ -22,13 +22,13 @@ if __name__ == "__main__":  # first, before the heavy imports: hostmem may repla
     hostmem.reexec_with_huge_pages()
 
 import pathlib
-import sys
 
 import numpy as np
 from absl import app, flags
 
 from unispeech_jax import config as config_lib
 from unispeech_jax import inference, synthesize
+from unispeech_jax.errors import usage_error
 
 
 def define_flags(task: str):
@@ -79,8 +79,7 @@ def run(
 def main(task: str, flag_list, files) -> None:
     """The CLI of `task`: `run` on the one input file (`synthesize.speak_or_exit`)."""
     if len(files) != 1:
-        print(f"FlagsError: expected one input audio file, got {files}", file=sys.stderr)
-        sys.exit(2)
+        usage_error(f"expected one input audio file, got {files}")
     v = {f.name: f.value for f in flag_list}
     out = v.pop("out")
     synthesize.speak_or_exit(lambda: run(v.pop("workdir"), files[0], out, task, **v), out)
