@@ -11,7 +11,7 @@ SpeechT5ForSpeechToSpeech trained with configs/speecht5_vc_tiny.py's recipe, wit
 input (the voice is the input's own; test voices are unseen); the corpus writes one noisy,
 reverberant copy per utterance at an SNR drawn from 0, 5, 10, 15 dB.
 Hardware: 2 CPU cores, float32, batches of up to 24 audio-s (noisy and clean side each).
-Result: not measured yet.
+Result: not measured yet (docs/results/speecht5_vc_se.md).
 """
 
 from unispeech_jax import config as config_lib
