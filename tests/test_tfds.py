@@ -178,3 +178,9 @@ def test_hosts_read_disjoint_shares_and_agree_on_every_batch_shape(tmp_path):
     (c0, _), (c1, _) = hosts_take(cfg, 23, start=(position["epoch"], position["batch"]))
     for x, y in zip(h0[7:] + h1[7:], c0 + c1):
         np.testing.assert_array_equal(x["audio"], y["audio"])
+
+
+def test_the_default_exchange_is_jax_all_gather():
+    """One process: its own row (launch/local_multiprocess.sh runs the real two-host case)."""
+    mine = np.array([1, 0, 1], np.int32)
+    np.testing.assert_array_equal(tfds_source._allgather(mine), [[1, 0, 1]])
