@@ -162,7 +162,9 @@ def evaluate_workdir(
     rules = sharding.rules(config.mesh)
     with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
         restored, state, _ = ckpt.restore_chosen(step)  # None: the newest that restores cleanly
-    params, model_state = checkpoint_lib.variables(state)
+    params, model_state = checkpoint_lib.variables(
+        state, models.abstract_variables(family, module, config.data)
+    )
     evaluator = Evaluator(config, family, module, mesh, rules)
     result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
     result.update(

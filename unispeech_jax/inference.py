@@ -103,11 +103,15 @@ def load(workdir, step: int | None = None, task: str | tuple[str, ...] | None = 
 
 def assemble(workdir, config, params, model_state, step: int) -> Trained:
     """A `Trained` of a SpeechT5 fine-tuning run's config (its vocabulary pinned to the
-    workdir's) and restored variables."""
+    workdir's) and restored variables (in any layer layout)."""
     _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
     sp = text_lib.load_sp(sources.task_sentencepiece_model(config.data, spec.name))
     module = family.build(config.model, text_lib.text_vocab_size(sp))
+    params, model_state = checkpoint_lib.variables(
+        {"params": params, "model_state": model_state},
+        models.abstract_variables(family, module, config.data),
+    )
     variables = {"params": params, **model_state}
     return Trained(pathlib.Path(workdir), config, module, variables, int(step), sp)
 
