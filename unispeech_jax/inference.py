@@ -241,9 +241,11 @@ def recognize_ctc(trained: Trained, audio, audio_mask, options: Decoding = Decod
 
 def to_text(trained: Trained, ids) -> str:
     """Output ids → text: SentencePiece pieces (ids past them, e.g. the infilling mask, are no
-    text and left out), or a CTC model's space-separated phones (`|` between words)."""
+    text and left out), or a CTC model's space-separated phones (`|` between words), or the
+    words its letters spell (`data.labels='ltr'`)."""
     if trained.phones is not None:
-        return metrics_lib.ids_to_string(ids, trained.phones.symbols, ignore=())
+        units = metrics_lib.ids_to_string(ids, trained.phones.symbols, ignore=())
+        return text_lib.letter_words(units) if trained.config.data.labels == "ltr" else units
     pieces = trained.sp.get_piece_size()
     return text_lib.sp_decode(trained.sp, [t for t in ids if t < pieces])
 
