@@ -38,7 +38,7 @@ from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import decoding, inference, models, scoring, sharding
+from unispeech_jax import decoding, inference, models, platforms, scoring, sharding
 from unispeech_jax import metrics as metrics_lib
 from unispeech_jax.data import pipeline, sources, workdir_vocab
 from unispeech_jax.data import text as text_lib
@@ -205,6 +205,7 @@ def _define_flags():
 
 
 def main(overrides):
+    platforms.skip_absent_accelerators()
     _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP, _DATA, _BEAM, _CTC, _ALPHA, _ASR, _VOCODER = _FLAGS
     # force: app.run has already put absl's handler on the root logger (see train.py).
     logging.basicConfig(
