@@ -36,7 +36,13 @@ def _examples(corpus: Path, split: str):
 
 
 def prepare(corpus: Path, data_dir: Path) -> Path:
-    """Writes the stand-in under `data_dir` (once); returns `data_dir`."""
+    """Writes the stand-in under `data_dir`; returns `data_dir`."""
+    return write(data_dir, {name: _examples(Path(corpus), s) for name, s in SPLITS.items()})
+
+
+def write(data_dir: Path, splits: dict) -> Path:
+    """Writes `splits` ({split name: iterable of (key, example)}) as a prepared `librispeech`
+    under `data_dir`; returns `data_dir`."""
     registered = tfds.builder("librispeech")
 
     class Librispeech(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -48,10 +54,10 @@ def prepare(corpus: Path, data_dir: Path) -> Path:
             return tfds.core.DatasetInfo(builder=self, features=registered.info.features)
 
         def _split_generators(self, dl_manager):
-            return {name: self._generate_examples(split) for name, split in SPLITS.items()}
+            return {name: self._generate_examples(name) for name in splits}
 
-        def _generate_examples(self, split):
-            return _examples(Path(corpus), split)
+        def _generate_examples(self, name):
+            return splits[name]
 
     Librispeech(data_dir=str(data_dir)).download_and_prepare()
     return data_dir
