@@ -143,12 +143,7 @@ def evaluate_workdir(
     manifest folder `data_dir` if given), with the task scores of `options`' settings; writes
     `result_name(split, step, data_dir)`."""
     workdir = config_lib.writable_workdir(workdir, create=False)  # eval_<split>.json goes there
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise checkpoint_lib.CheckpointError(
-            f"{config_file} not found: is {workdir} a training workdir?"
-        )
-    config = config_lib.from_json(config_file.read_text())
+    config = config_lib.load_saved(workdir)
     if data_dir is not None:
         if not pathlib.Path(data_dir).is_dir():
             raise config_lib.ConfigError(f"--data {data_dir}: not a directory")

@@ -69,11 +69,8 @@ def load(workdir, step: int | None = None, task: str | tuple[str, ...] | None = 
     workdir = pathlib.Path(workdir)
     if not workdir.is_dir():
         raise config_lib.ConfigError(f"workdir {workdir} does not exist")
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise config_lib.ConfigError(f"{config_file} not found: is {workdir} a training workdir?")
     # Its text ids are those of the SentencePiece model the workdir keeps (data/workdir_vocab.py).
-    config = workdir_vocab.pin(config_lib.from_json(config_file.read_text()), workdir, keep=False)
+    config = workdir_vocab.pin(config_lib.load_saved(workdir), workdir, keep=False)
     _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
     wanted = (task,) if isinstance(task, str) else task
