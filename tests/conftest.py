@@ -113,3 +113,32 @@ def tts_workdir(tiny_corpus, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tts")
     train.train(test_finetune_configs.task_micro_config("tts_tiny"), workdir)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def st_workdir(tiny_corpus, tmp_path_factory):
+    """A micro SpeechT5 speech translation model (configs/speecht5_st_tiny.py on the committed
+    verse pairs) trained 3 steps."""
+    import test_finetune_configs
+
+    from unispeech_jax import train
+
+    workdir = tmp_path_factory.mktemp("st")
+    config = test_finetune_configs.task_micro_config(
+        "st_tiny", **test_finetune_configs.TASK_DATA["st_tiny"]
+    )
+    train.train(config, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def sid_workdir(tiny_corpus, tmp_path_factory):
+    """A micro SpeechT5 speaker identification model (configs/speecht5_sid_tiny.py, a class
+    per training speaker of the tiny corpus) trained 3 steps."""
+    import test_finetune_configs
+
+    from unispeech_jax import train
+
+    workdir = tmp_path_factory.mktemp("sid")
+    train.train(test_finetune_configs.task_micro_config("sid_tiny"), workdir)
+    return workdir

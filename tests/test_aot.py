@@ -96,6 +96,10 @@ def test_roofline_takes_the_slower_of_compute_and_memory():
     # XLA counted one layer of a scanned stack: the model's FLOPs set the compute time.
     r = aot.roofline(flops=1e12, bytes_accessed=0.1e12, model_flops=12e12, chip=chip, eff=1.0)
     assert r["compute_s"] == pytest.approx(0.12) and r["projected_mfu"] == pytest.approx(1.0)
+    # XLA's GPU compile-only client counts nothing: the model's compute alone, no HBM time.
+    r = aot.roofline(flops=None, bytes_accessed=None, model_flops=12e12, chip=chip, eff=0.5)
+    assert r["bound_s"] == pytest.approx(0.12) and r["memory_s"] is None
+    assert r["bound_by"] == "compute" and r["projected_mfu"] == pytest.approx(0.5)
 
 
 def test_a_parameter_that_does_not_split_over_the_mesh_is_named():
@@ -118,6 +122,26 @@ def test_missing_libtpu_is_one_line_naming_the_pin(monkeypatch):
     )
     with pytest.raises(aot.AotError, match=r"libtpu is not installed; pip install 'libtpu=="):
         aot.topology_devices("v5e:2x2")
+
+
+def test_missing_cuda_plugin_is_one_line_naming_the_wheels(monkeypatch):
+    real = aot.importlib.util.find_spec
+    monkeypatch.setattr(
+        aot.importlib.util,
+        "find_spec",
+        lambda name: None if name.startswith("jax_plugins") else real(name),
+    )
+    with pytest.raises(aot.AotError, match=r"CUDA plugin is not installed; pip install 'jax-cuda"):
+        aot.topology_devices("h100:1x1x8")
+
+
+def test_gpu_target_names_its_chip():
+    """The compile target of an H100 carries the chip's SMs, memory and device kind (the kind
+    is how the report finds the chip's figures again)."""
+    kind = aot.GPUS["h100"]
+    text = aot.gpu_target_config(aot.CHIPS[kind], kind)
+    assert "core_count: 132" in text and f"device_memory_size: {84_929_347_584}" in text
+    assert f'device_description_str: "{kind}"' in text and "major: 9 }" in text
 
 
 def _global(batch):
@@ -196,12 +220,27 @@ def test_step_that_cannot_fit_is_reported_with_xlas_numbers(tiny_corpus_env, tmp
     assert m["headroom_bytes"] < 0
 
 
-def _micro_on_v5e(tmp_path, *overrides):
-    """The tool on the micro config's 1 s bucket for a 2x2 v5e slice, data parallel:
-    (the finished process, its one JSON report)."""
+@pytest.mark.slow
+def test_micro_step_compiles_for_four_h100s(tiny_corpus_env, tmp_path):
+    """With jax[cuda12]'s plugin (no GPU, no CUDA libraries): the micro step for one host of
+    4 H100s, data parallel (~2-4 min of GPU compiling on this CPU host). XLA's GPU
+    compile-only client reports memory but no cost analysis."""
+    pytest.importorskip("jax_plugins.xla_cuda12")
+    out, r = _micro_on_v5e(tmp_path, topology="h100:1x1x4")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "of 79.10 GiB HBM (h100): FITS" in out.stdout and "XLA gave no cost" in out.stdout
+    assert r["mesh"] == {"data": 4, "fsdp": 1, "tensor": 1} and r["flops"] is None
+    m = r["memory"]
+    assert m["fits"] and m["temp_bytes"] > 0 and m["alias_bytes"] == r["state_bytes"]
+    assert r["collectives"]["all-reduce"]["bytes"] >= 0.9 * r["param_bytes"]
+
+
+def _micro_on_v5e(tmp_path, *overrides, topology="v5e:2x2"):
+    """The tool on the micro config's 1 s bucket for a 4-chip slice (default a 2x2 v5e),
+    data parallel: (the finished process, its one JSON report)."""
     report = tmp_path / "aot.json"
     out = _aot(
-        "--topology=v5e:2x2",
+        f"--topology={topology}",
         "--config.data.batch_multiple=4",
         "--buckets=16000",
         f"--json={report}",

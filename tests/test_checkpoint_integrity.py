@@ -6,6 +6,8 @@ One micro run (tests/micro.py: checkpoints at steps 2, 4 and 6) is trained per m
 test damages a copy.
 """
 
+import asyncio
+import gc
 import logging
 import re
 import shutil
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 import micro
 import numpy as np
 import pytest
+from orbax.checkpoint._src import asyncio_utils
 from test_faults import poison_step
 
 from unispeech_jax import checkpoint, evaluate, train
@@ -201,3 +204,32 @@ def test_array_hash_sees_every_element_and_its_position():
     names = checkpoint.array_checksums({"a": {"b": x}, "c": (x, x[0])})
     assert list(names) == ["a/b", "c/0", "c/1"] and names["c/0"] == base
     assert all(type(h) is int for h in names.values())  # JSON-ready
+
+
+def test_a_failed_restore_returns_after_all_its_reads(caplog):
+    """Orbax's way of running a restore's reads (gathered on a loop it closes when the
+    gather raises) with the first read failing at once: the others, one of them failing
+    later inside its own gather, still run to their end before the error reaches us, so
+    nothing is left to fail or log later."""
+    ended = []
+
+    async def read(name, delay, fails):
+        await asyncio.sleep(delay)
+        ended.append(name)
+        if fails:
+            raise ValueError(f"{name} damaged")
+
+    async def restore():
+        await asyncio.gather(
+            read("a", 0, True),
+            read("b", 0.05, False),
+            asyncio.gather(read("c", 0.1, True), read("d", 0.01, False)),
+        )
+
+    with caplog.at_level(logging.ERROR), pytest.raises(ValueError, match="a damaged"):
+        with checkpoint.reads_settled():
+            asyncio_utils.run_sync(restore())
+    gc.collect()
+    assert sorted(ended) == ["a", "b", "c", "d"]
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+    assert type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy

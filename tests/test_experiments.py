@@ -112,3 +112,10 @@ def test_config_mistake_is_one_line_exit_2(module, argv, tmp_path, monkeypatch, 
         arms.main(module.parser(), module.run)
     assert e.value.code == 2
     assert not list(pathlib.Path(tmp_path).iterdir())
+
+
+def test_bad_seeds_argument_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        speecht5_ablation.parser().parse_args(["--workdir", "w", "--seeds", "0,x"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -1,4 +1,4 @@
-"""SpeechT5 fine-tuning (model.task 'asr' / 'tts') through `step.make_train_step`, the step the
+"""SpeechT5 fine-tuning (model.task 'asr' / 'tts' / 'st' / 'sid') through `step.make_train_step`, the step the
 training loop runs: a few steps on one fixed batch lower the loss. The losses themselves are
 checked against Hugging Face in test_parity_speecht5.py."""
 
@@ -59,12 +59,15 @@ def _batch(task):
         "text_mask": text_mask,
         "weight": np.ones(2, np.float32),
     }
-    if task == "asr":
+    if task in ("asr", "st", "sid"):  # speech input (st: `text` is the translation)
         audio_mask = np.arange(16_000)[None, :] < np.array([[16_000], [12_000]])
         batch.update(
             audio=np.where(audio_mask, rng.standard_normal((2, 16_000)), 0.0).astype(np.float32),
             audio_mask=audio_mask,
         )
+        if task == "sid":  # the speakers instead of a text
+            batch = {k: batch[k] for k in ("audio", "audio_mask", "weight")}
+            batch["speaker"] = np.array([2, 0], np.int32)
     else:
         mel_mask = np.arange(40)[None, :] < np.array([[40], [30]])
         batch.update(
@@ -77,9 +80,11 @@ def _batch(task):
     return batch
 
 
-@pytest.mark.parametrize("task", ["asr", "tts"])
+@pytest.mark.parametrize("task", ["asr", "tts", "st", "sid"])
 def test_finetuning_steps_lower_the_loss(task):
     config, batch = _config(task), _batch(task)
+    if task == "sid":
+        config.model.num_speakers = 3
     module = speecht5.build(config.model, VOCAB)
     tx, lr_fn = optim.make(config.optim, config.total_steps)
     state = nn.meta.unbox(
@@ -95,7 +100,12 @@ def test_finetuning_steps_lower_the_loss(task):
     # The pre-net's always-on dropout makes single TTS steps noisy: compare the last three.
     assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.9 * losses[0]
     assert int(state["step"]) == 16 and int(state["nonfinite"]) == 0
-    parts = {"asr": ("asr/ce", "asr/accuracy"), "tts": ("tts/l1", "tts/bce", "tts/attention")}
+    parts = {
+        "asr": ("asr/ce", "asr/accuracy"),
+        "tts": ("tts/l1", "tts/bce", "tts/attention"),
+        "st": ("st/ce", "st/accuracy"),
+        "sid": ("sid/ce", "sid/accuracy"),
+    }
     assert all(np.isfinite(float(metrics[k])) for k in parts[task])
     moved = jax.tree.map(
         lambda a, b: bool(np.any(a != b)), first_stats, state["model_state"]["batch_stats"]

@@ -1,11 +1,12 @@
-r"""Ahead-of-time compile of the real train step for a TPU topology, on any host.
+r"""Ahead-of-time compile of the real train step for a TPU or GPU topology, on any host.
 
     python -m unispeech_jax.aot --config configs/base.py --topology v5p:4x4x4 \
         [--config.mesh.shape.fsdp=8 ...] [--buckets=250000] [--efficiency=0.5] [--json=F]
 
 Builds the step exactly as `unispeech_jax.train` does (`step.build`: same mesh rules, donated
-state) over the devices of the topology (`jax.experimental.topologies`; needs `libtpu`, which
-loads without a TPU), compiles it for every batch shape the input pipeline makes (one length
+state) over the devices of the topology (`jax.experimental.topologies`; a TPU topology needs
+`libtpu`, a GPU one (`h100:1x1x8`) the CUDA plugin of jax[cuda12]; both load without the
+hardware), compiles it for every batch shape the input pipeline makes (one length
 bucket each, `pipeline.train_batch_shapes`) and prints per device: parameter + optimizer
 bytes, temporaries, the total against the chip's HBM, FLOPs and bytes accessed, the roofline
 step-time bound, the MFU a step at `--efficiency` of that bound would reach, and the
@@ -51,6 +52,7 @@ class Chip:
     hbm_bytes: float
     peak_flops: float  # bf16 dense FLOP/s per chip
     hbm_bytes_per_s: float
+    cores: int = 0  # streaming multiprocessors (GPUs: part of XLA's compile target)
 
 
 # Per-chip figures by JAX device_kind, from Google Cloud's TPU system-architecture pages
@@ -61,7 +63,13 @@ CHIPS = {
     "TPU v5 lite": Chip("v5e", 16 * GIB, 197e12, 819e9),
     "TPU v5": Chip("v5p", 95 * GIB, 459e12, 2765e9),
     "TPU v6 lite": Chip("v6e", 32 * GIB, 918e12, 1640e9),
+    # NVIDIA H100 SXM5 80 GB datasheet: 989 TFLOP/s bf16 dense, 3.35 TB/s, 132 SMs; the HBM
+    # is the device memory CUDA reports on one (JAX preallocates 75 % of it by default:
+    # XLA_PYTHON_CLIENT_MEM_FRACTION).
+    "NVIDIA H100 80GB HBM3": Chip("h100", 84_929_347_584, 989e12, 3352e9, cores=132),
 }
+# --topology prefix of a GPU target -> its device kind in CHIPS
+GPUS = {"h100": "NVIDIA H100 80GB HBM3"}
 
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2}
@@ -89,18 +97,57 @@ def libtpu_hint() -> str:
 
 
 def topology_devices(name: str) -> list:
-    """The devices of TPU topology `name` ('v5e:2x2', 'v5p:4x4x4', ...): compile targets."""
-    if importlib.util.find_spec("libtpu") is None:
-        raise AotError(f"libtpu is not installed; {libtpu_hint()}")
+    """The devices of topology `name`: compile targets. TPU: 'v5e:2x2', 'v5p:4x4x4', ...;
+    GPU: 'h100:PxHxD' (P partitions of H hosts of D GPUs each, e.g. 'h100:1x2x8')."""
     from jax.experimental import topologies
 
+    kind = GPUS.get(name.split(":")[0])
+    if kind is not None:
+        if importlib.util.find_spec("jax_plugins") is None or (
+            importlib.util.find_spec("jax_plugins.xla_cuda12") is None
+        ):
+            raise AotError(f"the CUDA plugin is not installed; {cuda_hint()}")
+        target, shape = gpu_target_config(CHIPS[kind], kind), name.split(":", 1)[-1]
+        try:
+            topology = topologies.get_topology_desc(
+                platform="cuda", target_config=target, topology=shape
+            )
+        except Exception as e:
+            raise AotError(f"--topology={name!r}: {_first_line(e)}") from None
+        return list(topology.devices)
+    if importlib.util.find_spec("libtpu") is None:
+        raise AotError(f"libtpu is not installed; {libtpu_hint()}")
     try:
         topology = topologies.get_topology_desc(topology_name=name, platform="tpu")
     except Exception as e:  # libtpu's errors are runtime errors with multi-line texts
         raise AotError(
-            f"--topology={name!r} is not a TPU topology libtpu knows: {_first_line(e)}"
+            f"--topology={name!r} is not a TPU topology libtpu knows (GPUs: "
+            f"{', '.join(f'{g}:PxHxD' for g in GPUS)}): {_first_line(e)}"
         ) from None
     return list(topology.devices)
+
+
+def cuda_hint() -> str:
+    """The two wheels of jax[cuda12] a compile needs (no CUDA libraries, no GPU)."""
+    v = jax.__version__
+    return f"pip install 'jax-cuda12-plugin=={v}' 'jax-cuda12-pjrt=={v}' (or 'jax[cuda12]')"
+
+
+def gpu_target_config(chip: Chip, kind: str) -> str:
+    """XLA's GPU compile target (a GpuTargetConfigProto text) for a Hopper chip: the device
+    limits XLA's GPU compiler reads in place of a device (CUDA 12.8, cuDNN 9.8 runtime)."""
+    return f"""gpu_device_info {{
+  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
+  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: {chip.cores}
+  fpus_per_core: 128 block_dim_limit_x: 2147483647 block_dim_limit_y: 65535
+  block_dim_limit_z: 65535 memory_bandwidth: {int(chip.hbm_bytes_per_s)} l2_cache_size: 52428800
+  clock_rate_ghz: 1.98 device_memory_size: {int(chip.hbm_bytes)}
+  shared_memory_per_block_optin: 232448 cuda_compute_capability {{ major: 9 }}
+  registers_per_core_limit: 65536 registers_per_block_limit: 65536
+}}
+platform_name: "CUDA" dnn_version_info {{ major: 9 minor: 8 }}
+runtime_version {{ major: 12 minor: 8 }} device_description_str: "{kind}"
+"""
 
 
 def chip_of(devices) -> Chip:
@@ -244,24 +291,25 @@ def memory_report(memory, state_bytes: int, hbm_bytes: float) -> dict:
     }
 
 
-def roofline(flops: float, bytes_accessed: float, model_flops: float, chip: Chip, eff: float):
+def roofline(flops, bytes_accessed, model_flops: float, chip: Chip, eff: float):
     """Step-time bound per device from compute and HBM traffic, and the MFU (model FLOPs per
-    device over peak) of a step that takes bound / eff.
+    device over peak) of a step that takes bound / eff. `flops`/`bytes_accessed` are XLA's
+    counts, None when its compiler gave none (then the bound is the model's compute alone).
 
     XLA's cost analysis counts a loop body once, so for a scanned layer stack its FLOPs and
     bytes cover one layer of the stack: the compute time takes the larger of XLA's and the
     model's analytic FLOPs, and the HBM time is a lower bound (exact with
     `model.scan_layers=False`).
     """
-    compute_s = max(flops, model_flops) / chip.peak_flops
-    memory_s = bytes_accessed / chip.hbm_bytes_per_s
-    bound = max(compute_s, memory_s)
+    compute_s = max(flops or 0.0, model_flops) / chip.peak_flops
+    memory_s = None if bytes_accessed is None else bytes_accessed / chip.hbm_bytes_per_s
+    bound = max(compute_s, memory_s or 0.0)
     step_s = bound / eff
     return {
         "compute_s": compute_s,
         "memory_s": memory_s,
         "bound_s": bound,
-        "bound_by": "compute" if compute_s >= memory_s else "HBM bandwidth",
+        "bound_by": "compute" if compute_s >= (memory_s or 0.0) else "HBM bandwidth",
         "efficiency": eff,
         "projected_step_s": step_s,
         "projected_mfu": model_flops / (step_s * chip.peak_flops) if step_s else 0.0,
@@ -313,11 +361,12 @@ def compile_step(config, devices, widths=()) -> list[dict]:
             continue
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        # XLA's GPU compile-only client gives no cost analysis (None): model FLOPs only.
         r.update(
             compile_s=time.perf_counter() - start,
             memory=compiled.memory_analysis(),
-            flops=float(cost.get("flops", 0.0)),
-            bytes_accessed=float(cost.get("bytes accessed", 0.0)),
+            flops=float(cost.get("flops", 0.0)) if cost else None,
+            bytes_accessed=float(cost.get("bytes accessed", 0.0)) if cost else None,
             collectives=collectives(compiled.as_text()),
         )
         reports.append(r)
@@ -402,11 +451,17 @@ def format_report(r: dict, chip: Chip) -> str:
         f"{_gib(r['batch_bytes'])}, temporaries {_gib(m['temp_bytes'])}, code "
         f"{_gib(m['code_bytes'])}",
         f"  total {_gib(m['total_bytes'])} of {_gib(m['hbm_bytes'])} HBM ({chip.name}): {verdict}",
-        f"  per device: {r['flops'] / 1e12:.3f} TFLOP by XLA (a loop body counted once), "
-        f"{r['model_flops'] / 1e12:.3f} by the model's count; {r['bytes_accessed'] / 1e9:.2f} GB "
-        "accessed by XLA",
-        f"  roofline: compute {t['compute_s'] * 1e3:.1f} ms, HBM {t['memory_s'] * 1e3:.1f} ms "
-        f"→ ≥ {t['bound_s'] * 1e3:.1f} ms/step ({t['bound_by']}); at {t['efficiency']:.0%} of it "
+        (
+            f"  per device: {r['flops'] / 1e12:.3f} TFLOP by XLA (a loop body counted once), "
+            f"{r['model_flops'] / 1e12:.3f} by the model's count; "
+            f"{r['bytes_accessed'] / 1e9:.2f} GB accessed by XLA"
+            if r["flops"] is not None
+            else f"  per device: {r['model_flops'] / 1e12:.3f} TFLOP by the model's count "
+            "(XLA gave no cost analysis: no HBM time)"
+        ),
+        f"  roofline: compute {t['compute_s'] * 1e3:.1f} ms, "
+        + (f"HBM {t['memory_s'] * 1e3:.1f} ms " if r["bytes_accessed"] is not None else "")
+        + f"→ ≥ {t['bound_s'] * 1e3:.1f} ms/step ({t['bound_by']}); at {t['efficiency']:.0%} of it "
         f"{t['projected_step_s'] * 1e3:.1f} ms/step, MFU {t['projected_mfu']:.1%}",
         "  collectives per step: "
         + (
@@ -439,7 +494,10 @@ def _define_flags():
     return (
         flags.DEFINE_string("config", None, "Config file; override keys with --config.KEY=V."),
         flags.DEFINE_string(
-            "topology", None, "TPU topology, generation:shape, e.g. v4:2x2x1, v5e:4x4, v5p:4x4x4."
+            "topology",
+            None,
+            "TPU topology, generation:shape, e.g. v4:2x2x1, v5e:4x4, v5p:4x4x4; or GPUs, "
+            "h100:PxHxD (partitions x hosts x GPUs per host), e.g. h100:1x1x8.",
         ),
         flags.DEFINE_string(
             "buckets",

@@ -16,10 +16,11 @@ compared at restore; a checkpoint that cannot be read or whose hashes differ is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import pathlib
-import sys
 import zlib
 from typing import Any
 
@@ -111,34 +112,40 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _is_abandoned_read(unraisable) -> bool:
-    """Whether an unraisable exception is the remains of a restore that failed on damage.
+class _SettlingLoops(asyncio.DefaultEventLoopPolicy):
+    """Event loops that, when closed, first run every task still pending to its end.
 
-    Orbax reads every array concurrently and gives up at the first failure, leaving the other
-    reads pending in an event loop it then closes. When collected (usually at exit) each
-    reports its own failure with tensorstore's whole storage spec, and the storage's late
-    callbacks find the loop closed: kilobytes of noise about the damage that was already
-    named in one line.
+    Orbax runs a restore's reads as tasks gathered on a fresh event loop and closes that loop
+    as soon as the gather raises, i.e. at the first damaged array, while the reads of the
+    other arrays are still in flight in tensorstore's threads. Those tasks never run again:
+    their late results find the loop closed ("Event loop is closed"), and when collected (at
+    a random moment, usually exit) each failed one logs its own error with tensorstore's
+    whole storage spec. Letting them finish first retrieves every result and exception while
+    the loop still runs; it costs at most the rest of one restore's reads.
     """
-    code = getattr(unraisable.object, "cr_code", None)
-    return (code is not None and code.co_name == "_read_array_index_and_device_put") or (
-        isinstance(unraisable.exc_value, RuntimeError)
-        and str(unraisable.exc_value) == "Event loop is closed"
-    )
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        close = loop.close
+
+        def settle_then_close():
+            while pending := asyncio.all_tasks(loop):
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            close()
+
+        loop.close = settle_then_close
+        return loop
 
 
-def _silence_abandoned_reads():
-    """Installs (once) an unraisable-exception hook that drops `_is_abandoned_read`."""
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_abandoned_reads", False):
-        return
-
-    def hook(unraisable):
-        if not _is_abandoned_read(unraisable):
-            previous(unraisable)
-
-    hook.drops_abandoned_reads = True
-    sys.unraisablehook = hook
+@contextlib.contextmanager
+def reads_settled():
+    """Within it, an orbax call that fails returns only after all its reads have ended."""
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_SettlingLoops())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(previous)
 
 
 def _all_processes(ok: bool) -> bool:
@@ -216,7 +223,8 @@ class Checkpoints:
         """CheckpointError when the saved arrays are not those of `target` (another model or
         vocabulary); DamagedCheckpoint when their description cannot be read."""
         try:
-            saved = self.manager.item_metadata(step)["state"]
+            with reads_settled():
+                saved = self.manager.item_metadata(step)["state"]
             shapes = {
                 n: (tuple(m.shape), np.dtype(m.dtype))
                 for n, m in zip(array_names(saved), jax.tree.leaves(saved))
@@ -245,10 +253,10 @@ class Checkpoints:
         """One item of a step; DamagedCheckpoint (on every process) if any cannot read it."""
         error = None
         try:
-            value = self.manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
+            with reads_settled():
+                value = self.manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
         except Exception as e:  # tensorstore, JSON and file errors alike mean damage here
             error = e
-            _silence_abandoned_reads()
         if not _all_processes(error is None):
             what = _reason(error) if error is not None else "another process cannot read it"
             raise DamagedCheckpoint(

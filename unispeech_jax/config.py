@@ -16,7 +16,6 @@ import importlib.util
 import json
 import math
 import pathlib
-import sys
 import tempfile
 from collections.abc import Sequence
 
@@ -26,7 +25,7 @@ from absl import flags
 from unispeech_jax import models
 from unispeech_jax.data import data_config, tasks
 from unispeech_jax.data.stats import DataError
-from unispeech_jax.errors import ConfigError
+from unispeech_jax.errors import ConfigError, usage_error
 from unispeech_jax.models import unispeech
 
 REQUIRED_KEYS = (
@@ -127,18 +126,13 @@ def parse_command_line(
     try:
         extra = flags.FLAGS([a for a in argv if positional or not a.startswith(prefix)])[1:]
     except flags.Error as e:
-        _usage_error(f"{e}; see --helpshort")
+        usage_error(f"{e}; see --helpshort")
     if extra and not positional:
-        _usage_error(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
+        usage_error(f"unexpected arguments {extra}; overrides are --config.KEY=VALUE")
     missing = [f"--{name}" for name in required if flags.FLAGS[name].value is None]
     if missing:
-        _usage_error(f"{' and '.join(missing)} required; see --helpshort")
+        usage_error(f"{' and '.join(missing)} required; see --helpshort")
     return extra if positional else overrides
-
-
-def _usage_error(message: str):
-    print(f"FlagsError: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def writable_workdir(path: str | pathlib.Path, create: bool = True) -> pathlib.Path:

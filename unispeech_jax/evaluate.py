@@ -1,10 +1,12 @@
 r"""Evaluation of a trained workdir: mean losses, greedy-CTC phone error rate (PER; for
 families with a CTC head, i.e. a `predict_fn`) and the task scores of scoring.py (SpeechT5
-fine-tuning runs: asr WER/CER, tts MCD and the ASR round trip).
+fine-tuning runs: asr WER/CER, tts MCD and the ASR round trip, st BLEU/chrF, sid accuracy
+and EER).
 
     python -m unispeech_jax.evaluate --workdir runs/tiny --split test [--step N] [--data DIR]
     python -m unispeech_jax.evaluate --workdir runs/st5_asr [--beam 10 --ctc-weight 0.3]
     python -m unispeech_jax.evaluate --workdir runs/st5_tts --asr-workdir runs/st5_asr
+    python -m unispeech_jax.evaluate --workdir runs/st5_sid --split train:heldout
 
 prints the metrics and writes them to `<workdir>/eval_<split>.json` (`--step N`:
 `eval_<split>_step<N>.json`; `--data DIR`: `eval_<split>_<DIR's name>[_step<N>].json`). The
@@ -177,15 +179,19 @@ def _define_flags():
     """Command-line flags; defined only when this module is the program (train.py imports it)."""
     return (
         flags.DEFINE_string("workdir", None, "A training workdir."),
-        flags.DEFINE_string("split", "test", "Data split to evaluate (train/valid/test)."),
+        flags.DEFINE_string(
+            "split",
+            "test",
+            "Data split to evaluate (train/valid/test; train:heldout with data.heldout_fraction).",
+        ),
         flags.DEFINE_integer(
             "max_batches", 0, "Stop after this many batches (0: all); task scores: 8x utterances."
         ),
         flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest)."),
         flags.DEFINE_string("data", None, "A manifest folder to score instead of the run's data."),
-        flags.DEFINE_integer("beam", 1, "ASR scores: beam width (1: greedy)."),
-        flags.DEFINE_float("ctc-weight", 0.0, "ASR scores: joint CTC/attention CTC weight."),
-        flags.DEFINE_float("length-alpha", 0.0, "ASR scores: hypothesis score / length^alpha."),
+        flags.DEFINE_integer("beam", 1, "ASR/ST scores: beam width (1: greedy)."),
+        flags.DEFINE_float("ctc-weight", 0.0, "ASR/ST scores: joint CTC/attention CTC weight."),
+        flags.DEFINE_float("length-alpha", 0.0, "ASR/ST scores: hypothesis score / length^alpha."),
         flags.DEFINE_string("asr-workdir", None, "TTS scores: an ASR workdir for the round trip."),
         flags.DEFINE_string("vocoder", None, "TTS round trip: HiFi-GAN weights (Griffin-Lim)."),
     )

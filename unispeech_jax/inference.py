@@ -1,6 +1,6 @@
 """A trained SpeechT5 workdir put to use: `load` it (its config.json, text model and the newest
-checkpoint that restores cleanly), then `transcribe` speech (asr) or `synthesize` log-mels
-(tts). The one loader and the batched entry points of `transcribe.py`, `synthesize.py` and the
+checkpoint that restores cleanly), then `transcribe` speech (asr; st translates), `synthesize`
+log-mels (tts) or `embed_speakers` (sid). The one loader and the batched entry points of `transcribe.py`, `synthesize.py` and the
 task scoring of `evaluate` (scoring.py).
 
 User input problems (an unreadable audio file, an empty text, a workdir of another task) are
@@ -59,9 +59,10 @@ class Trained:
         return str(self.config.model.get("task", ""))
 
 
-def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
-    """Loads a SpeechT5 fine-tuning workdir; with `task`, refuses one trained for another
-    (task 'asr' also takes a model with a CTC head, e.g. UniSpeech, transcribing to phones).
+def load(workdir, step: int | None = None, task: str | tuple[str, ...] | None = None) -> Trained:
+    """Loads a SpeechT5 fine-tuning workdir; with `task` (one or a tuple), refuses one trained
+    for another (task 'asr' also takes a model with a CTC head, e.g. UniSpeech, transcribing
+    to phones).
 
     ConfigError: not a directory, not a training workdir (no config.json), not a SpeechT5
     fine-tuning run of `task`. CheckpointError: no checkpoint restores."""
@@ -75,7 +76,8 @@ def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
     config = workdir_vocab.pin(config_lib.from_json(config_file.read_text()), workdir, keep=False)
     _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
-    if task == "asr" and spec is None and hasattr(family, "predict_fn"):
+    wanted = (task,) if isinstance(task, str) else task
+    if task is not None and "asr" in wanted and spec is None and hasattr(family, "predict_fn"):
         with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
             step, state, _ = ckpt.restore_chosen(step)
         params, model_state = checkpoint_lib.variables(state)
@@ -84,15 +86,15 @@ def load(workdir, step: int | None = None, task: str | None = None) -> Trained:
         return Trained(
             workdir, config, module, variables, int(step), None, sources.vocab(config.data)
         )
-    if task is not None and (spec is None or spec.name != task):
+    if task is not None and (spec is None or spec.name not in wanted):
         trained_for = f"model.task {spec.name!r}" if spec else f"model {config.model.name!r}"
         raise config_lib.ConfigError(
             f"workdir {workdir} was trained for {trained_for}; this needs a SpeechT5 "
-            f"model.task {task!r} workdir"
+            f"model.task {' or '.join(map(repr, wanted))} workdir"
         )
     if spec is None:
         raise config_lib.ConfigError(
-            f"workdir {workdir} is not a SpeechT5 fine-tuning run (model.task asr or tts)"
+            f"workdir {workdir} is not a SpeechT5 fine-tuning run (model.task asr, tts, st, ...)"
         )
     with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
         step, state, _ = ckpt.restore_chosen(step)
@@ -265,6 +267,39 @@ def transcribe(
         for i, ids in zip(chunk, search(trained, audio, mask, options)):
             texts[i] = to_text(trained, ids)
     return texts
+
+
+# ============================================================================ SID
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _embed(module, variables, audio, audio_mask):
+    def forward(self):
+        enc = self.encode_speech(audio, audio_mask)
+        embedding = self.utterance_embedding(enc["hidden"], enc["valid"])
+        return embedding, self.speaker_logits(embedding)
+
+    return module.apply(variables, method=forward)
+
+
+def embed_speakers(
+    trained: Trained, waves: Sequence[np.ndarray], batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Waveforms float [S_i] at 16 kHz → a speaker identification model's (utterance
+    embeddings float32 [N,E], speaker logits float32 [N,C]), `batch_size` at a time, longest
+    first (the pooling reads valid frames only)."""
+    if trained.config.data.normalize:
+        waves = [audio_lib.normalize(w) for w in waves]
+    a = trained.module.args
+    embeddings = np.zeros((len(waves), a.speaker_embedding_dim), np.float32)
+    logits = np.zeros((len(waves), max(a.num_speakers, 1)), np.float32)
+    order = sorted(range(len(waves)), key=lambda i: -len(waves[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        audio, mask = pad_rows([waves[i] for i in chunk], AUDIO_BUCKET)
+        e, z = _embed(trained.module, trained.variables, jnp.asarray(audio), jnp.asarray(mask))
+        embeddings[chunk], logits[chunk] = np.asarray(e), np.asarray(z)
+    return embeddings, logits
 
 
 # ============================================================================ TTS

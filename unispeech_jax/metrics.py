@@ -1,5 +1,6 @@
-"""Task metrics: error rates (PER/WER/CER), BLEU, mel-cepstral distortion, EER and accuracy,
-and signal metrics for enhancement (SI-SDR, wide-band PESQ, STOI).
+"""Task metrics: error rates (PER/WER/CER), BLEU and chrF, mel-cepstral distortion, EER (of
+cosine verification trials) and accuracy, and signal metrics for enhancement (SI-SDR,
+wide-band PESQ, STOI).
 
 Text metrics are corpus-level (totals over all utterances, not a mean of per-utterance rates).
 Waveforms are float [S] at 16 kHz; log-mels are the SpeechT5 target of `data.features.log_mel`
@@ -95,7 +96,26 @@ def bleu(refs: Sequence[str], hyps: Sequence[str]) -> float:
     return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score)
 
 
+def chrf(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Corpus chrF (0-100) of detokenised texts, one reference each: sacrebleu's defaults
+    (character 6-grams, beta 2, no word n-grams)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    return float(sacrebleu.corpus_chrf(list(hyps), [list(refs)]).score)
+
+
 # ============================================================================ speakers
+
+
+def cosine_trials(embeddings, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Speaker verification trials of every pair of utterances: embeddings float [N,E] and
+    their speaker names [N] → (cosine scores float [P], labels int [P]: 1 same speaker),
+    P = N(N-1)/2."""
+    x = np.asarray(embeddings, np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    i, j = np.triu_indices(len(x), k=1)
+    names = np.asarray(names)
+    return np.sum(x[i] * x[j], axis=1), (names[i] == names[j]).astype(np.int64)
 
 
 def accuracy(labels, predictions) -> float:

@@ -9,6 +9,14 @@
        roundtrip_cer / roundtrip_wer of that ASR model transcribing the vocoded speech
        (Griffin-Lim, or HiFi-GAN with `Options.vocoder`) against the input text.
 
+  st   bleu, chrf: the translations (decoded as asr's transcripts) against the split's `.tgt`
+       lines, corpus-level, by sacrebleu (metrics.py); utterances_per_s.
+  sid  accuracy: the head's most likely speaker against the true one, over the utterances of
+       training speakers (the split `train:heldout`; valid and test voices are unseen);
+       eer: equal error rate of verification trials, every pair of the split's utterances
+       scored by the cosine of their speaker embeddings (`trials` of them; test: unseen
+       voices, the usual verification setting).
+
 Utterances are those of `pipeline.task_split(config, split)`; a row whose audio cannot be read
 is skipped and counted (`skipped`).
 """
@@ -61,24 +69,57 @@ def _read(path, length) -> np.ndarray | None:
     return None if reason else x
 
 
-def score_asr(trained, split: str, options: Options) -> dict:
-    s, examples = _examples(trained, split, options.limit)
-    waves, refs = [], []
+def _speech_inputs(s, examples) -> tuple[list[int], list[np.ndarray]]:
+    """(the examples whose audio reads, their waveforms)."""
+    chosen, waves = [], []
     for i in examples:
         x = _read(s.audio_paths[i], s.audio_lengths[i])
         if x is not None:
+            chosen.append(i)
             waves.append(x)
-            refs.append(s.texts[i])
+    return chosen, waves
+
+
+def _decoded(trained, split: str, options: Options) -> tuple[list[str], list[str], dict]:
+    """(reference lines, decoded texts, {utterances, utterances_per_s, skipped}) of the
+    split's speech → text examples (asr transcripts, st translations)."""
+    s, examples = _examples(trained, split, options.limit)
+    chosen, waves = _speech_inputs(s, examples)
     start = time.perf_counter()
     hyps = inference.transcribe(trained, waves, options.batch_size, options.decoding)
     seconds = time.perf_counter() - start
-    return {
-        "wer": metrics_lib.wer(refs, hyps),
-        "cer": metrics_lib.cer(refs, hyps),
-        "utterances": float(len(refs)),
-        "utterances_per_s": len(refs) / max(seconds, 1e-9),
-        "skipped": float(len(examples) - len(refs)),
+    counts = {
+        "utterances": float(len(chosen)),
+        "utterances_per_s": len(chosen) / max(seconds, 1e-9),
+        "skipped": float(len(examples) - len(chosen)),
     }
+    return [s.texts[i] for i in chosen], hyps, counts
+
+
+def score_asr(trained, split: str, options: Options) -> dict:
+    refs, hyps, counts = _decoded(trained, split, options)
+    return {"wer": metrics_lib.wer(refs, hyps), "cer": metrics_lib.cer(refs, hyps), **counts}
+
+
+def score_st(trained, split: str, options: Options) -> dict:
+    refs, hyps, counts = _decoded(trained, split, options)
+    return {"bleu": metrics_lib.bleu(refs, hyps), "chrf": metrics_lib.chrf(refs, hyps), **counts}
+
+
+def score_sid(trained, split: str, options: Options) -> dict:
+    s, examples = _examples(trained, split, options.limit)
+    chosen, waves = _speech_inputs(s, examples)
+    embeddings, logits = inference.embed_speakers(trained, waves, options.batch_size)
+    out = {"utterances": float(len(chosen)), "skipped": float(len(examples) - len(chosen))}
+    known = s.speaker[chosen] >= 0  # training speakers: the classes of the head
+    if known.any():
+        predicted = np.argmax(logits[known], axis=1)
+        out["accuracy"] = metrics_lib.accuracy(s.speaker[chosen][known], predicted)
+    scores, labels = metrics_lib.cosine_trials(embeddings, [s.speaker_names[i] for i in chosen])
+    if 0 < labels.sum() < len(labels):  # both same- and different-speaker trials
+        out["eer"] = metrics_lib.equal_error_rate(scores, labels)
+        out["trials"] = float(len(labels))
+    return out
 
 
 def score_tts(trained, split: str, options: Options) -> dict:
@@ -118,4 +159,4 @@ def score_tts(trained, split: str, options: Options) -> dict:
     return out
 
 
-SCORERS = {"asr": score_asr, "tts": score_tts}
+SCORERS = {"asr": score_asr, "tts": score_tts, "st": score_st, "sid": score_sid}

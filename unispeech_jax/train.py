@@ -17,7 +17,6 @@ if __name__ == "__main__":  # first, before the heavy imports: hostmem may repla
     hostmem.reexec_with_huge_pages()
 
 import contextlib
-import json
 import logging
 import os
 import pathlib
@@ -30,7 +29,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 from absl import app, flags
 from absl import logging as absl_logging
 from jax.experimental import multihost_utils
@@ -38,7 +36,7 @@ from jax.experimental import multihost_utils
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
-from unispeech_jax import hostmem, models, perf, sharding
+from unispeech_jax import hostmem, models, perf, progress, sharding
 from unispeech_jax.data import pipeline, workdir_vocab
 from unispeech_jax.models.transformer import relayout_layers
 from unispeech_jax.step import build
@@ -152,79 +150,8 @@ def _flatten(tree):
 
 
 # ----------------------------------------------------------------------------------------
-# Logging
+# Stopping
 # ----------------------------------------------------------------------------------------
-
-
-class MetricLog:
-    """Console progress bar, TensorBoard and a metrics.jsonl file; process 0 only."""
-
-    def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int, start_time: float):
-        self.start = start_time
-        self.active = jax.process_index() == 0
-        if not self.active:
-            return
-        import tensorflow as tf  # TensorBoard writer; tf is already a dependency for tf.data.
-
-        self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
-        self.tf = tf
-        trim_metrics(workdir / "metrics.jsonl", start_step)
-        self.jsonl = open(workdir / "metrics.jsonl", "a")
-        self.bar = tqdm.tqdm(
-            total=total_steps,
-            initial=start_step,
-            dynamic_ncols=True,
-            desc="train",
-            file=sys.stdout,
-            mininterval=1.0,
-        )
-
-    def write(self, step: int, metrics: dict[str, float], prefix: str = "train"):
-        if not self.active:
-            return
-        with self.writer.as_default():
-            for k, v in metrics.items():
-                self.tf.summary.scalar(f"{prefix}/{k}", v, step=step)
-        self.writer.flush()
-        # wall_min: minutes since this process entered train(), set-up and compiles included.
-        wall_min = (time.perf_counter() - self.start) / 60.0
-        record = {"step": step, "split": prefix, "wall_min": round(wall_min, 3), **metrics}
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
-        if prefix == "train":
-            shown = {
-                k: metrics[k]
-                for k in (
-                    "loss",
-                    "ctc",
-                    "contrastive",
-                    "code_perplexity",
-                    "speech/mlm",
-                    "speech/l1",
-                    "text/mle",
-                    "asr/ce",
-                    "tts/l1",
-                    "audio_s_per_s",
-                    "mfu",
-                )
-                if k in metrics
-            }
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
-        else:
-            self.bar.write(
-                f"step {step} {prefix}: "
-                + " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-            )
-
-    def advance(self, n: int = 1):
-        if self.active:
-            self.bar.update(n)
-
-    def close(self):
-        if self.active:
-            self.bar.close()
-            self.jsonl.close()
-            self.writer.close()
 
 
 class StopSignal:
@@ -251,27 +178,6 @@ class StopSignal:
         return bool(np.any(votes))
 
 
-def trim_metrics(path: pathlib.Path, step: int):
-    """Keeps the complete records of steps <= `step` in a metrics.jsonl.
-
-    A run killed mid-write leaves a cut last line, and the steps after its last checkpoint
-    are trained (and logged) again by the resumed run; both would corrupt the log.
-    """
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if line.endswith("\n") and record["step"] <= step:
-            kept.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
-
-
 # ----------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------
@@ -285,7 +191,21 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     workdir = config_lib.writable_workdir(workdir)
     # Closed however the run ends: an open manager's threads fail at interpreter exit.
     with checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt:
-        return _train(config, workdir, stop_at, ckpt, sizes, start_time)
+        result = _train(config, workdir, stop_at, ckpt, sizes, start_time)
+    # Only now, with the last checkpoint written: the line says it is there.
+    minutes = (time.perf_counter() - start_time) / 60.0
+    logging.getLogger("unispeech_jax").info(
+        "%s",
+        progress.closing_line(
+            workdir,
+            result,
+            result.pop("start_step"),
+            config.total_steps,
+            config.data.eval_split,
+            minutes,
+        ),
+    )
+    return result
 
 
 def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
@@ -358,17 +278,28 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         start_position=data_state.get("position", 0),
     )
 
-    metric_log = MetricLog(workdir, config.total_steps, start_step, start_time)
+    metric_log = progress.MetricLog(
+        workdir,
+        config.total_steps,
+        start_step,
+        start_time,
+        active=jax.process_index() == 0,
+        peak_flops=peak,
+        measured=not config.peak_flops_per_device,
+    )
     stop = StopSignal()
     evaluator = evaluate_lib.Evaluator(config, family, module, mesh, rules)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
+    eval_step = saved = None
     window = {"time": time.perf_counter(), "audio": 0.0, "flops": 0.0, "steps": 0}
     flops_by_shape: dict[tuple, float] = {}
     step_shapes: dict[tuple, int] = {}  # batch shapes the train step was built for → rebuilds
 
     def save(step):
+        nonlocal saved
         ckpt.save(step, state, {"position": train_iter.position, "stats": train_iter.stats()})
+        saved = step
 
     def check_finite(step):
         if int(state["nonfinite"]) and not config.skip_nonfinite:
@@ -397,6 +328,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         step = start_step
         last_step = min(config.total_steps, stop_at or config.total_steps)
         log.info("training steps %d..%d", start_step + 1, last_step)
+        stopping = False
         newest: dict[str, jax.Array] = {}  # newest value of every metric (speech and text steps)
         while step < last_step:
             local = next(train_iter)
@@ -411,7 +343,8 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
             window["flops"] += flops_by_shape[key]
             built = perf.compilations()
             state, metrics = train_step(state, sharding.global_batch(local, mesh))
-            if perf.compilations() > built:
+            compiled = perf.compilations() > built
+            if compiled:
                 # Once per batch shape is expected (a length bucket, or speech vs text);
                 # again for a shape already seen means a dtype, sharding or static-argument
                 # change is making XLA rebuild the step, which costs a compile every time.
@@ -424,7 +357,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
             newest.update(metrics)
             step += 1
             window["steps"] += 1
-            metric_log.advance()
+            metric_log.advance(compiled)
 
             if step % config.log_every == 0 or step == config.total_steps:
                 metrics = jax.device_get(newest)
@@ -450,7 +383,9 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
                     model_state=state.get("model_state", {}),
                 )
                 metric_log.write(step, last_eval, prefix=config.data.eval_split)
+                eval_step = step
                 window["time"] = time.perf_counter()  # eval time is not training throughput
+                metric_log.leave_out_elapsed()
 
             stopping = stop.agreed()
             if stopping or step % config.checkpoint_every == 0 or step == last_step:
@@ -463,7 +398,15 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
     stats = train_iter.stats()
     if any(stats.values()):
         log.info("input pipeline: %s", stats)
-    return {"train": last_train, "eval": last_eval, "step": step}
+    return {
+        "train": last_train,
+        "eval": last_eval,
+        "step": step,
+        "start_step": start_step,
+        "eval_step": eval_step,
+        "saved": saved,
+        "stopped": (stop.received or "another process's signal") if stopping else None,
+    }
 
 
 def main(overrides):

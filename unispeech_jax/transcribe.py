@@ -1,15 +1,16 @@
 r"""Transcribes speech files with a SpeechT5 ASR workdir (configs/speecht5_asr_tiny.py), or into
-phones with a CTC model's workdir (UniSpeech: configs/tiny.py, configs/finetune_ctc.py).
+phones with a CTC model's workdir (UniSpeech: configs/tiny.py, configs/finetune_ctc.py); with
+a speech translation workdir (configs/speecht5_st_tiny.py) the text is the translation.
 
     python -m unispeech_jax.transcribe --workdir runs/st5_asr a.wav b.flac ...
 
-prints one `<file><TAB><transcript>` line per file, in the order given. Any format soundfile
+prints one `<file><TAB><transcript or translation>` line per file, in the order given. Any format soundfile
 reads; other sample rates are resampled to 16 kHz, channels averaged. Files are decoded in
 batches (`--batch-size`) with the decoder cache: greedily, or with `--beam K` beam search,
 `--length-alpha` length normalisation and `--ctc-weight λ` joint CTC/attention scoring (a
 model trained with model.ctc_loss_weight > 0; SpeechT5's recipe decodes with beam 10); a CTC
 model's best path, or CTC prefix beam search with `--beam K`. A
-missing or unreadable file, or a workdir that is not an ASR fine-tuning run, is one error line
+missing or unreadable file, or a workdir that is not an ASR or ST fine-tuning run, is one error line
 and exit status 2.
 """
 
@@ -33,7 +34,9 @@ from unispeech_jax import inference
 
 def _define_flags():
     return (
-        flags.DEFINE_string("workdir", None, "A SpeechT5 ASR fine-tuning workdir."),
+        flags.DEFINE_string(
+            "workdir", None, "A SpeechT5 ASR (or ST: prints translations) fine-tuning workdir."
+        ),
         flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest)."),
         flags.DEFINE_integer("batch-size", 8, "Files decoded together."),
         flags.DEFINE_integer("beam", 1, "Beam width (1: greedy)."),
@@ -43,12 +46,12 @@ def _define_flags():
 
 
 def run(workdir, files, step=None, batch_size: int = 8, options=None) -> list[str]:
-    """Transcripts of `files` by the workdir's model (InputError / ConfigError /
-    CheckpointError for the user's mistakes)."""
+    """Transcripts (st: translations) of `files` by the workdir's model (InputError /
+    ConfigError / CheckpointError for the user's mistakes)."""
     if not files:
         raise inference.InputError("no audio files given")
     waves = [inference.read_audio_file(f) for f in files]  # every file checked before loading
-    trained = inference.load(workdir, step, task="asr")
+    trained = inference.load(workdir, step, task=("asr", "st"))
     return inference.transcribe(trained, waves, batch_size, options or inference.Decoding())
 
 

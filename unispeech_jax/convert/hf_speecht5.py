@@ -87,6 +87,19 @@ def model_config_from_hf(hf_config) -> ml_collections.ConfigDict:
     return cfg
 
 
+def hf_config_kwargs(model_cfg) -> dict:
+    """`transformers.SpeechT5Config` keyword arguments for our `config.model` (the fields HF
+    has; `model_config_from_hf` of the result gives them back). ValueError for a front end
+    HF lacks."""
+    if model_cfg.feature_encoder != "conv":
+        raise ValueError(
+            f"model.feature_encoder={model_cfg.feature_encoder!r} has no Hugging Face "
+            "counterpart: only the 'conv' front end converts"
+        )
+    values = {name: model_cfg[name] for name in _SAME_NAME if name not in _NOT_IN_HF}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
 def _prefixes(encoder_input: str, decoder_output: str) -> dict:
     """Our top-level module → HF key prefix, for one HF class."""
     out = {
@@ -369,6 +382,7 @@ def vocoder_to_hf(params, as_torch: bool = True) -> dict:
 __all__ = [
     "HF_CLASSES",
     "from_hf",
+    "hf_config_kwargs",
     "infer_class",
     "model_config_from_hf",
     "to_hf",

@@ -54,6 +54,7 @@ import numpy as np
 import sentencepiece as spm
 from tqdm import tqdm
 
+from unispeech_jax import errors
 from unispeech_jax.data import shards
 from unispeech_jax.data.audio import SAMPLE_RATE
 from unispeech_jax.data.cache import build_atomically, cache_dir
@@ -505,7 +506,7 @@ def _snr_list(text: str) -> list[float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = errors.ArgumentParser(
         prog="python -m unispeech_jax.data.corpus",
         description="Generate a local speech corpus with eSpeak NG (see docs/ARCHITECTURE.md).",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +77,11 @@ _DEFAULTS: dict[str, Any] = dict(
     augment_speed=0.0,  # speed factor from U[1-a, 1+a] (pitch, formants, tempo)
     augment_tilt_db=0.0,  # spectral tilt from U[-t, t] dB/octave about 1 kHz
     augment_bumps_db=0.0,  # equaliser gains from U[-b, b] dB at 150 Hz..4.8 kHz
+    augment_reverb_prob=0.0,  # chance of a room: synthetic, or one of augment_rir_dir's
+    augment_rir_dir="",  # folder of room impulse responses (*.wav, searched recursively)
+    augment_noise_prob=0.0,  # chance of added noise at an SNR from U[augment_noise_snr] dB
+    augment_noise_snr=(5.0, 20.0),  # (low, high) dB against the utterance's power
+    augment_noise_dir="",  # folder of noise recordings (*.wav, e.g. MUSAN): half the noises
     # SpeechT5 speech batches (manifest / eSpeak sources only; data/pipeline.py, "SpeechT5").
     km_labels="",  # frame label file extension, e.g. 'km'; '' = no `km`
     km_dir="",  # folder of <split>.<km_labels>; default the data dir
@@ -132,6 +138,11 @@ class DataConfig:
     augment_speed: float
     augment_tilt_db: float
     augment_bumps_db: float
+    augment_reverb_prob: float
+    augment_rir_dir: str
+    augment_noise_prob: float
+    augment_noise_snr: tuple
+    augment_noise_dir: str
     km_labels: str
     km_dir: str
     km_clusters: int
@@ -316,6 +327,12 @@ def _check_combinations(cfg: DataConfig) -> None:
         raise DataError(f"data.corpus.parallel={cfg.corpus['parallel']}: expected an integer >= 1")
     if not 0.0 <= cfg.heldout_fraction < 1.0:
         raise DataError(f"data.heldout_fraction={cfg.heldout_fraction}: expected a value in [0, 1)")
+    translations = cfg.corpus["translations"]
+    if cfg.source == "espeak" and translations and not os.path.isfile(translations):
+        raise DataError(
+            f"data.corpus.translations={translations!r}: file not found (make the Bible verse "
+            "pairs with python -m unispeech_jax.data.sword; README, speech translation)"
+        )
 
 
 def _check_task(cfg: DataConfig, task: str) -> None:
@@ -358,7 +375,17 @@ def _check_task(cfg: DataConfig, task: str) -> None:
 
 
 def augment_of(cfg: DataConfig) -> augment_lib.Augment:
-    """The training augmentation `cfg` asks for (data/augment.py)."""
+    """The training augmentation `cfg` asks for (data/augment.py); its folders are checked
+    when the training pipeline starts (`Augment.folders`), not here: evaluating a workdir
+    needs no noise folder."""
+    snr = cfg.augment_noise_snr
     return augment_lib.Augment(
-        speed=cfg.augment_speed, tilt_db=cfg.augment_tilt_db, bumps_db=cfg.augment_bumps_db
+        speed=cfg.augment_speed,
+        tilt_db=cfg.augment_tilt_db,
+        bumps_db=cfg.augment_bumps_db,
+        reverb_prob=cfg.augment_reverb_prob,
+        rir_dir=cfg.augment_rir_dir,
+        noise_prob=cfg.augment_noise_prob,
+        noise_snr=tuple(snr) if isinstance(snr, (tuple, list)) else (snr,),
+        noise_dir=cfg.augment_noise_dir,
     )

@@ -17,6 +17,7 @@ A decoder (`SpeechDecoder` here, data/task_batches.py's `TaskDecoder`) is a call
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -85,6 +86,30 @@ def read_input(
         rng = np.random.default_rng(int(key_hash(seed, AUGMENT_KEY, epoch, i)))
         x = augment_lib.augment(x, augment, rng, cfg.sample_rate, bucket_len)
     return x, reason, detail
+
+
+BABBLE_RESERVOIR = 16  # training utterances the babble noise is made of
+
+
+def with_babble(
+    augment: augment_lib.Augment, paths: list[str], lengths: np.ndarray, cfg: DataConfig, seed: int
+) -> augment_lib.Augment:
+    """`augment` with its babble reservoir: BABBLE_RESERVOIR training utterances (of `paths`
+    [n], `lengths` int64 [n] samples) picked by `seed`, each its first `max_sample_len` samples
+    at unit std (unreadable ones left out). Also checks the noise and RIR folders, so that a
+    bad one stops the run before tf.data starts. Unchanged when no noise is asked for."""
+    augment.folders()
+    if augment.noise_prob == 0 or not len(paths):
+        return augment
+    rng = np.random.default_rng(int(key_hash(seed, AUGMENT_KEY, len(paths))))
+    picks = rng.choice(len(paths), min(BABBLE_RESERVOIR, len(paths)), replace=False)
+    talkers = []
+    for i in sorted(picks):
+        n = int(lengths[i])
+        x, reason, _ = read_audio(paths[i], n, 0, min(n, cfg.max_sample_len), cfg.sample_rate)
+        if reason is None and np.std(x) > 0:
+            talkers.append(x / np.std(x))
+    return dataclasses.replace(augment, babble=tuple(talkers))
 
 
 class SpeechDecoder:

@@ -36,10 +36,13 @@ transcribed speech of one domain and untranscribed speech of the target domain. 
 through the same checks (counted under the same reasons, decode problems name their own
 manifest and line); not with `labelled_only`, the SpeechT5 keys, or a TFDS source.
 
-Training batches can be augmented (`data.augment_speed`, `augment_tilt_db`, `augment_bumps_db`;
-data/augment.py): each utterance as read (after its crop, before normalisation and before the
-SpeechT5 mel target is computed) is resampled and equalised by draws keyed on (seed, epoch,
-utterance), so resuming repeats them. A slowed-down utterance is capped at its batch row.
+Training batches can be augmented (`data.augment_speed`, `augment_tilt_db`, `augment_bumps_db`,
+`augment_reverb_prob`, `augment_noise_prob` and their folders; data/augment.py): each
+utterance as read (after its crop, before normalisation and before the SpeechT5 mel target is
+computed) is resampled, equalised, reverberated and mixed with noise by draws keyed on (seed,
+epoch, utterance), so resuming repeats them. A slowed-down utterance is capped at its batch
+row. Babble noise is made of a fixed reservoir of training utterances picked by the seed
+(decode.with_babble); a TFDS stream has none and uses brown noise in its place.
 
 Evaluation never crops or drops: utterances longer than the largest bucket go to extra
 buckets that are multiples of it, and the last batch is completed with weight-0 copies so that
@@ -84,7 +87,12 @@ from unispeech_jax.data.batching import (
     plan_batches,
 )
 from unispeech_jax.data.data_config import DataConfig, augment_of, resolve
-from unispeech_jax.data.decode import SpeechDecoder, planned_iterator, speech_batch_shapes
+from unispeech_jax.data.decode import (
+    SpeechDecoder,
+    planned_iterator,
+    speech_batch_shapes,
+    with_babble,
+)
 from unispeech_jax.data.manifest import load_split
 from unispeech_jax.data.mixing import MixedIterator, mix
 from unispeech_jax.data.stats import DataError, PipelineStats
@@ -129,6 +137,7 @@ def make_train_iter(
     stats = PipelineStats(cfg.strict)
     start = parse_position(start_position)
     if cfg.source == "tfds":
+        augment_of(cfg).folders()  # a bad noise/RIR folder: one line now, not in a reader
         return tfds_iterator(
             cfg,
             cfg.train_split,
@@ -178,8 +187,9 @@ def make_train_iter(
     if not len(split):
         raise DataError(f"{split.manifest}: no usable examples ({stats.as_dict()})")
     lengths = np.minimum(split.lengths, cfg.max_sample_len) if cfg.crop else split.lengths
+    augment = with_babble(augment_of(cfg), split.paths, split.lengths, cfg, seed)
     return planned_train_iter(
-        SpeechDecoder(split, cfg, seed, cfg.crop, augment_of(cfg)),
+        SpeechDecoder(split, cfg, seed, cfg.crop, augment),
         cfg,
         split.manifest,
         lengths,
@@ -375,8 +385,9 @@ def _task_train_iter(
     stats = PipelineStats(cfg.strict)
     s, sp = _load_task_split(cfg, task, cfg.train_split, train=True, stats=stats)
     lengths = planning_lengths(cfg, s)
+    augment = with_babble(augment_of(cfg), s.audio_paths, s.audio_lengths, cfg, seed)
     return planned_train_iter(
-        TaskDecoder(s, cfg, task, sp, seed, augment_of(cfg), with_utterance=False),
+        TaskDecoder(s, cfg, task, sp, seed, augment, with_utterance=False),
         cfg,
         s.manifest,
         lengths,

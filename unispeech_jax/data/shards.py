@@ -4,8 +4,8 @@ written as FLAC, in a fresh worker process.
 A shard's content depends only on (seed, split, shard index), never on the worker count or on
 which process ran it: libespeak-ng keeps global state that leaks from one utterance into the
 next (filters, echo buffers), so every shard runs in a fresh process and the library's random
-generator is reseeded before every utterance. Noise and reverberation are synthetic and seeded:
-nothing to download.
+generator is reseeded before every utterance. Noise and reverberation (data/degrade.py) are
+synthetic and seeded: nothing to download.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import soundfile as sf
 import soxr
 
 from unispeech_jax.data.audio import SAMPLE_RATE
+from unispeech_jax.data.degrade import make_noise, noise_at_snr, reverberate
 from unispeech_jax.data.espeak import ESpeak, sentence_phones
 from unispeech_jax.data.sentences import faker_sentences
 from unispeech_jax.data.voices import JITTER, SPLITS
@@ -34,38 +35,6 @@ def texts_for_shard(by_split: dict, split: str, index: int, seed: int) -> list:
     order = np.random.default_rng([seed, 11, SPLITS.index(split)]).permutation(len(pool))
     start = index * SHARD_SIZE
     return [pool[order[(start + k) % len(pool)]] for k in range(SHARD_SIZE)]
-
-
-def _coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
-    """Noise with power ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
-    noise = np.fft.irfft(spec / f ** (exponent / 2), n)
-    return noise / (np.std(noise) + 1e-12)
-
-
-def make_noise(n: int, others: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """White, pink, brown or babble (other utterances of the shard, looped and summed)."""
-    kind = ("white", "pink", "brown", "babble")[int(rng.integers(4))]
-    if kind == "babble" and others:
-        noise = np.zeros(n)
-        for idx in rng.choice(len(others), size=min(4, len(others)), replace=False):
-            other = others[idx]
-            noise += np.roll(np.resize(other, n), int(rng.integers(n)))
-        if np.std(noise) > 0:
-            return noise / np.std(noise)
-    return _coloured_noise(n, {"white": 0.0, "pink": 1.0}.get(kind, 2.0), rng)
-
-
-def reverberate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Convolution with an exponentially decaying noise room response (RT60 0.2-0.7 s)."""
-    rt60 = rng.uniform(0.2, 0.7)
-    t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
-    rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * rng.uniform(0.1, 0.3)
-    rir[0] = 1.0  # direct path
-    nfft = 1 << (len(x) + len(rir) - 2).bit_length()  # linear (not circular) convolution
-    y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(rir, nfft), nfft)[: len(x)]
-    return y * (np.std(x) / (np.std(y) + 1e-12))
 
 
 def _shard_seed(seed: int, split: str, index: int) -> list[int]:
@@ -162,8 +131,7 @@ def run_shard(spec: dict) -> dict:
                 rec["snr"] = _snr_of(spec["noise_snr"], rng)
                 others = [a for a in clean_audio if a is not audio]
                 noise = make_noise(audio.size, others, rng)
-                power = np.mean(audio**2)
-                degraded = degraded + noise * np.sqrt(power / 10 ** (rec["snr"] / 10))
+                degraded = degraded + noise_at_snr(noise, np.mean(audio**2), rec["snr"])
             peak = max(np.max(np.abs(degraded)), np.max(np.abs(audio)))
             gain = 0.99 / peak if peak > 0.99 else 1.0  # same gain on both: same scale
             audio = audio * gain

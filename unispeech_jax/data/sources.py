@@ -42,11 +42,28 @@ def vocab_path(data_cfg) -> Path:
     raise DataError("data.labels is '' (no labels): there is no label vocabulary")
 
 
+def label_kind(data_cfg, kept_dir: Path) -> str:
+    """The labels a run reads: `data.labels`, except for a TFDS source left at the default
+    'phn' without a phone dictionary (no `data.vocab_path`, no dict.phn.txt kept in
+    `kept_dir` nor in the TFDS folder): then 'ltr', the transcripts' letters, as for
+    LibriSpeech and the other TFDS speech sets, which have text but no phones. A kept
+    dictionary decides first, so that a workdir keeps reading what it was trained on."""
+    cfg = resolve(data_cfg)
+    if cfg.source != "tfds" or cfg.labels != "phn" or cfg.vocab_path:
+        return cfg.labels
+    for kind in ("phn", "ltr"):
+        if (kept_dir / f"dict.{kind}.txt").is_file():
+            return kind
+    return "phn" if vocab_path(cfg).is_file() else "ltr"
+
+
 def vocab(data_cfg) -> text_lib.PhoneVocab:
     """The label vocabulary (`vocab_path`)."""
     path = vocab_path(data_cfg)
     if not path.is_file():
-        raise DataError(f"label vocabulary not found: {path}")
+        cfg = resolve(data_cfg)
+        made = " (a training run makes it in <workdir>/vocab)" if cfg.source == "tfds" else ""
+        raise DataError(f"label vocabulary not found: {path}{made}")
     return text_lib.PhoneVocab.load(path)
 
 

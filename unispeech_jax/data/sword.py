@@ -30,7 +30,6 @@ other keeps whole) may pair neighbouring verses: few, and said here rather than 
 
 from __future__ import annotations
 
-import argparse
 import html
 import re
 import struct
@@ -39,6 +38,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+from unispeech_jax import errors
 from unispeech_jax.data.stats import DataError
 
 TESTAMENTS = ("ot", "nt")
@@ -203,7 +203,7 @@ def parallel_verses(source: str | Path, target: str | Path) -> tuple[list, Count
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = errors.ArgumentParser(
         prog="python -m unispeech_jax.data.sword",
         description="Write the verses two SWORD zText Bibles share as 'source<TAB>target' "
         "lines (the corpus's --translations input).",

@@ -6,15 +6,27 @@ tf.data: it comes out as a batch of its own at its place in the stream and is co
 consumer reaches it, so the counts after N batches do not depend on how far the prefetching
 threads ran ahead. The position counts the elements of the epoch's stream consumed (batches,
 rejected examples, dropped partial batches), and resuming replays the epoch up to it (exact,
-but costs reading that part again). For multi-host runs every host reads the whole stream and
-keeps its slice of each global batch: this is what keeps the bucket sequence identical on all
-hosts, at the price of reading the data once per host. For large multi-host runs, export the
-TFDS split to a manifest.
+but costs reading that part again).
+
+Multi-host training: each host reads only its contiguous share of the split (examples
+[h*N/n, (h+1)*N/n)) and batches it into its per-host share of each global batch size, one
+queue per bucket. Before each batch the hosts exchange which buckets they have a batch ready
+in (`agree`, an all-gather of a few integers) and all take one from the lowest bucket ready
+on every host, so every host's batch has the same shape; a host with none ready reads on.
+An epoch ends when no bucket can be ready on every host again (the rest is counted as
+dropped). The position then counts the global batches of the epoch, so a run resumes with
+the same number of processes. Evaluation is one pass: every host reads the whole (small)
+split and keeps its rows of each batch.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +53,43 @@ from unispeech_jax.data.stats import FILTER_REASONS, SKIP_REASONS, DataError, Pi
 def letters(text: str) -> str:
     """Words -> fairseq letter units: 'HI YOU' -> 'H I | Y O U |'."""
     return " ".join(" ".join(list(w)) + " |" for w in text.upper().split())
+
+
+def builder_of(cfg: DataConfig):
+    """The TFDS builder of `data.tfds_name` in `data.tfds_data_dir`; DataError if unknown."""
+    import tensorflow_datasets as tfds
+
+    if not cfg.tfds_name:
+        raise DataError("data.source='tfds' needs data.tfds_name")
+    try:
+        return tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise DataError(f"data.tfds_name={cfg.tfds_name!r}: {str(e).splitlines()[0]}") from None
+
+
+def write_letter_vocab(cfg: DataConfig, path: Path) -> Path:
+    """The letters of the transcripts of `data.train_split` (`letters`: upper case, `|` ends
+    a word) as a fairseq dict at `path`, most frequent first. Reads the text feature only
+    (the audio is not decoded); written beside and renamed into place."""
+    import tensorflow_datasets as tfds
+
+    decoders = tfds.decode.PartialDecoding({cfg.tfds_text_key: True})
+    ds = builder_of(cfg).as_dataset(split=cfg.train_split, shuffle_files=False, decoders=decoders)
+    counts = collections.Counter()
+    for text in ds.map(lambda ex: ex[cfg.tfds_text_key]).as_numpy_iterator():
+        counts.update(letters(text.decode("utf-8", "replace")).split())
+    if not counts:
+        raise DataError(
+            f"tfds {cfg.tfds_name}/{cfg.train_split}: no transcripts to list letters of"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(
+            f"{s} {n}\n" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+    os.replace(tmp, path)
+    return path
 
 
 # Status codes of a TFDS example: 0 = usable, else the skip / filter reason.
@@ -146,15 +195,19 @@ def tfds_iterator(
     process_count: int,
     start: tuple[int, int],
     stats: PipelineStats,
+    agree: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> BatchIterator:
     """Host-local batches of TFDS `split` (module docstring): with `train`, infinite, filtered,
-    cropped and shuffled from epoch/element `start`; else one pass, padded with weight-0 rows."""
-    tf = load_tf()
-    import tensorflow_datasets as tfds
+    cropped and shuffled from epoch/element `start`; else one pass, padded with weight-0 rows.
 
-    if not cfg.tfds_name:
-        raise DataError("data.source='tfds' needs data.tfds_name")
-    builder = tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
+    agree: [k] int32 of this host -> [process_count, k] of all hosts, in process order
+    (default: jax's process_allgather); multi-host training only."""
+    tf = load_tf()
+    builder = builder_of(cfg)
+    sharded = train and process_count > 1
+    shard, offset = split, 0
+    if sharded:
+        shard, offset = host_split(builder, split, process_index, process_count)
     feature = builder.info.features[cfg.tfds_audio_key]
     rate = getattr(feature, "sample_rate", None)
     if rate and rate != cfg.sample_rate:
@@ -186,6 +239,8 @@ def tfds_iterator(
         bl = tf.maximum(bucket_len_of(key), 1)
         m = cfg.batch_multiple
         size = tf.maximum(tf.constant(m, tf.int64), (cfg.max_samples_per_batch // bl) // m * m)
+        if sharded:  # this host's share of the global batch
+            size = size // process_count
         return tf.where(key < 0, tf.constant(1, tf.int64), size)
 
     def reduce(key, window):
@@ -207,9 +262,9 @@ def tfds_iterator(
         )
 
     def epoch_dataset(epoch):
-        ds = builder.as_dataset(split=split, shuffle_files=False)
+        ds = builder.as_dataset(split=shard, shuffle_files=False)
         ds = ds.map(lambda ex: (ex[cfg.tfds_audio_key], ex[cfg.tfds_text_key]))
-        ds = ds.enumerate()
+        ds = ds.enumerate(start=offset)  # indices in the whole split: draws do not depend on n
         if train and cfg.shuffle:
             ds = ds.shuffle(
                 cfg.shuffle_buffer,
@@ -251,45 +306,117 @@ def tfds_iterator(
         ds = ds.group_by_window(key_of, reduce, window_size_func=size_of)
         return ds.prefetch(cfg.prefetch)
 
+    def count_rejected(batch) -> None:
+        """Counts a rejected example (a window of one) in `stats`."""
+        reason = _TFDS_REASONS[int(batch["status"][0])]
+        stats.problem(
+            reason,
+            f"{where}[{int(batch['index'][0])}]",
+            batch["detail"][0].decode("utf-8"),
+            filtered=reason in FILTER_REASONS,
+        )
+
+    def keep(batch, rows: slice) -> dict:
+        """This host's `rows` of a full batch, its crops and rows counted."""
+        cropped = batch["cropped"][rows]
+        stats.cropped += int((cropped > 0).sum())
+        stats.labelled_cropped += int((cropped == 2).sum())
+        batch = {k: batch[k][rows] for k in BATCH_KEYS}
+        account(stats, batch)
+        return batch
+
     def batches():
         for epoch in range(1) if not train else itertools.count(start[0]):
             skip = start[1] if epoch == start[0] else 0
             consumed, yielded = skip, 0  # consumed: elements of the epoch's dataset
             for batch in epoch_dataset(epoch).skip(skip).as_numpy_iterator():
                 consumed += 1
-                status = int(batch["status"][0])
-                if status:
-                    reason = _TFDS_REASONS[status]
-                    stats.problem(
-                        reason,
-                        f"{where}[{int(batch['index'][0])}]",
-                        batch["detail"][0].decode("utf-8"),
-                        filtered=reason in FILTER_REASONS,
-                    )
+                if batch["status"][0]:
+                    count_rejected(batch)
                     continue
-                cropped = batch["cropped"]
-                batch = {k: batch[k] for k in BATCH_KEYS}
                 size = batch_size_for(cfg, batch["audio"].shape[1])
                 rows = batch["audio"].shape[0]
                 if rows < size:
                     if train:
                         stats.dropped_remainder += rows
                         continue
-                    pad = np.zeros(size - rows, int)  # weight-0 copies of row 0
-                    batch = {k: np.concatenate([v, v[pad]]) for k, v in batch.items()}
-                    batch["weight"][rows:] = 0.0
-                    batch["labelled"][rows:] = 0.0
-                    batch["phones"][rows:] = 0
-                    batch["phones_mask"][rows:] = False
-                local = local_rows(size, process_index, process_count)
-                batch = {k: v[local] for k, v in batch.items()}
-                cropped = cropped[local] if rows == size else np.zeros(0)
-                stats.cropped += int((cropped > 0).sum())
-                stats.labelled_cropped += int((cropped == 2).sum())
-                account(stats, batch)
+                    batch = _padded(batch, size)
                 yielded += 1
-                yield batch, {"epoch": epoch, "batch": consumed}
+                local = local_rows(size, process_index, process_count)
+                yield keep(batch, local), {"epoch": epoch, "batch": consumed}
             if train and yielded == 0 and skip == 0:
                 raise DataError(f"tfds {cfg.tfds_name}/{split}: no usable examples")
 
-    return BatchIterator(batches(), {"epoch": start[0], "batch": start[1]}, stats)
+    def agreed_batches():
+        """Multi-host training (module docstring): this host's share of each global batch."""
+        exchange = agree or _allgather
+        for epoch in itertools.count(start[0]):
+            skip = start[1] if epoch == start[0] else 0
+            emitted = 0
+            queues = [collections.deque() for _ in boundaries]  # one per bucket
+            stream = epoch_dataset(epoch).as_numpy_iterator()
+            exhausted = False
+            while True:
+                mine = [len(q) > 0 for q in queues] + [exhausted]
+                votes = np.asarray(exchange(np.array(mine, np.int32))).astype(bool)
+                ready = np.flatnonzero(votes[:, :-1].all(0))
+                if ready.size:
+                    batch = queues[ready[0]].popleft()
+                    emitted += 1
+                    if emitted > skip:  # the first `skip` were yielded before the resume
+                        yield keep(batch, slice(None)), {"epoch": epoch, "batch": emitted}
+                    continue
+                if not (votes[:, :-1] | ~votes[:, -1:]).all(0).any():
+                    break  # no bucket can be ready on every host again
+                if exhausted:
+                    continue
+                batch = next(stream, None)
+                counting = emitted >= skip  # what was read before the resume was counted then
+                if batch is None:
+                    exhausted = True
+                elif batch["status"][0]:
+                    if counting:
+                        count_rejected(batch)
+                else:
+                    bucket_len = batch["audio"].shape[1]
+                    if len(batch["audio"]) == batch_size_for(cfg, bucket_len) // process_count:
+                        queues[boundaries.index(bucket_len)].append(batch)
+                    elif counting:
+                        stats.dropped_remainder += len(batch["audio"])
+            stats.dropped_remainder += sum(len(b["audio"]) for q in queues for b in q)
+            if emitted == 0:
+                raise DataError(f"tfds {cfg.tfds_name}/{split}: no usable examples")
+
+    return BatchIterator(
+        agreed_batches() if sharded else batches(),
+        {"epoch": start[0], "batch": start[1]},
+        stats,
+    )
+
+
+def host_split(builder, split: str, process_index: int, process_count: int) -> tuple[str, int]:
+    """(TFDS split string, first example index) of this host's contiguous share of `split`."""
+    total = builder.info.splits[split].num_examples
+    lo = process_index * total // process_count
+    hi = (process_index + 1) * total // process_count
+    return f"{split}[{lo}:{hi}]", lo
+
+
+def _allgather(mine: np.ndarray) -> np.ndarray:
+    """[k] of this process -> [process_count, k] of all, in process order."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, len(mine))
+
+
+def _padded(batch: dict, size: int) -> dict:
+    """An eval bucket's last batch of `rows` < `size` rows filled with weight-0 copies of row 0."""
+    rows = len(batch["audio"])
+    take = np.concatenate([np.arange(rows), np.zeros(size - rows, int)])
+    batch = {k: v[take] for k, v in batch.items()}
+    batch["weight"][rows:] = 0.0
+    batch["labelled"][rows:] = 0.0
+    batch["phones"][rows:] = 0
+    batch["phones_mask"][rows:] = False
+    batch["cropped"][rows:] = 0
+    return batch

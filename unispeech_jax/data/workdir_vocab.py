@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from unispeech_jax.data import sources, tasks
+from unispeech_jax.data import sources, tasks, tfds_source
 from unispeech_jax.data import text as text_lib
 from unispeech_jax.data.data_config import resolve
 from unispeech_jax.data.stats import DataError
@@ -52,20 +52,39 @@ def pin(config, workdir, keep: bool = True, init_from: str = ""):
     workdir that keeps none (made before this existed) reads the corpus's, with a warning.
     """
     pinned = config.copy_and_resolve_references()
-    for name, corpus_file in used_files(config).items():
-        kept = Path(workdir) / VOCAB_DIR / name
+    kept_dir = Path(workdir) / VOCAB_DIR
+    if "labels" in pinned.data:
+        kind = sources.label_kind(pinned.data, kept_dir)
+        if kind != pinned.data.labels:
+            log.info(
+                "%s has no phone dictionary: reading letters (data.labels='%s')",
+                pinned.data.tfds_name,
+                kind,
+            )
+            pinned.data.labels = kind
+    for name, corpus_file in used_files(pinned).items():
+        kept = kept_dir / name
         if kept.is_file():
             refuse_missing(kept, corpus_file)
             chosen = kept
         else:
             chosen = _new_run_file(name, corpus_file, init_from)
-            if keep:
+            if keep and _letters_to_list(pinned, chosen):
+                chosen = tfds_source.write_letter_vocab(resolve(pinned.data), kept)
+                log.info("%s: the letters of %s's transcripts", chosen, pinned.data.tfds_name)
+            elif keep:
                 _copy_atomically(chosen, kept)
                 chosen = kept
             else:
                 log.warning("%s keeps no %s: reading %s", workdir, name, corpus_file)
         pinned.data[_KEYS.get(name, "vocab_path")] = str(chosen)
     return pinned
+
+
+def _letters_to_list(config, chosen: Path) -> bool:
+    """Whether a new run's letter dictionary is made from its TFDS transcripts: a TFDS
+    source reading letters, with no dictionary of its own or of the `init_from` run."""
+    return config.data.source == "tfds" and config.data.labels == "ltr" and not chosen.is_file()
 
 
 def refuse_missing(kept: Path, corpus_file: Path) -> None:

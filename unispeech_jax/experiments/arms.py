@@ -24,7 +24,7 @@ import numpy as np
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import evaluate, scoring
+from unispeech_jax import errors, evaluate, scoring
 from unispeech_jax import train as train_lib
 from unispeech_jax.data import pipeline
 
@@ -152,8 +152,8 @@ USER_ERRORS = (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.
 
 def base_parser(module: str, description: str, scales) -> argparse.ArgumentParser:
     """The arguments every driver takes: --workdir, --scale (a key of `scales`), --seeds,
-    --set KEY=VALUE (overrides of every run's config)."""
-    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    --set KEY=VALUE (overrides of every run's config); a bad one is one line, exit status 2."""
+    p = errors.ArgumentParser(prog=f"python -m {module}", description=description)
     p.add_argument("--workdir", required=True)
     p.add_argument("--scale", choices=sorted(scales), default="full")
     p.add_argument("--seeds", type=seeds_argument, default=[0], help="e.g. 0,1,2")

@@ -21,12 +21,12 @@ if __name__ == "__main__":  # first, before the heavy imports: hostmem may repla
 
     hostmem.reexec_with_huge_pages()
 
-import argparse
 import importlib
 import json
 import logging
 from collections.abc import Sequence
 
+from unispeech_jax import errors
 from unispeech_jax.data import features as features_lib
 from unispeech_jax.data import kmeans
 
@@ -45,7 +45,7 @@ def _import_callable(spec: str) -> kmeans.FeatureFn:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = errors.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="folder with <split>.tsv manifests")
     parser.add_argument("--out", required=True, help="folder for <split>.km")
     parser.add_argument("--k", type=int, default=100)
