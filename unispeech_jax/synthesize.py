@@ -28,7 +28,7 @@ from absl import logging as absl_logging
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference, waveform
+from unispeech_jax import inference, platforms, waveform
 from unispeech_jax.data import audio as audio_lib
 
 
@@ -88,6 +88,7 @@ def speak_or_exit(make_audio, out) -> None:
     """A speech CLI's body (also convert_voice.py's): make_audio() writes the WAV file `out`
     and returns its waveform, then `<out><TAB><seconds> s` is printed; the user's mistakes are
     one error line and exit status 2."""
+    platforms.skip_absent_accelerators()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
