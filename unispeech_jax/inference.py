@@ -69,11 +69,8 @@ def load(workdir, step: int | None = None, task: str | tuple[str, ...] | None = 
     workdir = pathlib.Path(workdir)
     if not workdir.is_dir():
         raise config_lib.ConfigError(f"workdir {workdir} does not exist")
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise config_lib.ConfigError(f"{config_file} not found: is {workdir} a training workdir?")
     # Its text ids are those of the SentencePiece model the workdir keeps (data/workdir_vocab.py).
-    config = workdir_vocab.pin(config_lib.from_json(config_file.read_text()), workdir, keep=False)
+    config = workdir_vocab.pin(config_lib.load_saved(workdir), workdir, keep=False)
     _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
     wanted = (task,) if isinstance(task, str) else task
@@ -103,11 +100,15 @@ def load(workdir, step: int | None = None, task: str | tuple[str, ...] | None = 
 
 def assemble(workdir, config, params, model_state, step: int) -> Trained:
     """A `Trained` of a SpeechT5 fine-tuning run's config (its vocabulary pinned to the
-    workdir's) and restored variables."""
+    workdir's) and restored variables (in any layer layout)."""
     _, spec = tasks.split_config(config)
     family = models.get(config.model.name)
     sp = text_lib.load_sp(sources.task_sentencepiece_model(config.data, spec.name))
     module = family.build(config.model, text_lib.text_vocab_size(sp))
+    params, model_state = checkpoint_lib.variables(
+        {"params": params, "model_state": model_state},
+        models.abstract_variables(family, module, config.data),
+    )
     variables = {"params": params, **model_state}
     return Trained(pathlib.Path(workdir), config, module, variables, int(step), sp)
 
@@ -240,9 +241,11 @@ def recognize_ctc(trained: Trained, audio, audio_mask, options: Decoding = Decod
 
 def to_text(trained: Trained, ids) -> str:
     """Output ids → text: SentencePiece pieces (ids past them, e.g. the infilling mask, are no
-    text and left out), or a CTC model's space-separated phones (`|` between words)."""
+    text and left out), or a CTC model's space-separated phones (`|` between words), or the
+    words its letters spell (`data.labels='ltr'`)."""
     if trained.phones is not None:
-        return metrics_lib.ids_to_string(ids, trained.phones.symbols, ignore=())
+        units = metrics_lib.ids_to_string(ids, trained.phones.symbols, ignore=())
+        return text_lib.letter_words(units) if trained.config.data.labels == "ltr" else units
     pieces = trained.sp.get_piece_size()
     return text_lib.sp_decode(trained.sp, [t for t in ids if t < pieces])
 

@@ -28,7 +28,7 @@ from absl import logging as absl_logging
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference, waveform
+from unispeech_jax import inference, platforms, waveform
 from unispeech_jax.data import audio as audio_lib
 
 
@@ -69,6 +69,7 @@ def run(workdir, text, out, speaker=None, xvector=None, vocoder=None, **options)
 
 
 def main(argv):
+    platforms.skip_absent_accelerators()
     del argv
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True
