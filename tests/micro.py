@@ -15,7 +15,7 @@ import numpy as np
 
 from unispeech_jax import checkpoint
 from unispeech_jax import config as config_lib
-from unispeech_jax.experiments import unispeech_crosslingual
+from unispeech_jax.experiments import micro_models
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ MICRO = [
     "data.bucket_boundaries=(16000,32000)",
     "data.max_samples_per_batch=64000",
     "data.batch_multiple=2",
-    *unispeech_crosslingual.MICRO_MODEL,
+    *micro_models.UNISPEECH,
     "optim.warmup_steps=2",
     "peak_flops_per_device=1e10",
 ]

@@ -13,13 +13,13 @@ from unispeech_jax import config as config_lib
 from unispeech_jax import step as step_lib
 from unispeech_jax import train
 from unispeech_jax.data import pipeline
-from unispeech_jax.experiments import speecht5_ablation
+from unispeech_jax.experiments import micro_models
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 # The micro SpeechT5 model (also of the fine-tuning config tests).
-MICRO_MODEL = list(speecht5_ablation.MICRO_MODEL)
+MICRO_MODEL = list(micro_models.SPEECHT5)
 
 
 def micro_config(**overrides):

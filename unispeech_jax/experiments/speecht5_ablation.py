@@ -39,6 +39,7 @@ import pathlib
 
 from unispeech_jax import scoring
 from unispeech_jax.experiments import arms as arms_lib
+from unispeech_jax.experiments import micro_models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,31 +58,6 @@ class Scale:
     model: tuple[str, ...] = ()  # of both
 
 
-# The micro SpeechT5 model (also the SpeechT5 tests'): a few thousand parameters.
-MICRO_MODEL = (
-    # One 400-sample window, 320 hop: the frames of the k-means labels, with one conv.
-    "model.feature_encoder=conv",
-    "model.conv_dim=(32,)",
-    "model.conv_kernel=(400,)",
-    "model.conv_stride=(320,)",
-    "model.hidden_size=32",
-    "model.encoder_layers=1",
-    "model.decoder_layers=1",
-    "model.encoder_attention_heads=2",
-    "model.decoder_attention_heads=2",
-    "model.encoder_ffn_dim=64",
-    "model.decoder_ffn_dim=64",
-    "model.num_conv_pos_embeddings=16",
-    "model.num_conv_pos_embedding_groups=4",
-    "model.encoder_max_relative_position=16",
-    "model.speech_decoder_prenet_units=32",
-    "model.speech_decoder_postnet_units=16",
-    "model.speech_decoder_postnet_layers=2",
-    "model.speaker_embedding_dim=8",
-    "model.num_codevectors_per_group=8",
-    "model.num_clusters=8",
-    "model.final_dim=16",
-)
 SCALES = {
     "full": Scale(2.0, 1000, 500, 0.25, 100, 0, 32),
     # micro: the smallest corpus and a model of a few thousand parameters, for the tests.
@@ -109,7 +85,7 @@ SCALES = {
             "data.max_samples_per_batch=128000",
             "data.batch_multiple=2",
         ),
-        model=(*MICRO_MODEL, "peak_flops_per_device=1e10"),
+        model=(*micro_models.SPEECHT5, "peak_flops_per_device=1e10"),
     ),
 }
 # The pre-training arms: overrides of configs/speecht5_tiny.py, None = no pre-training.

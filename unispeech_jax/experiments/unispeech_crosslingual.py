@@ -48,6 +48,7 @@ from collections.abc import Sequence
 
 from unispeech_jax.data import sources, workdir_vocab
 from unispeech_jax.experiments import arms as arms_lib
+from unispeech_jax.experiments import micro_models
 
 TARGETS = ("es", "de", "pl")
 WORD_BOUNDARY = "|"
@@ -66,21 +67,6 @@ class Scale:
     overrides: tuple[str, ...] = ()
 
 
-# The micro UniSpeech model (also tests/micro.py's): a few thousand parameters.
-MICRO_MODEL = (
-    "model.feature_encoder=conv",  # the paper's front end: the one the HF parity tests check
-    "model.conv_dim=(32,32,32,32,32,32,32)",
-    "model.hidden_size=32",
-    "model.num_layers=2",
-    "model.num_heads=2",
-    "model.intermediate_size=64",
-    "model.num_conv_pos_embeddings=16",
-    "model.num_conv_pos_embedding_groups=4",
-    "model.num_codevectors_per_group=16",
-    "model.codevector_dim=32",
-    "model.proj_codevector_dim=32",
-    "model.num_negatives=10",
-)
 # micro: that model on the smallest corpora, for the tests (whole utterances of up to 4 s).
 _MICRO = (
     "data.max_sample_len=64000",
@@ -89,7 +75,7 @@ _MICRO = (
     "data.batch_multiple=2",
     "optim.warmup_steps=1",
     "peak_flops_per_device=1e10",
-    *MICRO_MODEL,
+    *micro_models.UNISPEECH,
 )
 SCALES = {
     # The cached 2 h en-us corpus of configs/tiny.py; 1.2 h of target = 1.08 h of training split.
