@@ -15,6 +15,7 @@ import numpy as np
 
 from unispeech_jax import checkpoint
 from unispeech_jax import config as config_lib
+from unispeech_jax.experiments import unispeech_crosslingual
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,18 +30,7 @@ MICRO = [
     "data.bucket_boundaries=(16000,32000)",
     "data.max_samples_per_batch=64000",
     "data.batch_multiple=2",
-    "model.feature_encoder=conv",  # the paper's front end: the one the HF parity tests check
-    "model.conv_dim=(32,32,32,32,32,32,32)",
-    "model.hidden_size=32",
-    "model.num_layers=2",
-    "model.num_heads=2",
-    "model.intermediate_size=64",
-    "model.num_conv_pos_embeddings=16",
-    "model.num_conv_pos_embedding_groups=4",
-    "model.num_codevectors_per_group=16",
-    "model.codevector_dim=32",
-    "model.proj_codevector_dim=32",
-    "model.num_negatives=10",
+    *unispeech_crosslingual.MICRO_MODEL,
     "optim.warmup_steps=2",
     "peak_flops_per_device=1e10",
 ]

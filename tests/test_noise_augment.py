@@ -2,6 +2,8 @@
 the SNR made, rooms keep length, level and timing, draws repeat per (seed, epoch, utterance),
 evaluation is untouched, and bad folders or ranges are one error naming the key."""
 
+import pathlib
+
 import broken_corpus as bc
 import numpy as np
 import pytest
@@ -127,3 +129,15 @@ def test_bad_folders_stop_the_training_pipeline_naming_them(corpus, tmp_path, ke
     with pytest.raises(DataError, match=f"^data.{key}={empty}: no readable .wav file"):
         P.make_train_iter({**base, key: str(empty)}, seed=0)
     data_config.resolve({**base, key: str(missing)})  # evaluation does not need the folder
+
+
+def test_robust_config_is_tiny_plus_noise_and_rooms():
+    from unispeech_jax import config as config_lib
+
+    configs = pathlib.Path(__file__).parents[1] / "configs"
+    tiny = config_lib.load_file(configs / "tiny.py").to_dict()
+    robust = config_lib.load_file(configs / "tiny_robust.py").to_dict()
+    changed = {k for k in tiny["data"] if tiny["data"][k] != robust["data"][k]}
+    assert changed == {"augment_reverb_prob", "augment_noise_prob"}
+    assert {**robust, "data": tiny["data"]} == tiny
+    assert data_config.augment_of(data_config.resolve(robust["data"])).active

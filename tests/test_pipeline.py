@@ -19,7 +19,6 @@ from unispeech_jax.data import (
     mixing,
     sources,
     text_batches,
-    tfds_source,
 )
 from unispeech_jax.data import features as F
 from unispeech_jax.data import pipeline as P
@@ -134,7 +133,8 @@ def test_bucket_lengths_and_letters():
     expected = [2000, 2000, 4000, 8000, 16000, 16000, 24000]
     assert batching.bucket_lengths((2000, 4000, 8000), lengths).tolist() == expected
     assert [batching.eval_bucket_len((2000, 4000, 8000), n) for n in lengths] == expected
-    assert tfds_source.letters("hi  you") == "H I | Y O U |"
+    assert text_lib.letters("hi  you") == "H I | Y O U |"
+    assert text_lib.letter_words("H I | Y O U |") == "HI YOU"
 
 
 def test_config_checks():

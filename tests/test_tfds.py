@@ -13,8 +13,9 @@ import pytest
 from micro import micro_config
 from tfds_librispeech import prepare, write
 
-from unispeech_jax import evaluate, train
+from unispeech_jax import evaluate, inference, train
 from unispeech_jax.data import sources, tfds_source
+from unispeech_jax.data import text as text_lib
 from unispeech_jax.data.data_config import resolve
 from unispeech_jax.data.stats import DataError, PipelineStats
 
@@ -70,8 +71,12 @@ def test_letters_are_made_once_kept_and_read_back(librispeech, tmp_path, monkeyp
     corpus = Path(sources.resolve_data_dir(micro_config().data))
     known = set(symbols)
     lines = (corpus / "test.wrd").read_text(encoding="utf-8").splitlines()
-    scorable = [t for t in lines if set(tfds_source.letters(t).split()) <= known]
-    assert 0 < scored["examples"] == len(scorable) and scored["per"] > 0
+    scorable = [t for t in lines if set(text_lib.letters(t).split()) <= known]
+    assert 0 < scored["examples"] == len(scorable) and scored["per"] > 0 and scored["wer"] > 0
+    # transcribe prints the words the letters spell.
+    trained = inference.load(work, task="asr")
+    spelled = trained.phones.encode(text_lib.letters("hi  you"))
+    assert inference.to_text(trained, spelled) == "HI YOU"
 
 
 def test_phones_when_the_dataset_has_a_phone_dictionary(librispeech, tmp_path):
@@ -178,3 +183,9 @@ def test_hosts_read_disjoint_shares_and_agree_on_every_batch_shape(tmp_path):
     (c0, _), (c1, _) = hosts_take(cfg, 23, start=(position["epoch"], position["batch"]))
     for x, y in zip(h0[7:] + h1[7:], c0 + c1):
         np.testing.assert_array_equal(x["audio"], y["audio"])
+
+
+def test_the_default_exchange_is_jax_all_gather():
+    """One process: its own row (launch/local_multiprocess.sh runs the real two-host case)."""
+    mine = np.array([1, 0, 1], np.int32)
+    np.testing.assert_array_equal(tfds_source._allgather(mine), [[1, 0, 1]])

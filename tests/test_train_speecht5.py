@@ -13,35 +13,13 @@ from unispeech_jax import config as config_lib
 from unispeech_jax import step as step_lib
 from unispeech_jax import train
 from unispeech_jax.data import pipeline
+from unispeech_jax.experiments import speecht5_ablation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 # The micro SpeechT5 model (also of the fine-tuning config tests).
-MICRO_MODEL = [
-    # One 400-sample window, 320 hop: the frames of the k-means labels, with one conv.
-    "model.feature_encoder=conv",
-    "model.conv_dim=(32,)",
-    "model.conv_kernel=(400,)",
-    "model.conv_stride=(320,)",
-    "model.hidden_size=32",
-    "model.encoder_layers=1",
-    "model.decoder_layers=1",
-    "model.encoder_attention_heads=2",
-    "model.decoder_attention_heads=2",
-    "model.encoder_ffn_dim=64",
-    "model.decoder_ffn_dim=64",
-    "model.num_conv_pos_embeddings=16",
-    "model.num_conv_pos_embedding_groups=4",
-    "model.encoder_max_relative_position=16",
-    "model.speech_decoder_prenet_units=32",
-    "model.speech_decoder_postnet_units=16",
-    "model.speech_decoder_postnet_layers=2",
-    "model.speaker_embedding_dim=8",
-    "model.num_codevectors_per_group=8",
-    "model.num_clusters=8",
-    "model.final_dim=16",
-]
+MICRO_MODEL = list(speecht5_ablation.MICRO_MODEL)
 
 
 def micro_config(**overrides):

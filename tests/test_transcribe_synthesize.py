@@ -1,6 +1,7 @@
 """The user commands on tiny trained workdirs: `transcribe` (asr) and `synthesize` (tts), end to
 end as subprocesses, their one-line errors, and the shared loader (unispeech_jax/inference.py)."""
 
+import json
 import subprocess
 import sys
 
@@ -176,3 +177,58 @@ def test_transcribe_a_unispeech_ctc_workdir(tiny_corpus, tmp_path):
     assert len(beam) == 2 and all(set(t.split()) <= symbols for t in greedy + beam)
     with pytest.raises(config_lib.ConfigError, match="is a CTC model"):
         transcribe.run(workdir, files, options=inference.Decoding(ctc_weight=0.3))
+
+
+def _edited(workdir, folder, key: str, value):
+    """A folder holding `workdir`'s config.json with `key` ('a.b') set to `value`, by hand."""
+    config = json.loads((workdir / "config.json").read_text())
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_hand_edited_config_json_is_one_line(asr_workdir, tts_workdir, tmp_path, compile_cache):
+    """A value of the wrong type in a workdir's config.json: each command checks the file as
+    training checks a config and names the file and the key (before: tracebacks, or a
+    silently used value)."""
+    wav = _wav(tmp_path / "a.wav", 1.0)
+    cases = [
+        (
+            ("evaluate", "--workdir", _edited(asr_workdir, tmp_path / "e", "total_steps", "x")),
+            r"ConfigError: \S+/e/config\.json: total_steps must be an integer, got 'x'",
+        ),
+        (
+            (
+                "transcribe",
+                "--workdir",
+                _edited(asr_workdir, tmp_path / "t", "model.scale_embedding", None),
+                wav,
+            ),
+            r"ConfigError: \S+/t/config\.json: model\.scale_embedding must be a bool, got None",
+        ),
+        (
+            (
+                "synthesize",
+                "--workdir",
+                _edited(tts_workdir, tmp_path / "s", "optim.lr", "fast"),
+                "--text=hello",
+                f"--out={tmp_path / 'x.wav'}",
+            ),
+            r"ConfigError: \S+/s/config\.json: optim\.lr must be a float, got 'fast'",
+        ),
+    ]
+    for (program, *args), pattern in cases:
+        micro.assert_one_error_line(_run(program, *args, compile_cache=compile_cache), pattern)
+    unknown = _edited(asr_workdir, tmp_path / "u", "optim.l_r", 1e-3)
+    with pytest.raises(
+        config_lib.ConfigError, match=r"config\.json: unknown config key 'optim\.l_r'"
+    ):
+        inference.load(unknown, task="asr")
+    (tmp_path / "u" / "config.json").write_text('{"seed": ')
+    with pytest.raises(config_lib.ConfigError, match=r"u/config\.json: Expecting value"):
+        inference.load(unknown, task="asr")

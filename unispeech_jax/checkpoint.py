@@ -30,6 +30,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from unispeech_jax.models.transformer import relayout_layers
+
 log = logging.getLogger("unispeech_jax")
 _ITEMS = {"state": "the arrays", "data": "the data position", "checksums": "the checksums"}
 
@@ -57,6 +59,43 @@ def array_names(tree) -> list[str]:
     """'a/b/0/c' names of a tree's leaves, the same for a saved tree (dicts, tuples,
     NamedTuples) and for what orbax gives back without a target (dicts, lists)."""
     return ["/".join(map(_key_name, path)) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _named(tree) -> dict[str, Any]:
+    return dict(zip(array_names(tree), jax.tree.leaves(tree)))
+
+
+def _nested(named: dict[str, Any]) -> dict:
+    """{'a/b': x} → {'a': {'b': x}}."""
+    out: dict = {}
+    for name, x in named.items():
+        *path, last = name.split("/")
+        node = out
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = x
+    return out
+
+
+def _relaid_out(tree, like) -> dict[str, Any]:
+    """{name: leaf} of `tree` with each layer stack in the layout (scanned or per layer) that
+    `like` has there; containers of any kind, matched by name."""
+    return _named(relayout_layers(_nested(_named(tree)), _nested(dict.fromkeys(array_names(like)))))
+
+
+def in_layout(tree, like):
+    """`tree` (e.g. restored without a target) in the structure of `like` (arrays or shapes),
+    its layer stacks scanned or per layer as `like` has them: a run saved before
+    `model.scan_layers` existed, or with the other setting, loads into this model.
+    CheckpointError naming arrays `like` has and `tree` lacks."""
+    named = _relaid_out(tree, like)
+    missing = [n for n in array_names(like) if n not in named]
+    if missing:
+        raise CheckpointError(
+            f"the checkpoint lacks {len(missing)} arrays of this model (another model or "
+            f"config?), e.g. {', '.join(missing[:3])}"
+        )
+    return jax.tree.unflatten(jax.tree.structure(like), [named[n] for n in array_names(like)])
 
 
 def _array_hash(x: jax.Array) -> jax.Array:
@@ -156,9 +195,14 @@ def _all_processes(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
-def variables(state: dict) -> tuple[Any, dict]:
-    """(params, model_state) of a restored training state."""
-    return state["params"], dict(state.get("model_state") or {})
+def variables(state: dict, like: dict | None = None) -> tuple[Any, dict]:
+    """(params, model_state) of a restored training state; with `like` (a model's variables
+    or their shapes: {'params': ..., other collections}) in its layer layout (`in_layout`)."""
+    params, model_state = state["params"], dict(state.get("model_state") or {})
+    if like is None:
+        return params, model_state
+    like_state = {k: v for k, v in like.items() if k != "params"}
+    return in_layout(params, like["params"]), in_layout(model_state, like_state)
 
 
 class Checkpoints:
@@ -219,20 +263,23 @@ class Checkpoints:
         self.verified_step = step
         return saved
 
-    def _check_fits(self, step: int, target: Any):
-        """CheckpointError when the saved arrays are not those of `target` (another model or
-        vocabulary); DamagedCheckpoint when their description cannot be read."""
+    def _check_fits(self, step: int, target: Any) -> bool:
+        """Whether the saved arrays are those of `target` in another layer layout (scanned
+        or not); CheckpointError when they are not those of `target` in any layout (another
+        model or vocabulary); DamagedCheckpoint when their description cannot be read."""
         try:
             with reads_settled():
                 saved = self.manager.item_metadata(step)["state"]
-            shapes = {
-                n: (tuple(m.shape), np.dtype(m.dtype))
-                for n, m in zip(array_names(saved), jax.tree.leaves(saved))
-            }
+            saved = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), saved)
         except Exception as e:  # whatever orbax raises on a file it cannot parse
             raise DamagedCheckpoint(
                 self.directory, step, f"the arrays' metadata (state/) cannot be read ({_reason(e)})"
             ) from None
+        relaid = set(array_names(saved)) != set(array_names(target))
+        shapes = {
+            n: (tuple(m.shape), np.dtype(m.dtype))
+            for n, m in (_relaid_out(saved, target) if relaid else _named(saved)).items()
+        }
         wanted = {
             n: (tuple(x.shape), np.dtype(x.dtype))
             for n, x in zip(array_names(target), jax.tree.leaves(target))
@@ -248,6 +295,7 @@ class Checkpoints:
                 f"(was it written with another model size or vocabulary?): {len(differ)} "
                 f"arrays differ, e.g. {'; '.join(differ[:3])}"
             )
+        return relaid
 
     def _read(self, step: int, item: str, args) -> Any:
         """One item of a step; DamagedCheckpoint (on every process) if any cannot read it."""
@@ -294,18 +342,23 @@ class Checkpoints:
         shardings to restore into; None: the arrays as saved, on one device."""
         if step not in self.all_steps():
             raise CheckpointError(f"{self.directory} has no step {step}: {self.all_steps()}")
-        if abstract_state is None:
-            args = ocp.args.StandardRestore()
-        else:
+        target = relaid = None
+        if abstract_state is not None:
             target = jax.tree.map(
                 lambda x: ocp.utils.to_shape_dtype_struct(x) if hasattr(x, "shape") else x,
                 abstract_state,
             )
-            self._check_fits(step, target)
-            args = ocp.args.StandardRestore(target)
+            relaid = self._check_fits(step, target)
+        # Another layout: read as saved (the checksums name the saved arrays), then move.
+        args = ocp.args.StandardRestore(None if relaid else target)
         state = self._read(step, "state", args)
         data_state = dict(self._read(step, "data", ocp.args.JsonRestore()) or {})
         self._verify(step, state, data_state)
+        if relaid:
+            log.info("checkpoint step %d: layer stacks converted to this model's layout", step)
+            state = jax.tree.map(
+                lambda x, t: jax.device_put(x, t.sharding), in_layout(state, target), target
+            )
         return state, data_state
 
     def restore_newest(

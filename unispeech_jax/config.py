@@ -3,8 +3,9 @@
 Configs are Python files with `get_config() -> ml_collections.ConfigDict` (see `configs/`).
 Command-line overrides (`--config.KEY=VALUE`) go through `apply_overrides`, which rejects
 unknown keys (suggesting the nearest) and wrong types; `validate` adds the checks that need
-the whole config (mesh against devices, batch against the data axis), so that a mistake is
-one clear message before anything is compiled. The CLIs parse their flags with
+the whole config (types and ranges of every key, mesh against devices, batch against the
+data axis), so that a mistake is one clear message before anything is compiled; `load_saved`
+reads a run's config.json with the same checks. The CLIs parse their flags with
 `parse_command_line` and check `--workdir` with `writable_workdir`, for the same reason.
 """
 
@@ -26,7 +27,7 @@ from unispeech_jax import models
 from unispeech_jax.data import data_config, tasks
 from unispeech_jax.data.stats import DataError
 from unispeech_jax.errors import ConfigError, usage_error
-from unispeech_jax.models import unispeech
+from unispeech_jax.models import family, unispeech
 
 REQUIRED_KEYS = (
     "seed",
@@ -204,8 +205,10 @@ def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> dict[st
     return sizes
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int, process_count: int = 1):
-    """Raises ConfigError for a config that cannot run on this many devices/processes."""
+def check(config: ml_collections.ConfigDict):
+    """Raises ConfigError for a config that no machine can run: a required key missing, a
+    value of another type than the key's or out of its range (every section: data and model
+    by their own checks, the others against `defaults()`), a bad combination."""
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
         raise ConfigError(f"config is missing required top-level keys: {missing}")
@@ -214,6 +217,48 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         data_config.check_config(config.data, task and task.name)
     except DataError as e:
         raise ConfigError(str(e)) from None
+    for axis in (r[1] for r in config.mesh.rules):
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        bad = [a for a in axes if a is not None and a not in MESH_AXES]
+        if bad:
+            raise ConfigError(f"mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}")
+    try:
+        models.get(config.model.name).check_config(config)
+    except (ValueError, TypeError) as e:  # the family's own checks of its keys
+        raise ConfigError(str(e)) from None
+    for key in ("total_steps", "checkpoint_every", "eval_every"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int):
+            raise ConfigError(f"{key} must be an integer, got {config[key]!r}")
+        if config[key] <= 0:
+            raise ConfigError(f"{key} must be positive, got {config[key]}")
+    reference = defaults()
+    for section in set(config) - {"data", "model"}:
+        _check_types(config[section], reference, section)
+
+
+def _check_types(value, reference: ml_collections.ConfigDict, key: str):
+    """ConfigError unless `value`, at `key` ('a.b') of a config, is of the type `reference`
+    (the config of `defaults()`) has there, recursively; unknown keys too."""
+    *parents, leaf = key.split(".")
+    node = reference
+    for name in parents:
+        node = node[name]
+    if leaf not in node:
+        raise ConfigError(f"unknown config key {key!r}{_suggest(leaf, node)}")
+    expected = node[leaf]
+    if isinstance(expected, ml_collections.ConfigDict):
+        if not isinstance(value, ml_collections.ConfigDict):
+            raise ConfigError(f"{key} must be a section of keys, got {value!r}")
+        for name in value:
+            _check_types(value[name], reference, f"{key}.{name}")
+    elif expected is not None and not family.is_of_type(value, type(expected)):
+        raise ConfigError(f"{key} must be a {type(expected).__name__}, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int, process_count: int = 1):
+    """Raises ConfigError for a config that cannot run on this many devices/processes (or on
+    any: `check`)."""
+    check(config)
     sizes = mesh_shape(config.mesh, num_devices)
     batch_shards = sizes["data"] * sizes["fsdp"]
     multiple = int(config.data.batch_multiple)
@@ -233,21 +278,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
             f"optim.grad_accum={grad_accum}: data.batch_multiple={multiple} must be "
             f"divisible by grad_accum × data × fsdp = {grad_accum * batch_shards}"
         )
-    for axis in (r[1] for r in config.mesh.rules):
-        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-        bad = [a for a in axes if a is not None and a not in MESH_AXES]
-        if bad:
-            raise ConfigError(f"mesh.rules map to unknown mesh axes {bad}; known: {MESH_AXES}")
-    try:
-        models.get(config.model.name).check_config(config)
-    except (ValueError, TypeError) as e:  # the family's own checks of its keys
-        raise ConfigError(str(e)) from None
-    for key in ("total_steps", "checkpoint_every", "eval_every"):
-        if isinstance(config[key], bool) or not isinstance(config[key], int):
-            raise ConfigError(f"{key} must be an integer, got {config[key]!r}")
-        if config[key] <= 0:
-            raise ConfigError(f"{key} must be positive, got {config[key]}")
     return sizes
+
+
+def load_saved(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a run saved (`<workdir>/config.json`), checked as training checks a config
+    (`check`): a hand-edited file is one ConfigError naming the file and the key."""
+    config_file = workdir / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{config_file} not found: is {workdir} a training workdir?")
+    try:
+        config = from_json(config_file.read_text())
+        check(config)
+    except ValueError as e:  # ConfigError, and JSONDecodeError for a file that is no JSON
+        raise ConfigError(f"{config_file}: {e}") from None
+    return config
 
 
 def mesh_config(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collections.ConfigDict:

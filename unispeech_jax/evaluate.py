@@ -1,11 +1,12 @@
 r"""Evaluation of a trained workdir: mean losses, greedy-CTC phone error rate (PER; for
 families with a CTC head, i.e. a `predict_fn`) and the task scores of scoring.py (SpeechT5
-fine-tuning runs: asr WER/CER, tts MCD and the ASR round trip, st BLEU/chrF, sid accuracy
-and EER).
+fine-tuning runs: asr WER/CER, tts and vc MCD and the ASR round trip, se MCD, STOI and the
+ASR's CER/WER on the output and the noisy input, st BLEU/chrF, sid accuracy and EER).
 
     python -m unispeech_jax.evaluate --workdir runs/tiny --split test [--step N] [--data DIR]
     python -m unispeech_jax.evaluate --workdir runs/st5_asr [--beam 10 --ctc-weight 0.3]
     python -m unispeech_jax.evaluate --workdir runs/st5_tts --asr-workdir runs/st5_asr
+    python -m unispeech_jax.evaluate --workdir runs/st5_vc --split train:heldout --asr-workdir A
     python -m unispeech_jax.evaluate --workdir runs/st5_sid --split train:heldout
 
 prints the metrics and writes them to `<workdir>/eval_<split>.json` (`--step N`:
@@ -38,9 +39,10 @@ from jax.experimental import multihost_utils
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import decoding, inference, models, scoring, sharding
+from unispeech_jax import decoding, inference, models, platforms, scoring, sharding
 from unispeech_jax import metrics as metrics_lib
 from unispeech_jax.data import pipeline, sources, workdir_vocab
+from unispeech_jax.data import text as text_lib
 
 
 class Evaluator:
@@ -56,6 +58,7 @@ class Evaluator:
         self._predict = None
         if hasattr(family, "predict_fn"):
             self.symbols = sources.vocab(config.data).symbols
+            self.letters = config.data.labels == "ltr"  # labels spell words: WER too
             self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
 
     def run(self, params, split: str, max_batches: int = 0, model_state=None) -> dict[str, float]:
@@ -99,21 +102,29 @@ class Evaluator:
                 hyps += h
         out = {k: v / max(total_weight, 1.0) for k, v in sums.items()}
         if refs:
-            out["per"] = metrics_lib.error_rate(refs, hyps)
+            out["per"] = metrics_lib.error_rate(*(_units(lines) for lines in (refs, hyps)))
             out["examples"] = float(len(refs))
+            if self.letters:
+                words = [[text_lib.letter_words(line) for line in x] for x in (refs, hyps)]
+                out["wer"] = metrics_lib.wer(*words)
         return out
 
     def _transcripts(self, got) -> tuple[list[str], list[str]]:
-        """Phone strings (word boundaries `|` dropped) of the real examples of a batch."""
+        """Label strings (word boundaries `|` kept) of the real examples of a batch."""
         refs, hyps = [], []
         for b in range(got["ids"].shape[0]):
             if got["weight"][b] <= 0 or not got["phones_mask"][b].any():
                 continue
             ref = got["phones"][b][got["phones_mask"][b]]
             hyp = decoding.collapse_ctc(got["ids"][b][: got["lengths"][b]])
-            refs.append(metrics_lib.ids_to_string(ref, self.symbols))
-            hyps.append(metrics_lib.ids_to_string(hyp, self.symbols))
+            refs.append(metrics_lib.ids_to_string(ref, self.symbols, ignore=()))
+            hyps.append(metrics_lib.ids_to_string(hyp, self.symbols, ignore=()))
         return refs, hyps
+
+
+def _units(lines: list[str]) -> list[str]:
+    """Label strings without the word boundaries `|`: what PER counts."""
+    return [" ".join(u for u in line.split() if u != "|") for line in lines]
 
 
 def _greedy_ids(logits, valid):
@@ -133,12 +144,7 @@ def evaluate_workdir(
     manifest folder `data_dir` if given), with the task scores of `options`' settings; writes
     `result_name(split, step, data_dir)`."""
     workdir = config_lib.writable_workdir(workdir, create=False)  # eval_<split>.json goes there
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise checkpoint_lib.CheckpointError(
-            f"{config_file} not found: is {workdir} a training workdir?"
-        )
-    config = config_lib.from_json(config_file.read_text())
+    config = config_lib.load_saved(workdir)
     if data_dir is not None:
         if not pathlib.Path(data_dir).is_dir():
             raise config_lib.ConfigError(f"--data {data_dir}: not a directory")
@@ -152,7 +158,9 @@ def evaluate_workdir(
     rules = sharding.rules(config.mesh)
     with checkpoint_lib.Checkpoints(workdir, create=False) as ckpt:
         restored, state, _ = ckpt.restore_chosen(step)  # None: the newest that restores cleanly
-    params, model_state = checkpoint_lib.variables(state)
+    params, model_state = checkpoint_lib.variables(
+        state, models.abstract_variables(family, module, config.data)
+    )
     evaluator = Evaluator(config, family, module, mesh, rules)
     result = evaluator.run(params, split, max_batches=max_batches, model_state=model_state)
     result.update(
@@ -192,12 +200,15 @@ def _define_flags():
         flags.DEFINE_integer("beam", 1, "ASR/ST scores: beam width (1: greedy)."),
         flags.DEFINE_float("ctc-weight", 0.0, "ASR/ST scores: joint CTC/attention CTC weight."),
         flags.DEFINE_float("length-alpha", 0.0, "ASR/ST scores: hypothesis score / length^alpha."),
-        flags.DEFINE_string("asr-workdir", None, "TTS scores: an ASR workdir for the round trip."),
-        flags.DEFINE_string("vocoder", None, "TTS round trip: HiFi-GAN weights (Griffin-Lim)."),
+        flags.DEFINE_string(
+            "asr-workdir", None, "TTS/VC/SE scores: an ASR workdir transcribing the output."
+        ),
+        flags.DEFINE_string("vocoder", None, "TTS/VC/SE audio: HiFi-GAN weights (Griffin-Lim)."),
     )
 
 
 def main(overrides):
+    platforms.skip_absent_accelerators()
     _WORKDIR, _SPLIT, _MAX_BATCHES, _STEP, _DATA, _BEAM, _CTC, _ALPHA, _ASR, _VOCODER = _FLAGS
     # force: app.run has already put absl's handler on the root logger (see train.py).
     logging.basicConfig(

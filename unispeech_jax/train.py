@@ -36,7 +36,7 @@ from jax.experimental import multihost_utils
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
 from unispeech_jax import evaluate as evaluate_lib
-from unispeech_jax import hostmem, models, perf, progress, sharding
+from unispeech_jax import hostmem, models, perf, platforms, progress, sharding
 from unispeech_jax.data import pipeline, workdir_vocab
 from unispeech_jax.models.transformer import relayout_layers
 from unispeech_jax.step import build
@@ -410,6 +410,7 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
 
 
 def main(overrides):
+    platforms.skip_absent_accelerators()
     # force: app.run has already put absl's handler on the root logger, which would drop INFO.
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True

@@ -29,7 +29,7 @@ from absl import logging as absl_logging
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference
+from unispeech_jax import inference, platforms
 
 
 def _define_flags():
@@ -56,6 +56,7 @@ def run(workdir, files, step=None, batch_size: int = 8, options=None) -> list[st
 
 
 def main(files):
+    platforms.skip_absent_accelerators()
     _WORKDIR, _STEP, _BATCH, _BEAM, _CTC_WEIGHT, _ALPHA = _FLAGS
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True

@@ -128,6 +128,16 @@ class PhoneVocab:
         return " ".join(self._symbols[int(i)] for i in ids if int(i) != BLANK_ID)
 
 
+def letters(text: str) -> str:
+    """Words -> fairseq letter units (`data.labels='ltr'`): 'hi you' -> 'H I | Y O U |'."""
+    return " ".join(" ".join(list(w)) + " |" for w in text.upper().split())
+
+
+def letter_words(units: str) -> str:
+    """Letter units -> words, `letters` undone: 'H I | Y O U |' -> 'HI YOU'."""
+    return " ".join("".join(units.split()).replace("|", " ").split())
+
+
 # ----------------------------------------------------------------------------- SentencePiece
 
 

@@ -48,11 +48,7 @@ from unispeech_jax.data.data_config import DataConfig, augment_of
 from unispeech_jax.data.decode import load_tf
 from unispeech_jax.data.sources import vocab
 from unispeech_jax.data.stats import FILTER_REASONS, SKIP_REASONS, DataError, PipelineStats
-
-
-def letters(text: str) -> str:
-    """Words -> fairseq letter units: 'HI YOU' -> 'H I | Y O U |'."""
-    return " ".join(" ".join(list(w)) + " |" for w in text.upper().split())
+from unispeech_jax.data.text import letters
 
 
 def builder_of(cfg: DataConfig):

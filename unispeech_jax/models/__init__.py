@@ -4,6 +4,9 @@ for `jax.value_and_grad` (params first)."""
 
 import importlib
 
+import flax.linen as nn
+import jax
+
 from unispeech_jax.errors import ConfigError
 
 FAMILIES = ("unispeech", "speecht5")
@@ -27,6 +30,15 @@ def init_variables(family, module, rng, batch) -> dict:
     """{'params': boxed params, other collections...} of any family (SpeechT5 adds its
     BatchNorm 'batch_stats'); works under jit / eval_shape."""
     return family.init_variables(module, rng, batch)
+
+
+def abstract_variables(family, module, data_cfg) -> dict:
+    """The shapes (jax.ShapeDtypeStruct) of `init_variables`, unboxed, computed without
+    running it: the names and layout a checkpoint must be given in to apply `module`."""
+    batch = jax.tree.map(lambda x: x[:1], family.dummy_batch(data_cfg))
+    return nn.unbox(
+        jax.eval_shape(lambda: init_variables(family, module, jax.random.key(0), batch))
+    )
 
 
 def loss_fn(family, module, params, model_state, batch, rng, step, train):

@@ -27,17 +27,21 @@ def dataclass_from_mapping(cls, raw, what: str):
     return cls(**{k: as_tuple(v) for k, v in raw.items()})
 
 
+def is_of_type(value, expected: type) -> bool:
+    """Whether a config value is of a key's type. A config file can write anything
+    (ConfigDict takes True for an int and None anywhere): a bool is not a number here and
+    None is nothing; an int is a fine float."""
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, expected) and (expected is bool) == isinstance(value, bool)
+
+
 def check_types(args) -> None:
     """ValueError naming the first field of a dataclass whose value is not of its default's
-    type. A config file can write anything (ConfigDict takes True for an int and None
-    anywhere): a bool is not a number here and None is nothing; an int is a fine float."""
+    type (`is_of_type`)."""
     for field in dataclasses.fields(args):
         value, expected = getattr(args, field.name), type(field.default)
-        if expected is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, expected) and (expected is bool) == isinstance(value, bool)
-        if not ok:
+        if not is_of_type(value, expected):
             raise ValueError(f"model.{field.name} must be a {expected.__name__}, got {value!r}")
 
 

@@ -297,17 +297,23 @@ def _layer_slice(x, i: int):
     return x[i]
 
 
+def _layer_stack(*xs):
+    if isinstance(xs[0], jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((len(xs), *xs[0].shape), xs[0].dtype)
+    return np.stack([np.asarray(x) for x in xs])
+
+
 def stack_layers(tree, like):
     """Inverse of `unstack_layers` where `like` (a tree of the wanted layout) has a scanned
     stack: its `layers_i` siblings there become one `layers` subtree with leaves [L, ...]
-    (numpy). Everything else unchanged."""
+    (numpy, or jax.ShapeDtypeStruct). Everything else unchanged."""
     if not isinstance(tree, Mapping) or not isinstance(like, Mapping):
         return tree
     out = {}
     if "layers" in like and "layers" not in tree and "layers_0" in tree:
         count = sum(1 for key in tree if re.fullmatch(r"layers_\d+", key))
         per_layer = [tree[f"layers_{i}"] for i in range(count)]
-        out["layers"] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *per_layer)
+        out["layers"] = jax.tree.map(_layer_stack, *per_layer)
         tree = {k: v for k, v in tree.items() if not re.fullmatch(r"layers_\d+", k)}
     for key, value in tree.items():
         out[key] = stack_layers(value, like.get(key))
