@@ -9,9 +9,9 @@ Command (from a speecht5_tiny pre-training workdir; without init_from: from scra
 
 Mean encoder frame -> 512-wide speaker embedding -> a logit per training speaker; 10 % of the
 training sentences are held out as `train:heldout`, the validation split (accuracy).
-configs/speecht5_asr_tiny.py's optimiser (encoder frozen for the first 16 % of the updates).
-Hardware: 2 CPU cores, float32, batches of up to 24 audio-s.
-Result: docs/results/speecht5_st_sid.md.
+configs/speecht5_asr_tiny.py's optimiser (encoder frozen for the first 16 %). 2 CPU cores.
+Result (2026-12-04, 200 updates): test EER 0.36 from a 300-step speecht5_tiny, 0.33 from
+scratch, held-out accuracy ~0 for both; docs/results/speecht5_st_sid.md.
 """
 
 from unispeech_jax import config as config_lib

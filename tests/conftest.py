@@ -142,3 +142,29 @@ def sid_workdir(tiny_corpus, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sid")
     train.train(test_finetune_configs.task_micro_config("sid_tiny"), workdir)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def vc_workdir(tiny_corpus_env, tmp_path_factory):
+    """A micro SpeechT5 VC model (configs/speecht5_vc_tiny.py: a corpus of two voices per
+    sentence, a table of its training speakers) trained 3 steps."""
+    import test_finetune_configs
+
+    from unispeech_jax import train
+
+    workdir = tmp_path_factory.mktemp("vc")
+    train.train(test_finetune_configs.task_micro_config("vc_tiny"), workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def se_workdir(tiny_corpus_env, tmp_path_factory):
+    """A micro SpeechT5 SE model (configs/speecht5_se_tiny.py: noisy, reverberant copies,
+    no speaker input) trained 3 steps."""
+    import test_finetune_configs
+
+    from unispeech_jax import train
+
+    workdir = tmp_path_factory.mktemp("se")
+    train.train(test_finetune_configs.task_micro_config("se_tiny"), workdir)
+    return workdir

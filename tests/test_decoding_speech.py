@@ -125,3 +125,31 @@ def test_synthesis_batched_equals_one_at_a_time_and_the_dropout_is_on():
     assert np.all(np.asarray(mel)[np.arange(12)[None, :] >= lengths[:, None]] == 0)
     other, _ = _synthesize(module, variables, tokens, mask, speaker, jax.random.key(2), **kw)
     assert not np.allclose(other[:, :2], mel[:, :2])
+
+
+@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("max_frames", "threshold"))
+def _convert(module, variables, audio, mask, speaker, rng, **kw):
+    return st5_decoding.convert(module, variables, audio, mask, speaker, rng=rng, **kw)
+
+
+def test_conversion_batched_equals_one_at_a_time():
+    """`convert` (VC, SE) is the generation of the speech encoder's output, and a batch gives
+    each utterance what it gives alone at the same padded width (the speech encoder pre-net's
+    group norm, as HF's, reads the padding: widths are bucketed by the callers)."""
+    module, variables = test_decoding_speecht5._model()
+    audio, mask = test_decoding_speecht5._audio()
+    speaker = np.random.default_rng(6).standard_normal((3, 6)).astype(np.float32)
+    kw = dict(max_frames=9, threshold=0.7)
+    key = jax.random.key(1)
+    mel, lengths = _convert(module, variables, audio, mask, speaker, key, **kw)
+    assert mel.shape == (3, 10, module.args.num_mel_bins)
+    for b in range(3):
+        one = slice(b, b + 1)
+        mel_b, len_b = _convert(module, variables, audio[one], mask[one], speaker[one], key, **kw)
+        assert int(len_b[0]) == int(lengths[b])
+        np.testing.assert_allclose(mel_b[0], mel[b], atol=1e-5)
+    enc = module.apply(variables, audio, mask, method=speecht5.SpeechT5.encode_speech)
+    direct, _ = st5_decoding.generate_mel(
+        module, variables, enc["hidden"], enc["valid"], speaker, rng=key, **kw
+    )
+    np.testing.assert_allclose(direct, mel, atol=1e-5)

@@ -1,4 +1,4 @@
-"""configs/speecht5_{asr,tts}_{tiny,base}.py: each fine-tuning config trains a few steps through
+"""configs/speecht5_{asr,tts}_{tiny,base}.py and speecht5_{vc,se}_tiny.py: each fine-tuning config trains a few steps through
 the training loop (the micro SpeechT5 model on the tiny corpus), from scratch and from a
 pre-training workdir."""
 
@@ -62,6 +62,8 @@ def _rows(workdir, split):
         ("tts_tiny", "tts/l1"),
         ("asr_base", "asr/ce"),
         ("tts_base", "tts/l1"),
+        ("vc_tiny", "vc/l1"),
+        ("se_tiny", "se/l1"),
         ("st_tiny", "st/ce"),
         ("sid_tiny", "sid/ce"),
     ],
@@ -79,6 +81,9 @@ def test_finetuning_config_trains_and_evaluates(tiny_corpus, tmp_path, name, met
     if metric == "asr/ce":  # + 0.5 CTC on the encoder output
         assert saved.model.ctc_loss_weight == 0.5 and all(r["asr/ctc"] > 0 for r in rows)
         assert "ctc_proj" in params
+    elif metric == "se/l1":  # the voice is the input's own
+        assert saved.model.num_speakers == 0 and "speaker_table" not in params
+        assert saved.data.corpus.reverb and len(saved.data.corpus.noise_snr) == 4
     elif metric == "st/ce":  # the text ids are the target language's
         target = text_lib.load_sp(workdir / "vocab" / "spm_tgt.model")
         assert params["embed_tokens"]["embedding"].shape[0] == text_lib.text_vocab_size(target)

@@ -1,4 +1,4 @@
-"""SpeechT5 fine-tuning (model.task 'asr' / 'tts' / 'st' / 'sid') through `step.make_train_step`, the step the
+"""SpeechT5 fine-tuning (model.task 'asr' / 'tts' / 'st' / 'sid' / 'vc' / 'se') through `step.make_train_step`, the step the
 training loop runs: a few steps on one fixed batch lower the loss. The losses themselves are
 checked against Hugging Face in test_parity_speecht5.py."""
 
@@ -59,7 +59,7 @@ def _batch(task):
         "text_mask": text_mask,
         "weight": np.ones(2, np.float32),
     }
-    if task in ("asr", "st", "sid"):  # speech input (st: `text` is the translation)
+    if task in ("asr", "st", "sid", "vc", "se"):  # speech input (st: `text` is the translation)
         audio_mask = np.arange(16_000)[None, :] < np.array([[16_000], [12_000]])
         batch.update(
             audio=np.where(audio_mask, rng.standard_normal((2, 16_000)), 0.0).astype(np.float32),
@@ -68,7 +68,7 @@ def _batch(task):
         if task == "sid":  # the speakers instead of a text
             batch = {k: batch[k] for k in ("audio", "audio_mask", "weight")}
             batch["speaker"] = np.array([2, 0], np.int32)
-    else:
+    if task in ("tts", "vc", "se"):
         mel_mask = np.arange(40)[None, :] < np.array([[40], [30]])
         batch.update(
             mel=np.where(mel_mask[..., None], rng.standard_normal((2, 40, 20)), 0.0).astype(
@@ -80,7 +80,7 @@ def _batch(task):
     return batch
 
 
-@pytest.mark.parametrize("task", ["asr", "tts", "st", "sid"])
+@pytest.mark.parametrize("task", ["asr", "tts", "st", "sid", "vc", "se"])
 def test_finetuning_steps_lower_the_loss(task):
     config, batch = _config(task), _batch(task)
     if task == "sid":
@@ -105,13 +105,15 @@ def test_finetuning_steps_lower_the_loss(task):
         "tts": ("tts/l1", "tts/bce", "tts/attention"),
         "st": ("st/ce", "st/accuracy"),
         "sid": ("sid/ce", "sid/accuracy"),
+        "vc": ("vc/l1", "vc/bce", "vc/attention"),
+        "se": ("se/l1", "se/bce", "se/attention"),
     }
     assert all(np.isfinite(float(metrics[k])) for k in parts[task])
     moved = jax.tree.map(
         lambda a, b: bool(np.any(a != b)), first_stats, state["model_state"]["batch_stats"]
     )
-    # Only TTS runs the post-net, whose BatchNorm statistics training updates.
-    assert any(jax.tree.leaves(moved)) == (task == "tts")
+    # Only the speech-output tasks run the post-net, whose BatchNorm statistics training updates.
+    assert any(jax.tree.leaves(moved)) == (task in ("tts", "vc", "se"))
     shapes = {k: v.shape for k, v in batch.items()}
     assert speecht5.flops_per_batch(config.model, shapes) > 0
 
@@ -172,3 +174,47 @@ def test_tts_speaker_table_rows_are_the_speaker_input():
     as_xvectors = dict(batch, speaker_embedding=np.stack([table[2], table.mean(0)]))
     np.testing.assert_allclose(loss(batch), loss(as_xvectors), rtol=1e-6)
     assert loss(batch) != loss(dict(batch, speaker=np.array([0, -1], np.int32)))
+
+
+def test_speech_to_speech_loss_is_l1_and_bce_of_the_speech_decoder():
+    """vc (and se, the same loss) = L1 of mel before + after the post-net + stop BCE (pos
+    weight 5), computed here in numpy from the model's outputs on the batch's audio; the
+    target speaker's vector changes it."""
+    config = _config("vc")
+    config.model.use_guided_attention_loss = False
+    batch = _batch("vc")
+    module = speecht5.build(config.model, VOCAB)
+    variables = speecht5.init_variables(module, jax.random.key(0), batch, unbox=True)
+    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+
+    def loss(task, b):
+        config.model.task = task
+        m = speecht5.build(config.model, VOCAB)
+        value, (metrics, _) = speecht5.loss_fn(m, params, b, jax.random.key(1), 0, False, state)
+        return float(value), metrics
+
+    enc = module.apply(variables, batch["audio"], batch["audio_mask"], method="encode_speech")
+    shifted = speecht5.shift_spectrograms_right(batch["mel"], 2)
+    out = module.apply(
+        variables,
+        shifted,
+        batch["speaker_embedding"],
+        enc["hidden"],
+        enc["valid"],
+        batch["mel_mask"][:, ::2],
+        method="decode_mel",
+    )
+    valid = batch["mel_mask"]
+    target = batch["mel"]
+    l1 = sum(np.abs(np.asarray(out[k]) - target)[valid].mean() for k in ("mel_before", "mel_after"))
+    stop = np.zeros(valid.shape)
+    stop[np.arange(2), valid.sum(1) - 1] = 1.0
+    x = np.asarray(out["stop_logits"], np.float64)
+    bce = -(5.0 * stop * np.log(1 / (1 + np.exp(-x))) + (1 - stop) * np.log(1 / (1 + np.exp(x))))
+    value, metrics = loss("vc", batch)
+    np.testing.assert_allclose(float(metrics["vc/l1"]), l1, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["vc/bce"]), bce[valid].mean(), rtol=1e-5)
+    np.testing.assert_allclose(value, l1 + bce[valid].mean(), rtol=1e-5)
+    assert loss("se", batch)[0] == value
+    other = dict(batch, speaker_embedding=batch["speaker_embedding"][::-1].copy())
+    assert loss("vc", other)[0] != value

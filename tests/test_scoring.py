@@ -1,5 +1,6 @@
 """Task scores of SpeechT5 fine-tuning workdirs (unispeech_jax/scoring.py) through `evaluate`:
-known cases (perfect and one-word-off transcripts, the reference log-mels as output) and the
+known cases (perfect and one-word-off transcripts, the reference log-mels as output of tts, vc
+and se) and the
 real models end to end with the JSON result."""
 
 import json
@@ -63,12 +64,69 @@ def test_tts_scores_of_the_reference_mels_are_perfect(tts_workdir, asr_workdir, 
     assert all(len(w) == (len(m) - 1) * 256 for w, m in zip(heard, mels))  # Griffin-Lim
 
 
-def test_evaluate_prints_and_writes_the_task_scores(
-    asr_workdir, tts_workdir, tmp_path, compile_cache
+def _log_mels(paths, lengths):
+    return [features.log_mel(audio.read_audio(p, int(n))[0]) for p, n in zip(paths, lengths)]
+
+
+def test_vc_scores_of_the_target_speakers_mels_are_perfect(vc_workdir, asr_workdir, monkeypatch):
+    """Converting into the target speaker's own log-mel gives MCD 0 (the source recording's is
+    not); the round trip transcribes the vocoded output."""
+    s = _split(vc_workdir)
+    targets = _log_mels(s.mel_paths, s.mel_lengths)
+    queue = list(targets)
+
+    def convert(trained, waves, speakers=None, xvectors=None):
+        assert trained.task == "vc" and xvectors is None and list(speakers) == [-1] * len(waves)
+        return [queue.pop(0) for _ in waves]
+
+    monkeypatch.setattr(inference, "convert", convert)
+    monkeypatch.setattr(inference, "transcribe", lambda trained, waves, *a: list(s.texts))
+    options = scoring.Options(asr_workdir=str(asr_workdir))
+    result = evaluate.evaluate_workdir(vc_workdir, "valid", options=options)
+    assert result["mcd"] == pytest.approx(0, abs=1e-9) and result["length_ratio"] == 1
+    assert result["source_mcd"] > 1 and result["utterances"] == len(s) > 0
+    assert result["roundtrip_cer"] == 0 and np.isfinite(result["vc/l1"])
+
+
+def test_se_scores_compare_the_output_and_the_noisy_input_with_the_clean(
+    se_workdir, asr_workdir, monkeypatch
 ):
+    """The clean log-mels as output: MCD 0 where the noisy input's is not; STOI of the vocoded
+    output and of the input; the ASR model's transcripts of each, against the .wrd lines."""
+    s = _split(se_workdir)
+    clean = _log_mels(s.mel_paths, s.mel_lengths)
+    queue = list(clean)
+    monkeypatch.setattr(
+        inference, "convert", lambda trained, waves, **kw: [queue.pop(0) for _ in waves]
+    )
+    noisy = _log_mels(s.audio_paths, s.audio_lengths)
+    assert not np.allclose(noisy[0], clean[0])
+
+    heard = []
+
+    def transcribe(trained, waves, *args):  # the enhanced speech first, heard perfectly
+        assert [len(w) for w in waves] == list(s.mel_lengths)  # cut to the clean length
+        heard.append(waves)
+        return list(s.texts) if len(heard) == 1 else ["x"] * len(waves)
+
+    monkeypatch.setattr(inference, "transcribe", transcribe)
+    options = scoring.Options(asr_workdir=str(asr_workdir))
+    result = evaluate.evaluate_workdir(se_workdir, "valid", options=options)
+    assert result["mcd"] == pytest.approx(0, abs=1e-9) and result["noisy_mcd"] > 1
+    assert 0 < result["stoi"] <= 1 and 0 < result["noisy_stoi"] <= 1
+    assert result["enhanced_cer"] == 0 and result["enhanced_wer"] == 0
+    assert result["noisy_wer"] == 1 and len(heard) == 2
+
+
+def test_evaluate_prints_and_writes_the_task_scores(
+    asr_workdir, tts_workdir, vc_workdir, se_workdir, tmp_path, compile_cache
+):
+    asr = ["--asr-workdir", str(asr_workdir)]
     runs = [
         (asr_workdir, ["--beam", "2", "--ctc-weight", "0.3"], ("wer", "cer", "asr/ce")),
-        (tts_workdir, ["--asr-workdir", str(asr_workdir)], ("mcd", "roundtrip_cer", "tts/l1")),
+        (tts_workdir, asr, ("mcd", "roundtrip_cer", "tts/l1")),
+        (vc_workdir, asr, ("mcd", "source_mcd", "roundtrip_cer", "vc/l1")),
+        (se_workdir, asr, ("mcd", "noisy_mcd", "stoi", "enhanced_cer", "noisy_cer", "se/l1")),
     ]
     for workdir, args, keys in runs:
         out = subprocess.run(

@@ -1,11 +1,12 @@
 r"""Evaluation of a trained workdir: mean losses, greedy-CTC phone error rate (PER; for
 families with a CTC head, i.e. a `predict_fn`) and the task scores of scoring.py (SpeechT5
-fine-tuning runs: asr WER/CER, tts MCD and the ASR round trip, st BLEU/chrF, sid accuracy
-and EER).
+fine-tuning runs: asr WER/CER, tts and vc MCD and the ASR round trip, se MCD, STOI and the
+ASR's CER/WER on the output and the noisy input, st BLEU/chrF, sid accuracy and EER).
 
     python -m unispeech_jax.evaluate --workdir runs/tiny --split test [--step N] [--data DIR]
     python -m unispeech_jax.evaluate --workdir runs/st5_asr [--beam 10 --ctc-weight 0.3]
     python -m unispeech_jax.evaluate --workdir runs/st5_tts --asr-workdir runs/st5_asr
+    python -m unispeech_jax.evaluate --workdir runs/st5_vc --split train:heldout --asr-workdir A
     python -m unispeech_jax.evaluate --workdir runs/st5_sid --split train:heldout
 
 prints the metrics and writes them to `<workdir>/eval_<split>.json` (`--step N`:
@@ -199,8 +200,10 @@ def _define_flags():
         flags.DEFINE_integer("beam", 1, "ASR/ST scores: beam width (1: greedy)."),
         flags.DEFINE_float("ctc-weight", 0.0, "ASR/ST scores: joint CTC/attention CTC weight."),
         flags.DEFINE_float("length-alpha", 0.0, "ASR/ST scores: hypothesis score / length^alpha."),
-        flags.DEFINE_string("asr-workdir", None, "TTS scores: an ASR workdir for the round trip."),
-        flags.DEFINE_string("vocoder", None, "TTS round trip: HiFi-GAN weights (Griffin-Lim)."),
+        flags.DEFINE_string(
+            "asr-workdir", None, "TTS/VC/SE scores: an ASR workdir transcribing the output."
+        ),
+        flags.DEFINE_string("vocoder", None, "TTS/VC/SE audio: HiFi-GAN weights (Griffin-Lim)."),
     )
 
 

@@ -1,7 +1,8 @@
 """A trained SpeechT5 workdir put to use: `load` it (its config.json, text model and the newest
 checkpoint that restores cleanly), then `transcribe` speech (asr; st translates), `synthesize`
-log-mels (tts) or `embed_speakers` (sid). The one loader and the batched entry points of `transcribe.py`, `synthesize.py` and the
-task scoring of `evaluate` (scoring.py).
+log-mels (tts), `convert` speech into log-mels (vc, se) or `embed_speakers` (sid). The one
+loader and the batched entry points of `transcribe.py`, `synthesize.py`, `convert_voice.py` /
+`enhance.py` and the task scoring of `evaluate` (scoring.py).
 
 User input problems (an unreadable audio file, an empty text, a workdir of another task) are
 an `InputError` or `ConfigError` with one line naming the file or value, for the CLIs to print.
@@ -26,7 +27,7 @@ from unispeech_jax import config as config_lib
 from unispeech_jax import decoding, models
 from unispeech_jax import metrics as metrics_lib
 from unispeech_jax.data import audio as audio_lib
-from unispeech_jax.data import sources, tasks, workdir_vocab
+from unispeech_jax.data import features, sources, tasks, workdir_vocab
 from unispeech_jax.data import text as text_lib
 
 # Audio batches are padded to a multiple of this many samples (one compilation per multiple).
@@ -313,18 +314,40 @@ MEL_FRAMES_PER_TOKEN = 12
 MEL_FRAMES_EXTRA = 32
 
 
-@functools.partial(jax.jit, static_argnames=("module", "max_frames", "threshold"))
-def _synthesize(module, variables, tokens, token_mask, speaker, rng, max_frames, threshold):
-    return decoding.speecht5.synthesize(
+@functools.partial(jax.jit, static_argnames=("module", "speech_input", "max_frames", "threshold"))
+def _generate(module, variables, inputs, mask, speaker, rng, speech_input, max_frames, threshold):
+    """`decoding.speecht5.convert` of audio (speech_input) or `synthesize` of tokens."""
+    run = decoding.speecht5.convert if speech_input else decoding.speecht5.synthesize
+    return run(
         module,
         variables,
-        tokens,
-        token_mask,
+        inputs,
+        mask,
         speaker,
         rng=rng,
         max_frames=max_frames,
         threshold=threshold,
     )
+
+
+def _generate_rows(trained, inputs, mask, width, limits, speakers, xvectors, threshold, seed):
+    """Log-mels [F_i, 80] of a padded batch of tokens int [B,L] or audio float [B,S] (`mask`
+    bool alike), generated up to `width` frames (one compilation per width), each cut at its
+    stop token and at most `limits[i]` frames."""
+    speech_input = inputs.dtype.kind == "f"
+    mel, lengths = _generate(
+        trained.module,
+        trained.variables,
+        jnp.asarray(inputs),
+        jnp.asarray(mask),
+        speaker_input(trained, len(inputs), speakers, xvectors),
+        jax.random.key(seed),
+        speech_input,
+        max_frames=width,
+        threshold=threshold,
+    )
+    mel, lengths = np.asarray(mel), np.asarray(lengths)
+    return [m[: min(n, limit)] for m, n, limit in zip(mel, lengths, limits)]
 
 
 def speaker_index(trained: Trained, name: str | None) -> int:
@@ -402,15 +425,38 @@ def synthesize_tokens(
     tokens, mask = pad_rows(rows, TEXT_BUCKET, text_lib.pad_token_id(trained.sp))
     limits = [len(r) * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA for r in rows]
     width = tokens.shape[1] * MEL_FRAMES_PER_TOKEN + MEL_FRAMES_EXTRA
-    mel, lengths = _synthesize(
-        trained.module,
-        trained.variables,
-        jnp.asarray(tokens),
-        jnp.asarray(mask),
-        speaker_input(trained, len(rows), speakers, xvectors),
-        jax.random.key(seed),
-        max_frames=width,
-        threshold=threshold,
+    return _generate_rows(trained, tokens, mask, width, limits, speakers, xvectors, threshold, seed)
+
+
+# ============================================================================ VC, SE
+
+# A converted utterance may be this many times the source's log-mel frames long at most
+# (speaking rates of two voices differ by less), plus MEL_FRAMES_EXTRA.
+MEL_FRAMES_PER_SOURCE_FRAME = 2
+
+
+def convert(
+    trained: Trained,
+    waves: Sequence[np.ndarray],
+    speakers=None,
+    xvectors=None,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Waveforms float [S_i] at 16 kHz → log-mels float32 [F_i, 80] of the same speech, in one
+    batch with the decoder cache: in the voice of `speakers` / `xvectors` (one per wave, as
+    for `speaker_input`; vc) or cleaned (se). The stop token ends each utterance (as in
+    `synthesize`), at the latest after MEL_FRAMES_PER_SOURCE_FRAME times its source's frames.
+    Audio is padded to a multiple of AUDIO_BUCKET samples; the speech encoder's output depends
+    on that padded width (as for `transcribe`), not on the other rows."""
+    if trained.config.data.normalize:  # the model was trained on normalised waveforms
+        waves = [audio_lib.normalize(w) for w in waves]
+    audio, mask = pad_rows(waves, AUDIO_BUCKET)
+
+    def limit(samples):
+        return MEL_FRAMES_PER_SOURCE_FRAME * int(features.mel_frames(samples)) + MEL_FRAMES_EXTRA
+
+    limits = [limit(len(w)) for w in waves]
+    return _generate_rows(
+        trained, audio, mask, limit(audio.shape[1]), limits, speakers, xvectors, threshold, seed
     )
-    mel, lengths = np.asarray(mel), np.asarray(lengths)
-    return [m[: min(n, limit)] for m, n, limit in zip(mel, lengths, limits)]

@@ -9,6 +9,14 @@
        roundtrip_cer / roundtrip_wer of that ASR model transcribing the vocoded speech
        (Griffin-Lim, or HiFi-GAN with `Options.vocoder`) against the input text.
 
+  vc   mcd, length_ratio: as tts, each converted log-mel against the target speaker's own
+       rendering of the sentence; source_mcd: the source recording's (no conversion);
+       roundtrip_cer / roundtrip_wer as tts.
+  se   mcd, length_ratio against the clean recording, noisy_mcd: the noisy input's; stoi
+       (pystoi) of the vocoded output cut to the clean length, noisy_stoi: the input's; with
+       `Options.asr_workdir`: enhanced_cer / enhanced_wer and noisy_cer / noisy_wer of that ASR
+       model on the vocoded output and on the noisy input, against the `.wrd` lines (the
+       paper's measure).
   st   bleu, chrf: the translations (decoded as asr's transcripts) against the split's `.tgt`
        lines, corpus-level, by sacrebleu (metrics.py); utterances_per_s.
   sid  accuracy: the head's most likely speaker against the true one, over the utterances of
@@ -37,7 +45,7 @@ from unispeech_jax.data import features, pipeline
 @dataclasses.dataclass(frozen=True)
 class Options:
     """decoding: ASR search (also of the round trip's ASR model); asr_workdir: an ASR workdir
-    for the TTS round trip; vocoder: HiFi-GAN weights directory (None: Griffin-Lim);
+    for the TTS / VC round trip and SE's transcripts; vocoder: HiFi-GAN weights directory (None: Griffin-Lim);
     batch_size: utterances decoded together; limit: score the first `limit` utterances only
     (0: all)."""
 
@@ -122,41 +130,127 @@ def score_sid(trained, split: str, options: Options) -> dict:
     return out
 
 
-def score_tts(trained, split: str, options: Options) -> dict:
-    s, examples = _examples(trained, split, options.limit)
+def _references(s, examples) -> tuple[list[int], list[np.ndarray]]:
+    """(the examples whose target audio reads, the log-mels of their targets)."""
     chosen, references = [], []
     for i in examples:
         x = _read(s.mel_paths[i], s.mel_lengths[i])
         if x is not None:
             chosen.append(i)
             references.append(features.log_mel(x))
+    return chosen, references
+
+
+def _speakers(trained, s, rows) -> dict:
+    """The speaker keywords of `inference.synthesize_tokens` / `convert` for examples `rows`:
+    the target speakers' table rows or x-vectors, as the model was trained."""
     table = trained.module.args.num_speakers > 0
-    mels = []
-    for start in range(0, len(chosen), options.batch_size):
-        rows = chosen[start : start + options.batch_size]
-        mels += inference.synthesize_tokens(
-            trained,
-            [s.tokens[i] for i in rows],
-            speakers=s.speaker[rows] if table else None,
-            xvectors=s.xvectors[rows] if s.xvectors is not None else None,
-        )
-    out = {
+    return {
+        "speakers": s.speaker[rows] if table else None,
+        "xvectors": s.xvectors[rows] if s.xvectors is not None else None,
+    }
+
+
+def _mel_scores(references, mels) -> dict:
+    """mcd (DTW) and length_ratio of generated log-mels against their references."""
+    return {
         "mcd": float(
             np.mean([metrics_lib.mel_cepstral_distortion(r, m) for r, m in zip(references, mels)])
         ),
         "length_ratio": float(np.mean([len(m) / len(r) for r, m in zip(references, mels)])),
         "utterances": float(len(mels)),
-        "skipped": float(len(examples) - len(mels)),
     }
-    if options.asr_workdir:
-        asr = inference.load(options.asr_workdir, task="asr")
-        vocoder = waveform.load_hifigan(options.vocoder) if options.vocoder else None
-        waves = waveform.mels_to_audio(mels, vocoder)
+
+
+def _transcripts(options: Options, waves_by_name: dict, refs) -> dict:
+    """{<name>_cer, <name>_wer} of the ASR workdir `options.asr_workdir` transcribing each
+    list of waveforms in `waves_by_name` against `refs`; {} without one."""
+    if not options.asr_workdir:
+        return {}
+    asr = inference.load(options.asr_workdir, task="asr")
+    out = {}
+    for name, waves in waves_by_name.items():
         hyps = inference.transcribe(asr, waves, options.batch_size, options.decoding)
-        refs = [s.texts[i] for i in chosen]
-        out["roundtrip_cer"] = metrics_lib.cer(refs, hyps)
-        out["roundtrip_wer"] = metrics_lib.wer(refs, hyps)
+        out[f"{name}_cer"] = metrics_lib.cer(refs, hyps)
+        out[f"{name}_wer"] = metrics_lib.wer(refs, hyps)
     return out
 
 
-SCORERS = {"asr": score_asr, "tts": score_tts, "st": score_st, "sid": score_sid}
+def _vocode(options: Options, mels) -> list[np.ndarray]:
+    vocoder = waveform.load_hifigan(options.vocoder) if options.vocoder else None
+    return waveform.mels_to_audio(mels, vocoder)
+
+
+def score_tts(trained, split: str, options: Options) -> dict:
+    s, examples = _examples(trained, split, options.limit)
+    chosen, references = _references(s, examples)
+    mels = []
+    for start in range(0, len(chosen), options.batch_size):
+        rows = chosen[start : start + options.batch_size]
+        mels += inference.synthesize_tokens(
+            trained, [s.tokens[i] for i in rows], **_speakers(trained, s, rows)
+        )
+    out = {**_mel_scores(references, mels), "skipped": float(len(examples) - len(mels))}
+    if options.asr_workdir:
+        waves = {"roundtrip": _vocode(options, mels)}
+        out.update(_transcripts(options, waves, [s.texts[i] for i in chosen]))
+    return out
+
+
+def _converted(trained, s, examples, options: Options):
+    """(examples whose source and target read, their source waveforms, target log-mels and
+    the model's output log-mels)."""
+    chosen, sources, references = [], [], []
+    for i, reference in zip(*_references(s, examples)):
+        x = _read(s.audio_paths[i], s.audio_lengths[i])
+        if x is not None:
+            chosen.append(i)
+            sources.append(x)
+            references.append(reference)
+    mels = []
+    for start in range(0, len(chosen), options.batch_size):
+        rows = chosen[start : start + options.batch_size]
+        waves = sources[start : start + options.batch_size]
+        mels += inference.convert(trained, waves, **_speakers(trained, s, rows))
+    return chosen, sources, references, mels
+
+
+def score_vc(trained, split: str, options: Options) -> dict:
+    s, examples = _examples(trained, split, options.limit)
+    chosen, sources, references, mels = _converted(trained, s, examples, options)
+    out = {**_mel_scores(references, mels), "skipped": float(len(examples) - len(mels))}
+    # The distance left without conversion: the source speaker's own rendering.
+    out["source_mcd"] = _mel_scores(references, [features.log_mel(x) for x in sources])["mcd"]
+    if options.asr_workdir:
+        waves = {"roundtrip": _vocode(options, mels)}
+        out.update(_transcripts(options, waves, [s.texts[i] for i in chosen]))
+    return out
+
+
+def _fit(wave: np.ndarray, samples: int) -> np.ndarray:
+    """`wave` cut or zero-padded to `samples` (a vocoded output against its reference)."""
+    return np.pad(wave[:samples], (0, max(0, samples - len(wave))))
+
+
+def score_se(trained, split: str, options: Options) -> dict:
+    s, examples = _examples(trained, split, options.limit)
+    chosen, noisy, references, mels = _converted(trained, s, examples, options)
+    out = {**_mel_scores(references, mels), "skipped": float(len(examples) - len(mels))}
+    out["noisy_mcd"] = _mel_scores(references, [features.log_mel(x) for x in noisy])["mcd"]
+    clean = [_read(s.mel_paths[i], s.mel_lengths[i]) for i in chosen]
+    enhanced = [_fit(w, len(c)) for w, c in zip(_vocode(options, mels), clean)]
+    out["stoi"] = float(np.mean([metrics_lib.stoi(c, e) for c, e in zip(clean, enhanced)]))
+    out["noisy_stoi"] = float(np.mean([metrics_lib.stoi(c, x) for c, x in zip(clean, noisy)]))
+    waves = {"enhanced": enhanced, "noisy": noisy}
+    out.update(_transcripts(options, waves, [s.texts[i] for i in chosen]))
+    return out
+
+
+SCORERS = {
+    "asr": score_asr,
+    "tts": score_tts,
+    "st": score_st,
+    "sid": score_sid,
+    "vc": score_vc,
+    "se": score_se,
+}

@@ -56,28 +56,45 @@ def run(workdir, text, out, speaker=None, xvector=None, vocoder=None, **options)
         raise config_lib.ConfigError(f"--out {out}: directory {out.parent} does not exist")
     trained = inference.load(workdir, options.pop("step", None), task="tts")
     inference.encode_text(trained, text)  # an empty text fails before anything is compiled
+    speakers, xvectors = voice(trained, speaker, xvector)
+    vocoder = load_vocoder(vocoder)
+    (mel,) = inference.synthesize(trained, [text], speakers, xvectors, **options)
+    return write_speech(mel, vocoder, out)
+
+
+def voice(trained, speaker=None, xvector=None):
+    """(speakers [1], x-vectors float [1,E] or None) of one utterance for `--speaker NAME` /
+    `--xvector FILE` (also convert_voice.py's)."""
     xvectors = None if xvector is None else inference.read_xvector(trained, xvector)[None]
-    speakers = [inference.speaker_index(trained, speaker)]
+    return [inference.speaker_index(trained, speaker)], xvectors
+
+
+def load_vocoder(directory):
+    """`--vocoder DIR`'s HiFi-GAN, or None (Griffin-Lim); InputError if it cannot be read."""
     try:
-        vocoder = waveform.load_hifigan(vocoder) if vocoder else None
+        return waveform.load_hifigan(directory) if directory else None
     except ValueError as e:
         raise inference.InputError(f"--vocoder: {e}") from None
-    (mel,) = inference.synthesize(trained, [text], speakers, xvectors, **options)
+
+
+def write_speech(mel, vocoder, out) -> np.ndarray:
+    """A log-mel [F, 80] vocoded into the WAV file `out`; returns the waveform."""
     audio = waveform.mel_to_audio(mel, vocoder)
     waveform.write_wav(out, audio)
     return audio
 
 
-def main(argv):
+def speak_or_exit(make_audio, out) -> None:
+    """A speech CLI's body (also convert_voice.py's): make_audio() writes the WAV file `out`
+    and returns its waveform, then `<out><TAB><seconds> s` is printed; the user's mistakes are
+    one error line and exit status 2."""
     platforms.skip_absent_accelerators()
-    del argv
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     absl_logging.set_verbosity(absl_logging.WARNING)
-    v = {f.name: f.value for f in _FLAGS}
     try:
-        audio = run(**v)
+        audio = make_audio()
     except (
         config_lib.ConfigError,
         checkpoint_lib.CheckpointError,
@@ -86,7 +103,13 @@ def main(argv):
     ) as e:
         logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)
-    print(f"{v['out']}\t{len(audio) / audio_lib.SAMPLE_RATE:.2f} s")
+    print(f"{out}\t{len(audio) / audio_lib.SAMPLE_RATE:.2f} s")
+
+
+def main(argv):
+    del argv
+    v = {f.name: f.value for f in _FLAGS}
+    speak_or_exit(lambda: run(**v), v["out"])
 
 
 def _parse(argv):

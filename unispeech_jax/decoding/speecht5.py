@@ -4,6 +4,8 @@
     search(…)      the same, jittable, as arrays with the n-best list
     synthesize(model, variables, tokens, token_mask, speaker, rng=…, max_frames=…)
                    → (mel [B,F,M] after the post-net, lengths [B])  (TTS, jittable)
+    convert(model, variables, audio, audio_mask, speaker, rng=…, max_frames=…)
+                   → the same from speech (VC, SE; jittable)
 
 `model` is a `models.speecht5.SpeechT5`, `variables` its {'params', 'batch_stats'}. The text
 decoder starts from </s> (`decoder_start_token_id`), which is also the end token. Joint
@@ -186,11 +188,11 @@ def speech_step(model, variables, enc, enc_valid, speaker, prenet_dropout: bool 
     return step
 
 
-def synthesize(
+def generate_mel(
     model,
     variables,
-    tokens,
-    token_mask,
+    enc,
+    enc_valid,
     speaker,
     *,
     rng,
@@ -199,25 +201,26 @@ def synthesize(
     threshold: float = 0.5,
     prenet_dropout: bool = True,
 ):
-    """Text → log-mel spectrogram, batched; jittable with the keywords other than rng static.
+    """Encoder output → log-mel spectrogram, batched; jittable with the keywords other than rng
+    static (what `synthesize` and `convert` share).
 
-    tokens int [B,L] (SentencePiece ids + </s>), token_mask bool [B,L], speaker float [B,E]
-    (x-vector or speaker-table row) or None, rng a key for the pre-net dropout (on at
-    inference, as in Tacotron 2 and SpeechT5). Returns (mel float32 [B,F,M] after the
-    post-net, run on each utterance's frames alone, zero past each length; lengths int32 [B] frames), F = max_frames rounded up to
-    a multiple of r. An utterance stops at the first decoder step after min_frames whose r
-    stop probabilities sum to ≥ threshold (Hugging Face's rule), or at max_frames.
-    prenet_dropout=False makes synthesis deterministic (not how the model was trained).
+    enc [B,T,D], enc_valid bool [B,T], speaker float [B,E] (x-vector or speaker-table row) or
+    None, rng a key for the pre-net dropout (on at inference, as in Tacotron 2 and SpeechT5).
+    Returns (mel float32 [B,F,M] after the post-net, run on each utterance's frames alone,
+    zero past each length; lengths int32 [B] frames), F = max_frames rounded up to a multiple
+    of r. An utterance stops at the first decoder step after min_frames whose r stop
+    probabilities sum to ≥ threshold (Hugging Face's rule), or at max_frames.
+    prenet_dropout=False makes generation deterministic (not how the model was trained).
     """
     a = model.args
     r = a.reduction_factor
-    enc = model.apply(variables, tokens, token_mask, method=speecht5.SpeechT5.encode_text)
+    batch = enc.shape[0]
     max_steps = -(-max_frames // r)
-    cache = speecht5.init_cache(a, tokens.shape[0], max_steps, enc["hidden"].dtype)
+    cache = speecht5.init_cache(a, batch, max_steps, enc.dtype)
     out = speech.generate(
-        speech_step(model, variables, enc["hidden"], enc["valid"], speaker, prenet_dropout),
+        speech_step(model, variables, enc, enc_valid, speaker, prenet_dropout),
         cache,
-        batch=tokens.shape[0],
+        batch=batch,
         num_mel_bins=a.num_mel_bins,
         reduction_factor=r,
         max_steps=max_steps,
@@ -228,3 +231,18 @@ def synthesize(
     valid = jnp.arange(out["mel"].shape[1])[None, :] < out["lengths"][:, None]
     mel = model.apply(variables, out["mel"], frame_valid=valid, method=speecht5.SpeechT5.postnet)
     return jnp.where(valid[:, :, None], mel.astype(jnp.float32), 0.0), out["lengths"]
+
+
+def synthesize(model, variables, tokens, token_mask, speaker, **options):
+    """Text → log-mel spectrogram (TTS): tokens int [B,L] (SentencePiece ids + </s>),
+    token_mask bool [B,L]; speaker and the keywords (rng, max_frames, …) and the result as
+    `generate_mel`."""
+    enc = model.apply(variables, tokens, token_mask, method=speecht5.SpeechT5.encode_text)
+    return generate_mel(model, variables, enc["hidden"], enc["valid"], speaker, **options)
+
+
+def convert(model, variables, audio, audio_mask, speaker, **options):
+    """Speech → log-mel spectrogram (VC, SE): audio float [B,S], audio_mask bool [B,S] at 16
+    kHz; speaker (vc: the target voice) and the keywords and the result as `generate_mel`."""
+    enc = model.apply(variables, audio, audio_mask, method=speecht5.SpeechT5.encode_speech)
+    return generate_mel(model, variables, enc["hidden"], enc["valid"], speaker, **options)

@@ -39,7 +39,8 @@ TextToSpeech,SpeechToSpeech}` so that `convert/hf_speecht5.py` is a rename table
 
 Objectives (`loss_fn`, chosen by `task`): joint pre-training (SPEC §3), and the fine-tuning
 tasks 'asr' and 'tts' with the losses of HF's SpeechT5ForSpeechToText / SpeechT5ForTextToSpeech
-(`decoding.speecht5.recognize` transcribes).
+(`decoding.speecht5.recognize` transcribes), and 'vc' / 'se' (SpeechT5ForSpeechToSpeech with
+TTS's loss; `decoding.speecht5.convert` generates).
 
 Shapes: B batch, S samples, T encoder frames/tokens, L decoder steps, D model dim, M mel bins,
 r reduction factor. `train=False` turns off every dropout and layerdrop and makes BatchNorm use
@@ -85,7 +86,7 @@ from unispeech_jax.models.speecht5.targets import (
     speech_targets,
     text_targets,
 )
-from unispeech_jax.models.speecht5.tasks.tts import cross_attention_probs
+from unispeech_jax.models.speecht5.tasks.spectrogram import cross_attention_probs
 from unispeech_jax.models.transformer import Attention
 
 __all__ = [

@@ -8,7 +8,7 @@ import dataclasses
 from unispeech_jax.models import layers, transformer
 from unispeech_jax.models.family import FamilyArgs
 
-TASKS = ("pretrain", "asr", "tts", "st", "sid")
+TASKS = ("pretrain", "asr", "tts", "st", "sid", "vc", "se")
 # every logical axis name of the params and activations (family.ModelFamily)
 LOGICAL_AXES = layers.ACTIVATION_AXES + (
     "layers",
@@ -102,7 +102,8 @@ class ModelArgs(FamilyArgs):
     # Hugging Face's loss: 'asr' (speech → text, SpeechT5ForSpeechToText) or 'tts' (text → speech,
     # SpeechT5ForTextToSpeech). HF's ASR cross-entropy has no label smoothing. 'st' is asr's
     # objective on the target language's text ids; 'sid' classifies the utterance's speaker
-    # from the mean of its encoder frames (tasks/st.py, tasks/sid.py).
+    # from the mean of its encoder frames (tasks/st.py, tasks/sid.py); 'vc' / 'se' (speech →
+    # speech, SpeechT5ForSpeechToSpeech) train TTS's loss (tasks/speech_to_speech.py).
     task: str = "pretrain"
     label_smoothing: float = 0.0
     # ASR: + ctc_loss_weight x CTC on the encoder output through a `ctc_proj` head over the

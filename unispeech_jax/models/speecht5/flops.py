@@ -49,9 +49,9 @@ def forward_flops(model_cfg, batch_shapes) -> float:
     """Analytic FLOPs of one forward pass of `task` on a batch of shapes {key: shape}.
 
     pretrain: a speech batch ('audio' (B,S), 'mel' (B,F,M)) or a text batch ('text' (B,L),
-    'text_source'); asr: 'audio', 'text'; tts: 'text', 'mel'. Not counted: norms,
+    'text_source'); asr: 'audio', 'text'; tts: 'text', 'mel'; vc, se: 'audio', 'mel'. Not counted: norms,
     activations, softmax, and the text output projection (the vocabulary size is not in the
-    shapes; tiny next to D²). A TTS batch with 'speaker_embedding' adds its projection.
+    shapes; tiny next to D²). A TTS/VC/SE batch with 'speaker_embedding' adds its projection.
     """
     a = ModelArgs.from_config(model_cfg)
     d, codes = a.hidden_size, a.num_codevector_groups * a.num_codevectors_per_group
@@ -81,6 +81,13 @@ def forward_flops(model_cfg, batch_shapes) -> float:
         e = a.speaker_embedding_dim
         return flops + 2.0 * b * (d * e + e * max(a.num_speakers, 1))
     steps = batch_shapes["mel"][1] // a.reduction_factor
+    if a.task in ("vc", "se"):
+        speaker = "speaker_embedding" in batch_shapes
+        return (
+            flops
+            + _decoder_flops(a, b, steps, t)
+            + _speech_decoder_nets_flops(a, b, steps, speaker)
+        )
     flops += 2.0 * b * t * (d * a.final_dim + a.final_dim * a.num_clusters)  # cluster logits
     flops += quantizer(b, t)
     return flops + _decoder_flops(a, b, steps, t) + _speech_decoder_nets_flops(a, b, steps, False)

@@ -35,7 +35,7 @@ class SpeechT5(nn.Module):
     Param tree: embed_tokens (shared text embedding), speech_encoder_prenet,
     text_encoder_prenet, encoder, decoder, speech_decoder_prenet, speech_decoder_postnet,
     quantizer, final_proj, label_embeddings; ctc_proj with ctc_loss_weight > 0,
-    speaker_table with num_speakers > 0 (tts), sid_embed and sid_proj with task 'sid'. 'batch_stats': speech_decoder_postnet.
+    speaker_table with num_speakers > 0 (tts, vc, se), sid_embed and sid_proj with task 'sid'. 'batch_stats': speech_decoder_postnet.
     """
 
     args: ModelArgs
@@ -301,13 +301,13 @@ def vocab_size(config) -> int:
 
 def resolve_config(config) -> None:
     """Fixes what the data decides before a run builds its model: model.num_speakers=-1 becomes
-    the number of training speakers (sources.num_speakers; tts's table rows, sid's classes),
+    the number of training speakers (sources.num_speakers; the tts, vc and se table rows, sid's classes),
     or 0 when data.speaker_embeddings gives tts x-vectors instead. ConfigError if a fixed table
     or head has fewer rows than the data has speakers, or sid has none."""
     m = config.model
     if m.get("task") == "sid" and m.num_speakers == 0:
         raise ConfigError("model.num_speakers=0: task sid needs its classes (-1: the data's)")
-    if m.get("task") not in ("tts", "sid") or m.num_speakers == 0:
+    if m.get("task") not in ("tts", "vc", "se", "sid") or m.num_speakers == 0:
         return
     if m.num_speakers == -1 and config.data.speaker_embeddings:
         m.num_speakers = 0

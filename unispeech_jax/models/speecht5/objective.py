@@ -34,6 +34,10 @@ def loss_fn(module: SpeechT5, params, batch, rng, step, train: bool, model_state
     'sid' (audio, speaker): speech-encoder pre-net + encoder, mean over valid frames, the
       `sid_embed` speaker embedding and `sid_proj` logits over model.num_speakers training
       speakers, cross-entropy (`sid/ce`, `sid/accuracy`; tasks/sid.py).
+    'vc', 'se' (audio, mel, speaker or speaker_embedding): speech-encoder pre-net + encoder +
+      speech decoder + post-net (SpeechT5ForSpeechToSpeech) with TTS's loss (metrics 'vc/…',
+      'se/…'); training masks time spans as ASR. vc's mel is the same sentence in the target
+      speaker's voice, se's the clean recording of the noisy input.
     Fine-tuning does not use the cross-modal quantizer nor the masked-prediction head (as HF,
     which has neither): the encoder output goes straight to cross-attention. Their parameters
     stay in the tree with zero gradients (AdamW's decoupled weight decay still shrinks their

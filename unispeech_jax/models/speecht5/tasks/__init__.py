@@ -2,6 +2,15 @@
 batch, rng, step, train) -> (loss, (metrics, model_state))`; `TASK_LOSSES` maps
 `model.task` to it."""
 
-from unispeech_jax.models.speecht5.tasks import asr, sid, st, tts
+import functools
 
-TASK_LOSSES = {"asr": asr.loss, "tts": tts.loss, "st": st.loss, "sid": sid.loss}
+from unispeech_jax.models.speecht5.tasks import asr, sid, speech_to_speech, st, tts
+
+TASK_LOSSES = {
+    "asr": asr.loss,
+    "tts": tts.loss,
+    "st": st.loss,
+    "sid": sid.loss,
+    "vc": functools.partial(speech_to_speech.loss, task="vc"),
+    "se": functools.partial(speech_to_speech.loss, task="se"),
+}
