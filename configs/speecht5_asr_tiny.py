@@ -10,8 +10,8 @@ configs/speecht5_asr_base.py's recipe (tri-stage lr, encoder frozen for the firs
 updates, time masking p 0.05) at configs/speecht5_tiny.py's sizes, 2000 updates, lr 6e-5 x 2.5
 (speecht5_tiny's scaling of the pre-training lr); whole utterances up to 7 s.
 Hardware: 2 CPU cores, float32, batches of up to 24 audio-s.
-Result (2026-12-04, 60-update runs only): test CER 0.85 from a 300-step speecht5_tiny, 1.00
-from scratch; docs/results/speecht5_asr_tts.md.
+Result (2026-12-04, 500-update runs only): test CER 1.06 greedy / 0.91 joint CTC 0.3 from a
+300-step speecht5_tiny, 0.87 / 0.94 from scratch (near chance); docs/results/speecht5_asr_tts.md.
 """
 
 from unispeech_jax import config as config_lib

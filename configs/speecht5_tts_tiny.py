@@ -10,7 +10,8 @@ configs/speecht5_tts_base.py's recipe (inverse-sqrt lr, guided attention, dropou
 encoder frozen for the first 1/6 of the updates) at configs/speecht5_tiny.py's sizes, 2000
 updates, lr 1e-4 x 2.5 (speecht5_tiny's scaling of the pre-training lr).
 Hardware: 2 CPU cores, float32, batches of up to 24 audio-s.
-Result: not measured yet.
+Result (2026-12-04, 120-update runs only): test MCD 3.6 dB from a 300-step speecht5_tiny, 5.2
+from scratch; neither stops nor is intelligible yet; docs/results/speecht5_asr_tts.md.
 """
 
 from unispeech_jax import config as config_lib
