@@ -23,6 +23,7 @@ from absl import logging as absl_logging
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
+from unispeech_jax import platforms
 from unispeech_jax.convert import hf_workdir
 from unispeech_jax.data.stats import DataError
 
@@ -51,6 +52,7 @@ def run(overrides, from_hf, to, config, spm, from_workdir, to_hf, step):
 
 
 def main(overrides):
+    platforms.skip_absent_accelerators()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True
     )

@@ -24,7 +24,7 @@ import numpy as np
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import errors, evaluate, scoring
+from unispeech_jax import errors, evaluate, platforms, scoring
 from unispeech_jax import train as train_lib
 from unispeech_jax.data import pipeline
 
@@ -165,6 +165,7 @@ def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], pa
     """Parses the command line, runs the experiment and prints where its results are; a
     config, checkpoint or data mistake is one error line and exit status 2."""
     args = parser.parse_args()
+    platforms.skip_absent_accelerators()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax narrates every file it writes
     try:

@@ -28,7 +28,7 @@ import numpy as np
 
 from unispeech_jax import checkpoint as checkpoint_lib
 from unispeech_jax import config as config_lib
-from unispeech_jax import errors, inference
+from unispeech_jax import errors, inference, platforms
 from unispeech_jax.data import audio as audio_lib
 from unispeech_jax.data import sources
 from unispeech_jax.data.manifest import manifest_root, read_lines
@@ -91,6 +91,7 @@ def export(workdir, out, corpus=None, splits=("train", "valid", "test"), step=No
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    platforms.skip_absent_accelerators()
     parser = errors.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a SpeechT5 sid fine-tuning workdir")
     parser.add_argument("--out", required=True, help="folder for <split>.xvector.npy")
