@@ -22,6 +22,7 @@ split and keeps its rows of each batch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import os
 import tempfile
@@ -51,6 +52,20 @@ from unispeech_jax.data.stats import FILTER_REASONS, SKIP_REASONS, DataError, Pi
 from unispeech_jax.data.text import letters
 
 
+@contextlib.contextmanager
+def tempfiles_removed():
+    """Runs the block with tempfile's folder a new one, removed after it. A TFDS builder of a
+    dataset that is not prepared in its data_dir makes an empty `mkdtemp('tfds')` for the
+    metadata it would fetch from GCS (which TFDS has off) and never removes it: without this,
+    every such builder leaves a /tmp/tmp*tfds behind."""
+    with tempfile.TemporaryDirectory() as folder:
+        saved, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
+
 def builder_of(cfg: DataConfig):
     """The TFDS builder of `data.tfds_name` in `data.tfds_data_dir`; DataError if unknown."""
     import tensorflow_datasets as tfds
@@ -58,7 +73,8 @@ def builder_of(cfg: DataConfig):
     if not cfg.tfds_name:
         raise DataError("data.source='tfds' needs data.tfds_name")
     try:
-        return tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
+        with tempfiles_removed():
+            return tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
     except tfds.core.registered.DatasetNotFoundError as e:
         raise DataError(f"data.tfds_name={cfg.tfds_name!r}: {str(e).splitlines()[0]}") from None
 
