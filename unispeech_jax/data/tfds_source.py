@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +52,8 @@ from unispeech_jax.data.sources import vocab
 from unispeech_jax.data.stats import FILTER_REASONS, SKIP_REASONS, DataError, PipelineStats
 from unispeech_jax.data.text import letters
 
+_TEMPDIR_SWAP = threading.Lock()  # tempfile.tempdir is process-wide: one swap at a time
+
 
 @contextlib.contextmanager
 def tempfiles_removed():
@@ -58,7 +61,7 @@ def tempfiles_removed():
     dataset that is not prepared in its data_dir makes an empty `mkdtemp('tfds')` for the
     metadata it would fetch from GCS (which TFDS has off) and never removes it: without this,
     every such builder leaves a /tmp/tmp*tfds behind."""
-    with tempfile.TemporaryDirectory() as folder:
+    with _TEMPDIR_SWAP, tempfile.TemporaryDirectory() as folder:
         saved, tempfile.tempdir = tempfile.tempdir, folder
         try:
             yield
