@@ -115,6 +115,16 @@ def test_a_parameter_that_does_not_split_over_the_mesh_is_named():
         aot.check_divisible({"a": fine, "post": {"bias": bad}}, {"fsdp": 16})
 
 
+def test_a_v4_device_is_one_tensorcore_with_half_a_chip():
+    """libtpu's v4:2x2x1 has 8 devices, two per chip: the verdict must be against 16 GiB."""
+    devices = aot.topology_devices("v4:2x2x1")
+    assert len(devices) == 8
+    core = aot.chip_of(devices)
+    assert core.hbm_bytes == 16 * aot.GIB and core.peak_flops == pytest.approx(137.5e12)
+    assert core.hbm_bytes_per_s == pytest.approx(600e9) and "core" in core.name
+    assert aot.chip_of(aot.topology_devices("v5e:2x2")) == aot.CHIPS["TPU v5 lite"]
+
+
 def test_missing_libtpu_is_one_line_naming_the_pin(monkeypatch):
     real = aot.importlib.util.find_spec
     monkeypatch.setattr(
