@@ -135,14 +135,10 @@ def test_evaluate_leaves_out_the_class_terms_of_unseen_voices(sid_workdir, compi
     """On the test split (no training speaker) the loss, sid/ce and sid/accuracy are not
     defined: neither printed nor written (they were 0.0); eer is. On train:heldout they are
     the means over its rows."""
-    out = subprocess.run(
-        [sys.executable, "-m", "unispeech_jax.evaluate", "--workdir", str(sid_workdir)]
-        + ["--split", "test", "--max_batches", "1"],
-        env=micro.subprocess_env(compile_cache),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    cli = [sys.executable, "-m", "unispeech_jax.evaluate", "--workdir", str(sid_workdir)]
+    env = micro.subprocess_env(compile_cache)
+    cli += ["--split", "test", "--max_batches", "1"]
+    out = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     saved = json.loads((sid_workdir / "eval_test.json").read_text())
     printed = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
