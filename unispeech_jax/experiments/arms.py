@@ -162,17 +162,52 @@ def seeds_argument(text: str) -> list[int]:
     return seeds
 
 
+def names_argument(
+    known: Sequence[str], needed: Mapping[str, str] | None = None
+) -> Callable[[str], list[str]]:
+    """--arms: a comma-separated subset of `known`, kept in `known`'s order, that has every
+    arm of `needed` ({arm: why it is needed})."""
+
+    def parse(text: str) -> list[str]:
+        names = {n.strip() for n in text.split(",") if n.strip()}
+        if unknown := sorted(names - set(known)):
+            raise argparse.ArgumentTypeError(
+                f"unknown arm {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        if not names:
+            raise argparse.ArgumentTypeError("no arm given")
+        for name, why in (needed or {}).items():
+            if name not in names:
+                raise argparse.ArgumentTypeError(f"the {name} arm is needed: {why}")
+        return [n for n in known if n in names]
+
+    return parse
+
+
 # Mistakes in what the user gave (config, workdirs, data): one line, not a traceback.
 USER_ERRORS = (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError)
 
 
-def base_parser(module: str, description: str, scales) -> argparse.ArgumentParser:
+def base_parser(
+    module: str,
+    description: str,
+    scales,
+    arm_names: Sequence[str],
+    needed_arms: Mapping[str, str] | None = None,
+) -> argparse.ArgumentParser:
     """The arguments every driver takes: --workdir, --scale (a key of `scales`), --seeds,
-    --set KEY=VALUE (overrides of every run's config); a bad one is one line, exit status 2."""
+    --arms (a subset of `arm_names` with those of `needed_arms`; all by default), --set
+    KEY=VALUE (overrides of every run's config); a bad one is one line, exit status 2."""
     p = errors.ArgumentParser(prog=f"python -m {module}", description=description)
     p.add_argument("--workdir", required=True)
     p.add_argument("--scale", choices=sorted(scales), default="full")
     p.add_argument("--seeds", type=seeds_argument, default=[0], help="e.g. 0,1,2")
+    p.add_argument(
+        "--arms",
+        type=names_argument(arm_names, needed_arms),
+        default=list(arm_names),
+        help=f"a subset of {','.join(arm_names)} (default: all)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     return p
 
