@@ -183,6 +183,6 @@ def test_a_stopped_run_ends_the_driver_before_the_next_run(tmp_path, monkeypatch
 
     monkeypatch.setattr("sys.argv", ["x", "--workdir", str(tmp_path)])
     with pytest.raises(SystemExit) as e:
-        arms.main(arms.base_parser("x", "test", {"full": None}), run)
+        arms.main(arms.base_parser("x", "test", {"full": None}, ["a"]), run)
     assert e.value.code == 143 and calls == [tmp_path / "pretrain"]
     assert "stopped by SIGTERM at step 7; running the same command again resumes" in caplog.text
