@@ -188,12 +188,25 @@ def _flatten(tree):
 
 
 class StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit 0)."""
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit 0),
+    while inside `with`; on leaving, the previous handlers are back, so a caller that goes on
+    after `train` returns (an experiment driver evaluating) is stopped by the next signal
+    instead of ignoring it."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.received = None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
         self.received = signal.Signals(signum).name
@@ -223,8 +236,12 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
     workdir = config_lib.writable_workdir(workdir)
     # Closed however the run ends: an open manager's threads fail at interpreter exit.
-    with checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt:
-        result = _train(config, workdir, stop_at, ckpt, sizes, start_time)
+    # The signal handlers outlast the checkpoint in flight: a second signal cannot cut it.
+    with (
+        StopSignal() as stop,
+        checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt,
+    ):
+        result = _train(config, workdir, stop_at, ckpt, stop, sizes, start_time)
     # Only now, with the last checkpoint written: the line says it is there.
     minutes = (time.perf_counter() - start_time) / 60.0
     logging.getLogger("unispeech_jax").info(
@@ -241,7 +258,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     return result
 
 
-def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
+def _train(config, workdir, stop_at, ckpt, stop, sizes, start_time) -> dict[str, Any]:
     log = logging.getLogger("unispeech_jax")
     family = models.get(config.model.name)
     models.resolve_config(family, config)  # what the data decides, saved in config.json
@@ -324,7 +341,6 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         peak_flops=peak,
         measured=not config.peak_flops_per_device,
     )
-    stop = StopSignal()
     evaluator = evaluate_lib.Evaluator(config, family, module, mesh, rules)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
