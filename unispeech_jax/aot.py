@@ -57,8 +57,8 @@ class Chip:
 
 # Per-chip figures by JAX device_kind, from Google Cloud's TPU system-architecture pages
 # (cloud.google.com/tpu/docs/v4, /v5e, /v5p, /v6e: "peak compute per chip (bf16)", "HBM
-# capacity and bandwidth"). libtpu's v5e/v5p/v6e topologies have one device per chip; its v4
-# topology has one per TensorCore (two per chip, `core_on_chip` 0 and 1): `chip_of` splits.
+# capacity and bandwidth"). One JAX device is one chip on these generations (v4 and v5p:
+# megacore, its two TensorCores as one device).
 CHIPS = {
     "TPU v4": Chip("v4", 32 * GIB, 275e12, 1200e9),
     "TPU v5 lite": Chip("v5e", 16 * GIB, 197e12, 819e9),
@@ -125,6 +125,12 @@ def topology_devices(name: str) -> list:
             f"--topology={name!r} is not a TPU topology libtpu knows (GPUs: "
             f"{', '.join(f'{g}:PxHxD' for g in GPUS)}): {_first_line(e)}"
         ) from None
+    if len({d.core_on_chip for d in topology.devices}) > 1:
+        # libtpu describes a v4 slice one device per TensorCore; JAX runs a v4 chip's two
+        # cores as one device (megacore) and make_mesh accepts only that layout.
+        topology = topologies.get_topology_desc(
+            topology_name=name, platform="tpu", chip_config_name="megacore"
+        )
     return list(topology.devices)
 
 
@@ -152,22 +158,10 @@ runtime_version {{ major: 12 minor: 8 }} device_description_str: "{kind}"
 
 
 def chip_of(devices) -> Chip:
-    """The figures of one device: its chip's, or a share of them when the topology makes a
-    device of each TensorCore of a chip (v4: 8 devices for the 4 chips of v4:2x2x1, each
-    with half a chip's HBM, FLOP/s and bandwidth)."""
     kind = devices[0].device_kind
     if kind not in CHIPS:
         raise AotError(f"no chip figures for device kind {kind!r}; known: {sorted(CHIPS)}")
-    chip, cores = CHIPS[kind], len({getattr(d, "core_on_chip", 0) for d in devices})
-    if cores == 1:
-        return chip
-    return dataclasses.replace(
-        chip,
-        name=f"{chip.name} core (1/{cores} chip)",
-        hbm_bytes=chip.hbm_bytes / cores,
-        peak_flops=chip.peak_flops / cores,
-        hbm_bytes_per_s=chip.hbm_bytes_per_s / cores,
-    )
+    return CHIPS[kind]
 
 
 # ----------------------------------------------------------------------------------------
