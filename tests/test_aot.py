@@ -115,6 +115,15 @@ def test_a_parameter_that_does_not_split_over_the_mesh_is_named():
         aot.check_divisible({"a": fine, "post": {"bias": bad}}, {"fsdp": 16})
 
 
+def test_a_v4_slice_has_one_device_per_chip():
+    """libtpu's default v4:2x2x1 has a device per TensorCore (8), which jax.make_mesh refuses;
+    the tool asks for the megacore layout JAX runs on v4: 4 chips, each a 32 GiB device."""
+    devices = aot.topology_devices("v4:2x2x1")
+    assert len(devices) == 4 and {d.core_on_chip for d in devices} == {0}
+    assert aot.chip_of(devices).hbm_bytes == 32 * aot.GIB
+    assert jax.make_mesh((4,), ("data",), devices=devices).size == 4
+
+
 def test_missing_libtpu_is_one_line_naming_the_pin(monkeypatch):
     real = aot.importlib.util.find_spec
     monkeypatch.setattr(

@@ -34,8 +34,32 @@ def test_mask_depends_on_the_index_only():
     again = jax.jit(lambda k: dropout.keep_mask(k, (64, 50), 0.7))(jax.random.key(3))
     np.testing.assert_array_equal(whole, again)
     assert not np.array_equal(whole, dropout.keep_mask(jax.random.key(4), (64, 50), 0.7))
-    with pytest.raises(ValueError, match="2\\*\\*32"):
-        dropout.keep_mask(jax.random.key(0), (2**16, 2**16), 0.5)
+
+
+def test_masks_of_2_to_the_32_elements_or_more_are_built():
+    """The attention probabilities of 1024 rows of 15.6 s (12 heads, 780 frames) have 7.5e9
+    elements: the mask is traced (an ahead-of-time compile of a v5e-256 step needs it)."""
+    shape = (1024, 12, 780, 780)
+    out = jax.eval_shape(lambda k: dropout.keep_mask(k, shape, 0.9), jax.random.key(0))
+    assert out.shape == shape and out.dtype == jnp.bool_
+    with pytest.raises(ValueError, match="an axis of"):
+        dropout.index_words((2**32, 2), 2**32)
+
+
+def test_two_word_index_keeps_small_masks_and_splits_big_ones(monkeypatch):
+    hi, lo = dropout.index_words((3, 4, 5), 2**32)
+    np.testing.assert_array_equal(hi, 0)
+    np.testing.assert_array_equal(lo, np.arange(60).reshape(3, 4, 5))
+    hi, lo = dropout.index_words((6, 4, 5), 64)  # 20-element blocks: hi over 6 rows
+    np.testing.assert_array_equal(hi, np.broadcast_to(np.arange(6)[:, None, None], (6, 4, 5)))
+    np.testing.assert_array_equal(lo, np.broadcast_to(np.arange(20).reshape(4, 5), (6, 4, 5)))
+    # Masks past the first word: rows of the same `lo` do not repeat, the keep rate holds.
+    small = np.asarray(dropout.keep_mask(jax.random.key(7), (1000, 1000), 0.5))
+    monkeypatch.setattr(dropout, "_WORD", 2000)
+    split = np.asarray(dropout.keep_mask(jax.random.key(7), (1000, 1000), 0.5))
+    np.testing.assert_array_equal(split[0], small[0])  # hi = 0: the one-word mask
+    assert _within((split[1:] & split[:-1]).mean(), 0.25, 0.25 * 0.75, split[1:].size)
+    assert _within(split.mean(), 0.5, 0.25, split.size)
 
 
 def test_module_follows_the_flax_dropout_contract():

@@ -28,15 +28,24 @@ def _table_rows(text: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-def test_crosslingual_micro_runs_every_arm_and_reruns_nothing(tiny_corpus, tmp_path, monkeypatch):
-    cli = unispeech_crosslingual.parser()
-    args = cli.parse_args(["--workdir", str(tmp_path), "--scale", "micro", "--target", "de"])
+def test_crosslingual_micro_runs_every_arm_kind_and_reruns_nothing(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    """One arm of each pre-training kind (none, CTC, UniSpeech: contrastive is UniSpeech at
+    alpha 0, the same code with another value)."""
+    kinds = ["ctc_target", "ctc_transfer", "unispeech"]
+    argv = f"--workdir {tmp_path} --scale micro --target de --arms {','.join(kinds)}"
+    args = unispeech_crosslingual.parser().parse_args(argv.split())
+    assert {a.pretrain for a in unispeech_crosslingual.chosen_arms(args.arms, False)} == {
+        a.pretrain for a in unispeech_crosslingual.MAIN_ARMS
+    }
     results = unispeech_crosslingual.run(args)
     text = results.read_text()
     rows = _table_rows(text)
-    for arm in unispeech_crosslingual.MAIN_ARMS:
-        per = float(rows[arm.name][2])
-        assert 0 <= per <= 1000, (arm.name, rows[arm.name])
+    assert [name for name in rows if name != "arm"] == kinds
+    for name in kinds:
+        per = float(rows[name][2])
+        assert 0 <= per <= 1000, (name, rows[name])
     assert "de has " in text and " of them en-us phones" in text
     assert results.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     # The fine-tunes read the target's phones: German has phones en-us lacks, so their ids
@@ -55,14 +64,18 @@ def test_crosslingual_micro_runs_every_arm_and_reruns_nothing(tiny_corpus, tmp_p
 
 
 @pytest.mark.slow
-def test_speecht5_ablation_micro_runs_every_arm_and_reruns_nothing(
+def test_speecht5_ablation_micro_runs_every_arm_kind_and_reruns_nothing(
     tiny_corpus, tmp_path, monkeypatch
 ):
-    args = speecht5_ablation.parser().parse_args(["--workdir", str(tmp_path), "--scale", "micro"])
+    """The two kinds of arm: pre-trained (joint; no_quantizer and speech_only are the same
+    code with other config values) and none."""
+    args = speecht5_ablation.parser().parse_args(
+        ["--workdir", str(tmp_path), "--scale", "micro", "--arms", "joint,none"]
+    )
     results = speecht5_ablation.run(args)
     rows = _table_rows(results.read_text())
-    assert set(speecht5_ablation.ARMS) <= set(rows)
-    for arm in speecht5_ablation.ARMS:
+    assert [name for name in rows if name != "arm"] == ["joint", "none"]
+    for arm in args.arms:
         cer, wer, mcd, roundtrip = (float(v) for v in rows[arm][1:])
         assert cer >= 0 and wer >= 0 and mcd > 0 and roundtrip >= 0, rows[arm]
     assert not (tmp_path / "pretrain" / "none").exists()
@@ -114,8 +127,62 @@ def test_config_mistake_is_one_line_exit_2(module, argv, tmp_path, monkeypatch, 
     assert not list(pathlib.Path(tmp_path).iterdir())
 
 
+def test_arms_argument_picks_a_subset_in_the_drivers_order():
+    args = speecht5_ablation.parser().parse_args(["--workdir", "w", "--arms", "none, joint"])
+    assert args.arms == ["joint", "none"]  # joint first: it judges the others' round trip
+    assert speecht5_ablation.parser().parse_args(["--workdir", "w"]).arms == list(
+        speecht5_ablation.ARMS
+    )
+    names = unispeech_crosslingual.parser().parse_args(["--workdir", "w", "--arms", "unispeech"])
+    assert [a.name for a in unispeech_crosslingual.chosen_arms(names.arms, False)] == ["unispeech"]
+    # --grid runs the main arms that are grid cells, named or not.
+    grid = unispeech_crosslingual.chosen_arms(["ctc_target"], True)
+    assert [a.name for a in grid[:3]] == ["ctc_target", "contrastive", "unispeech"]
+    assert grid[3:] == unispeech_crosslingual.grid_arms()
+
+
+@pytest.mark.parametrize(
+    "module,arms,message",
+    [
+        (unispeech_crosslingual, "unispeech,bert", "unknown arm bert; known: ctc_target,"),
+        (speecht5_ablation, "none", "the joint arm is needed: its ASR model judges"),
+        (speecht5_ablation, ",", "no arm given"),
+    ],
+)
+def test_bad_arms_argument_is_one_line_exit_2(module, arms, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        module.parser().parse_args(["--workdir", "w", "--arms", arms])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
 def test_bad_seeds_argument_is_one_line_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         speecht5_ablation.parser().parse_args(["--workdir", "w", "--seeds", "0,x"])
     assert e.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_stopped_run_ends_the_driver_before_the_next_run(tmp_path, monkeypatch, caplog):
+    """SIGTERM during a pre-training: train saves and returns; the driver must not fine-tune
+    from (or score) the unfinished run, but exit with the signal's status and one line."""
+    calls = []
+
+    def stopped_train(config, workdir):
+        calls.append(workdir)
+        return {"stopped": "SIGTERM", "step": 7}
+
+    monkeypatch.setattr(train_lib, "train", stopped_train)
+    config = arms.load_config("tiny.py", ["total_steps=10"])
+
+    def run(args):
+        arms.train_arm(config, tmp_path / "pretrain")
+        arms.train_arm(config, tmp_path / "finetune")
+        raise AssertionError("went on after a stopped run")
+
+    monkeypatch.setattr("sys.argv", ["x", "--workdir", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        arms.main(arms.base_parser("x", "test", {"full": None}, ["a"]), run)
+    assert e.value.code == 143 and calls == [tmp_path / "pretrain"]
+    assert "stopped by SIGTERM at step 7; running the same command again resumes" in caplog.text

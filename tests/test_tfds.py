@@ -4,6 +4,7 @@ back by a resumed run and by evaluate."""
 
 import contextlib
 import logging
+import tempfile
 import threading
 from pathlib import Path
 
@@ -189,3 +190,15 @@ def test_the_default_exchange_is_jax_all_gather():
     """One process: its own row (launch/local_multiprocess.sh runs the real two-host case)."""
     mine = np.array([1, 0, 1], np.int32)
     np.testing.assert_array_equal(tfds_source._allgather(mine), [[1, 0, 1]])
+
+
+def test_a_builder_of_unprepared_data_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """TFDS makes an empty mkdtemp('tfds') for every builder of a dataset not prepared in its
+    data_dir and keeps it; builder_of removes it (the tests had left hundreds in /tmp)."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    cfg = dict(source="tfds", tfds_name="librispeech", tfds_data_dir=str(tmp_path / "none"))
+    assert not tfds_source.builder_of(resolve(cfg)).is_prepared()
+    assert not list(temp.iterdir())
+    assert tempfile.gettempdir() == str(temp)

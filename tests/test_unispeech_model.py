@@ -221,6 +221,20 @@ def test_labelled_weighting_follows_alpha():
     np.testing.assert_allclose(total, expected, rtol=1e-4)
 
 
+def test_alpha_zero_is_contrastive_only_even_for_labelled_examples():
+    """α = 0 (the cross-lingual experiment's contrastive arm) computes no CTC: labelled
+    examples give the contrastive + diversity objective and the CTC head no gradient."""
+    cfg, module, params = build(ctc_weight=0.0)
+    batch = make_batch(labelled=(1.0, 1.0, 1.0))
+    total, m = loss(module, params, batch, jax.random.key(4), 0, True)
+    assert "ctc" not in m
+    np.testing.assert_allclose(total, m["contrastive"] + 0.1 * m["diversity"], rtol=1e-5)
+    grads = jax.jit(
+        jax.grad(lambda p: unispeech.loss_fn(module, p, batch, jax.random.key(4), 0, True)[0])
+    )(params)
+    assert float(jnp.max(jnp.abs(grads["ctc_proj"]["kernel"]))) == 0.0
+
+
 def test_padding_does_not_change_valid_frames():
     # 'layer' feature norm: every op is per frame or masked, so padding is invisible
     cfg, module, params = build(feat_extract_norm="layer", conv_bias=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 import soundfile as sf
 import tensorflow_datasets as tfds
 
+from unispeech_jax.data import tfds_source
+
 SPLITS = {"train_clean100": "train", "dev_clean": "valid", "test_clean": "test"}
 
 
@@ -43,7 +45,8 @@ def prepare(corpus: Path, data_dir: Path) -> Path:
 def write(data_dir: Path, splits: dict) -> Path:
     """Writes `splits` ({split name: iterable of (key, example)}) as a prepared `librispeech`
     under `data_dir`; returns `data_dir`."""
-    registered = tfds.builder("librispeech")
+    with tfds_source.tempfiles_removed():
+        registered = tfds.builder("librispeech")
 
     class Librispeech(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         name = "librispeech"
@@ -59,5 +62,7 @@ def write(data_dir: Path, splits: dict) -> Path:
         def _generate_examples(self, name):
             return splits[name]
 
-    Librispeech(data_dir=str(data_dir)).download_and_prepare()
+    with tfds_source.tempfiles_removed():
+        builder = Librispeech(data_dir=str(data_dir))
+    builder.download_and_prepare()
     return data_dir

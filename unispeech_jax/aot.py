@@ -57,7 +57,8 @@ class Chip:
 
 # Per-chip figures by JAX device_kind, from Google Cloud's TPU system-architecture pages
 # (cloud.google.com/tpu/docs/v4, /v5e, /v5p, /v6e: "peak compute per chip (bf16)", "HBM
-# capacity and bandwidth"). One JAX device is one chip on these generations (megacore).
+# capacity and bandwidth"). One JAX device is one chip on these generations (v4 and v5p:
+# megacore, its two TensorCores as one device).
 CHIPS = {
     "TPU v4": Chip("v4", 32 * GIB, 275e12, 1200e9),
     "TPU v5 lite": Chip("v5e", 16 * GIB, 197e12, 819e9),
@@ -124,6 +125,12 @@ def topology_devices(name: str) -> list:
             f"--topology={name!r} is not a TPU topology libtpu knows (GPUs: "
             f"{', '.join(f'{g}:PxHxD' for g in GPUS)}): {_first_line(e)}"
         ) from None
+    if len({d.core_on_chip for d in topology.devices}) > 1:
+        # libtpu describes a v4 slice one device per TensorCore; JAX runs a v4 chip's two
+        # cores as one device (megacore) and make_mesh accepts only that layout.
+        topology = topologies.get_topology_desc(
+            topology_name=name, platform="tpu", chip_config_name="megacore"
+        )
     return list(topology.devices)
 
 

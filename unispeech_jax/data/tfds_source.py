@@ -22,9 +22,11 @@ split and keeps its rows of each batch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +52,22 @@ from unispeech_jax.data.sources import vocab
 from unispeech_jax.data.stats import FILTER_REASONS, SKIP_REASONS, DataError, PipelineStats
 from unispeech_jax.data.text import letters
 
+_TEMPDIR_SWAP = threading.Lock()  # tempfile.tempdir is process-wide: one swap at a time
+
+
+@contextlib.contextmanager
+def tempfiles_removed():
+    """Runs the block with tempfile's folder a new one, removed after it. A TFDS builder of a
+    dataset that is not prepared in its data_dir makes an empty `mkdtemp('tfds')` for the
+    metadata it would fetch from GCS (which TFDS has off) and never removes it: without this,
+    every such builder leaves a /tmp/tmp*tfds behind."""
+    with _TEMPDIR_SWAP, tempfile.TemporaryDirectory() as folder:
+        saved, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
 
 def builder_of(cfg: DataConfig):
     """The TFDS builder of `data.tfds_name` in `data.tfds_data_dir`; DataError if unknown."""
@@ -58,7 +76,8 @@ def builder_of(cfg: DataConfig):
     if not cfg.tfds_name:
         raise DataError("data.source='tfds' needs data.tfds_name")
     try:
-        return tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
+        with tempfiles_removed():
+            return tfds.builder(cfg.tfds_name, data_dir=cfg.tfds_data_dir or None)
     except tfds.core.registered.DatasetNotFoundError as e:
         raise DataError(f"data.tfds_name={cfg.tfds_name!r}: {str(e).splitlines()[0]}") from None
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -53,13 +54,28 @@ def is_done(workdir: pathlib.Path, total_steps: int) -> bool:
     return (pathlib.Path(workdir) / "checkpoints" / str(total_steps)).is_dir()
 
 
+class Stopped(Exception):
+    """A run was stopped by a signal (its checkpoint saved): the driver must not go on to
+    fine-tune from, or score, an unfinished run."""
+
+    def __init__(self, workdir: pathlib.Path, result: dict):
+        super().__init__(
+            f"{workdir}: stopped by {result['stopped']} at step {result['step']}; running the "
+            "same command again resumes it"
+        )
+        self.signal = result["stopped"]
+
+
 def train_arm(config, workdir: pathlib.Path) -> bool:
-    """Trains `config` in `workdir` unless it is done; True if it trained."""
+    """Trains `config` in `workdir` unless it is done; True if it trained. Raises Stopped
+    when a signal stopped the training."""
     if is_done(workdir, config.total_steps):
         log.info("%s: done (step %d), skipped", workdir, config.total_steps)
         return False
     log.info("%s: training to step %d", workdir, config.total_steps)
-    train_lib.train(config, workdir)
+    result = train_lib.train(config, workdir)
+    if result["stopped"]:
+        raise Stopped(workdir, result)
     return True
 
 
@@ -146,24 +162,60 @@ def seeds_argument(text: str) -> list[int]:
     return seeds
 
 
+def names_argument(
+    known: Sequence[str], needed: Mapping[str, str] | None = None
+) -> Callable[[str], list[str]]:
+    """--arms: a comma-separated subset of `known`, kept in `known`'s order, that has every
+    arm of `needed` ({arm: why it is needed})."""
+
+    def parse(text: str) -> list[str]:
+        names = {n.strip() for n in text.split(",") if n.strip()}
+        if unknown := sorted(names - set(known)):
+            raise argparse.ArgumentTypeError(
+                f"unknown arm {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        if not names:
+            raise argparse.ArgumentTypeError("no arm given")
+        for name, why in (needed or {}).items():
+            if name not in names:
+                raise argparse.ArgumentTypeError(f"the {name} arm is needed: {why}")
+        return [n for n in known if n in names]
+
+    return parse
+
+
 # Mistakes in what the user gave (config, workdirs, data): one line, not a traceback.
 USER_ERRORS = (config_lib.ConfigError, checkpoint_lib.CheckpointError, pipeline.DataError)
 
 
-def base_parser(module: str, description: str, scales) -> argparse.ArgumentParser:
+def base_parser(
+    module: str,
+    description: str,
+    scales,
+    arm_names: Sequence[str],
+    needed_arms: Mapping[str, str] | None = None,
+) -> argparse.ArgumentParser:
     """The arguments every driver takes: --workdir, --scale (a key of `scales`), --seeds,
-    --set KEY=VALUE (overrides of every run's config); a bad one is one line, exit status 2."""
+    --arms (a subset of `arm_names` with those of `needed_arms`; all by default), --set
+    KEY=VALUE (overrides of every run's config); a bad one is one line, exit status 2."""
     p = errors.ArgumentParser(prog=f"python -m {module}", description=description)
     p.add_argument("--workdir", required=True)
     p.add_argument("--scale", choices=sorted(scales), default="full")
     p.add_argument("--seeds", type=seeds_argument, default=[0], help="e.g. 0,1,2")
+    p.add_argument(
+        "--arms",
+        type=names_argument(arm_names, needed_arms),
+        default=list(arm_names),
+        help=f"a subset of {','.join(arm_names)} (default: all)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     return p
 
 
 def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], pathlib.Path]):
     """Parses the command line, runs the experiment and prints where its results are; a
-    config, checkpoint or data mistake is one error line and exit status 2."""
+    config, checkpoint or data mistake is one error line and exit status 2; a run stopped by
+    SIGTERM/SIGINT (saved) ends the driver with one warning line, status 143/130."""
     args = parser.parse_args()
     platforms.skip_absent_accelerators()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -173,5 +225,8 @@ def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], pa
     except USER_ERRORS as e:
         logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)
+    except Stopped as e:  # the shell's status for death by that signal: a chain stops too
+        logging.warning("%s", e)
+        sys.exit(128 + getattr(signal, e.signal, signal.SIGTERM))
     print(results.read_text())
     print(f"written: {results} and {results.with_suffix('.png')}")

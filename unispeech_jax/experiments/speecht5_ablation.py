@@ -3,8 +3,8 @@ from none, from pre-training without the cross-modal quantizer and from speech-o
 pre-training (no text steps).
 
     python -m unispeech_jax.experiments.speecht5_ablation --workdir W [--scale full|micro]
-        [--seeds 0,1,2] [--pretrain-steps N] [--finetune-steps N] [--finetune-fraction F]
-        [--hours H] [--set KEY=VALUE ...]
+        [--seeds 0,1,2] [--arms joint,none,...] [--pretrain-steps N] [--finetune-steps N]
+        [--finetune-fraction F] [--hours H] [--set KEY=VALUE ...]
 
 Pre-training arms (configs/speecht5_tiny.py on the eSpeak corpus of `--hours`):
   joint         the recipe: speech steps + text-infilling steps, both through the quantizer
@@ -17,8 +17,9 @@ Each arm is fine-tuned for ASR (configs/speecht5_asr_tiny.py; test CER/WER, gree
 (configs/speecht5_tts_tiny.py; test MCD and the round-trip CER of the joint arm's ASR model
 on the Griffin-Lim speech, the same judge for every arm) on `--finetune-fraction` of the
 training sentences (`data.heldout_fraction` holds out the rest: low-label fine-tuning).
-Frozen-update counts keep each recipe's share of the steps. `--set KEY=VALUE` overrides every
-run's config (after the scale's).
+Frozen-update counts keep each recipe's share of the steps. `--arms` runs a subset (joint
+always: it judges the round trip). `--set KEY=VALUE` overrides every run's config (after the
+scale's).
 
 Writes W/results.md (table, mean and range over seeds) and W/results.png (valid ASR
 cross-entropy and TTS L1 during fine-tuning, mean over seeds). Workdirs:
@@ -129,11 +130,11 @@ def run(args) -> pathlib.Path:
     s = arms_lib.scale_of(SCALES, args)
     workdir = pathlib.Path(args.workdir)
     names = ("asr_cer", "asr_wer", "tts_mcd", "tts_roundtrip_cer")
-    got = {arm: {n: [] for n in names} for arm in ARMS}
-    curves = {task: {arm: [] for arm in ARMS} for task in TASK_CONFIGS}
+    got = {arm: {n: [] for n in names} for arm in args.arms}
+    curves = {task: {arm: [] for arm in args.arms} for task in TASK_CONFIGS}
     for seed in args.seeds:
         fine = {}
-        for arm in ARMS:  # joint first: its ASR model judges every arm's TTS
+        for arm in args.arms:  # joint first: its ASR model judges every arm's TTS
             init_from = None
             if ARMS[arm] is not None:
                 init_from = workdir / "pretrain" / arm / f"seed{seed}"
@@ -196,7 +197,11 @@ def report(args, s: Scale, got) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = arms_lib.base_parser(
-        __spec__.name, "SpeechT5 pre-training ablation: arms, table and plot.", SCALES
+        __spec__.name,
+        "SpeechT5 pre-training ablation: arms, table and plot.",
+        SCALES,
+        list(ARMS),
+        {"joint": "its ASR model judges every arm's TTS round trip"},
     )
     p.add_argument("--pretrain-steps", dest="pretrain_steps", type=int)
     p.add_argument("--finetune-steps", dest="finetune_steps", type=int)

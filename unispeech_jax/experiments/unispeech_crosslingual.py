@@ -3,8 +3,9 @@ untranscribed target-language speech, then a few minutes of target labels, again
 the target alone, CTC transfer and contrastive-only pre-training; target phone error rate.
 
     python -m unispeech_jax.experiments.unispeech_crosslingual --workdir W [--scale full|micro]
-        [--target de] [--seeds 0,1,2] [--grid] [--pretrain-steps N] [--finetune-steps N]
-        [--source-hours H] [--target-hours H] [--labelled-minutes M] [--set KEY=VALUE ...]
+        [--target de] [--seeds 0,1,2] [--arms ctc_target,...] [--grid] [--pretrain-steps N]
+        [--finetune-steps N] [--source-hours H] [--target-hours H] [--labelled-minutes M]
+        [--set KEY=VALUE ...]
 
 Data (data/corpus.py, generated on first use and cached): en-us, `--source-hours` of it, all
 labelled; the target language (es, de or pl), `--target-hours` of it, whose training split is
@@ -14,8 +15,9 @@ split hears (data/voices.py).
 
 Arms: a pre-training run (or none), then CTC fine-tuning on the target's labelled minutes
 (configs/finetune_ctc.py). The fine-tune's output layer is its own when the target has phones
-en-us lacks (init_from loads only parameters whose name and shape match: a new CTC head over
-the target's phones, the paper's recipe), the pre-trained one otherwise.
+en-us lacks (init_from loads the CTC head only when the two dictionaries list the same
+phones: a new head over the target's phones, the paper's recipe), the pre-trained one
+otherwise.
   ctc_target    no pre-training: CTC from scratch on the target labels ("CTC from scratch" =
                 configs/finetune_ctc.py without frozen updates, at configs/tiny.py's lr)
   ctc_transfer  CTC from scratch on en-us, then fine-tune
@@ -25,6 +27,7 @@ the target's phones, the paper's recipe), the pre-trained one otherwise.
                 on en-us labelled + target untranscribed, then fine-tune
   --grid adds alpha in {0, 0.5, 1} x r in {0, 0.5, 1} pre-trained the same way (alpha = 0
   computes no CTC, so its three r are one run: the contrastive arm).
+`--arms` runs a subset of the four (--grid runs contrastive and unispeech, its cells, too).
 `--set KEY=VALUE` overrides every run's config (after the scale's).
 
 Writes W/results.md (test PER per arm: mean, range over seeds and each seed; the grid; the
@@ -67,10 +70,11 @@ class Scale:
     overrides: tuple[str, ...] = ()
 
 
-# micro: that model on the smallest corpora, for the tests (whole utterances of up to 4 s).
+# micro: that model on the smallest corpora, for the tests (whole utterances of up to 4 s, one
+# bucket: each run compiles one train step and one eval step, the most of its time).
 _MICRO = (
     "data.max_sample_len=64000",
-    "data.bucket_boundaries=(32000,64000)",
+    "data.bucket_boundaries=(64000,)",
     "data.max_samples_per_batch=128000",
     "data.batch_multiple=2",
     "optim.warmup_steps=1",
@@ -108,6 +112,13 @@ MAIN_ARMS = (
     Arm("unispeech", "unispeech", 0.5, 0.5),
 )
 GRID_VALUES = (0.0, 0.5, 1.0)
+
+
+def chosen_arms(names: Sequence[str], grid: bool) -> list[Arm]:
+    """The main arms named, then with `grid` the alpha x r pre-trainings (the main arms that
+    are grid cells included, named or not)."""
+    chosen = [a for a in MAIN_ARMS if a.name in names or (grid and a.pretrain == "unispeech")]
+    return chosen + (grid_arms() if grid else [])
 
 
 def grid_arms() -> list[Arm]:
@@ -211,7 +222,7 @@ def run(args) -> pathlib.Path:
     """Runs (or reuses) every arm and seed; writes and returns W/results.md."""
     plan, source_dir, target_dir = make_plan(args)
     workdir = pathlib.Path(args.workdir)
-    arms = list(MAIN_ARMS) + (grid_arms() if args.grid else [])
+    arms = chosen_arms(args.arms, args.grid)
     per: dict[str, list[float]] = {a.name: [] for a in arms}
     curves: dict[str, list] = {a.name: [] for a in arms}
     for seed in args.seeds:
@@ -257,7 +268,8 @@ def report(args, plan: Plan, arms: Sequence[Arm], per, phones) -> str:
     )
     rows = [
         [a.name, _describe(a), arms_lib.summary(per[a.name], 100), _each(per[a.name])]
-        for a in MAIN_ARMS
+        for a in arms
+        if a in MAIN_ARMS
     ]
     text += arms_lib.markdown_table(["arm", "pre-training", "test PER", "per seed"], rows)
     if any(a.name not in {m.name for m in MAIN_ARMS} for a in arms):
@@ -292,7 +304,10 @@ def _each(values: Sequence[float]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = arms_lib.base_parser(
-        __spec__.name, "UniSpeech cross-lingual transfer: arms, table and plot.", SCALES
+        __spec__.name,
+        "UniSpeech cross-lingual transfer: arms, table and plot.",
+        SCALES,
+        [a.name for a in MAIN_ARMS],
     )
     p.add_argument("--target", choices=TARGETS, default="de")
     p.add_argument("--grid", action="store_true", help="add the alpha x r ablation")
