@@ -162,3 +162,27 @@ def test_bad_seeds_argument_is_one_line_exit_2(capsys):
         speecht5_ablation.parser().parse_args(["--workdir", "w", "--seeds", "0,x"])
     assert e.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_stopped_run_ends_the_driver_before_the_next_run(tmp_path, monkeypatch, caplog):
+    """SIGTERM during a pre-training: train saves and returns; the driver must not fine-tune
+    from (or score) the unfinished run, but exit with the signal's status and one line."""
+    calls = []
+
+    def stopped_train(config, workdir):
+        calls.append(workdir)
+        return {"stopped": "SIGTERM", "step": 7}
+
+    monkeypatch.setattr(train_lib, "train", stopped_train)
+    config = arms.load_config("tiny.py", ["total_steps=10"])
+
+    def run(args):
+        arms.train_arm(config, tmp_path / "pretrain")
+        arms.train_arm(config, tmp_path / "finetune")
+        raise AssertionError("went on after a stopped run")
+
+    monkeypatch.setattr("sys.argv", ["x", "--workdir", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        arms.main(arms.base_parser("x", "test", {"full": None}, ["a"]), run)
+    assert e.value.code == 143 and calls == [tmp_path / "pretrain"]
+    assert "stopped by SIGTERM at step 7; running the same command again resumes" in caplog.text

@@ -1,6 +1,8 @@
 """The training loop end to end on the embedded corpus: learning, resume, evaluation, errors."""
 
 import json
+import os
+import signal
 
 import micro
 import numpy as np
@@ -219,3 +221,13 @@ def test_train_step_is_built_once_per_bucket(tiny_corpus_env, tmp_path):
     result = train.train(c, tmp_path / "w")
     assert result["train"]["step_compiles"] == 2, result["train"]
     assert result["train"]["step_recompiles"] == 0
+
+
+def test_stop_signal_flags_signals_inside_with_and_restores_the_handlers():
+    """Inside `with` a SIGTERM becomes a flag; afterwards the previous handler is back, so a
+    caller that goes on after train() (an experiment driver) is stopped by the next one."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with train.StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.received == "SIGTERM"
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -98,13 +98,14 @@ def maybe_initialize_distributed(coordinator=None, num_processes=None, process_i
         jax.distributed.initialize(**kwargs)
 
 
-def merge_pretrained(params, pretrained, log, aliases=()):
+def merge_pretrained(params, pretrained, log, aliases=(), fresh=()):
     """Copies every pre-trained leaf whose path and shape match into `params` (fine-tuning);
     logs what was loaded and what stays freshly initialised.
 
     aliases: (new_prefix, old_prefix) pairs: a leaf under `new_prefix` with no pre-trained
       twin of its own name is loaded from the same path under `old_prefix` when the shapes
       match (UniSpeech's CTC fine-tuning head `lm_head/` from the phonetic `ctc_proj/`).
+    fresh: path prefixes never loaded (`pretrained_fresh`: output rows of other symbols).
     Layer stacks are matched whatever the two runs' `model.scan_layers`.
     """
     pretrained = relayout_layers(pretrained, params)
@@ -112,6 +113,8 @@ def merge_pretrained(params, pretrained, log, aliases=()):
     flat_old = {"/".join(map(str, k)): v for k, v in _flatten(pretrained)}
 
     def source(key):
+        if key.startswith(tuple(fresh)):
+            return None
         candidates = [key] + [old + key[len(new) :] for new, old in aliases if key.startswith(new)]
         for c in candidates:
             if c in flat_old and flat_old[c].shape == flat_new[key].shape:
@@ -142,6 +145,36 @@ def merge_pretrained(params, pretrained, log, aliases=()):
     return jax.tree_util.tree_map_with_path(pick, params)
 
 
+def pretrained_fresh(family, config, init_from: str, log) -> tuple[str, ...]:
+    """The family's VOCAB_PARAMS (params with a row per output id) when the pinned run
+    `config` and the `init_from` workdir's model give their output ids to different symbols
+    (st's target language, a corpus with symbols the pre-trained run lacks) or when its
+    vocabulary file is gone, whatever the sizes: those rows would mean other symbols, so they
+    start fresh. () when they agree."""
+    try:
+        theirs = config_lib.load_saved(pathlib.Path(init_from))
+    except config_lib.ConfigError as e:
+        raise config_lib.ConfigError(f"init_from: {e}") from None
+    files = [
+        workdir_vocab.output_vocabulary(c)
+        for c in (config, workdir_vocab.pin(theirs, init_from, keep=False))
+    ]
+    readable = None not in files and files[1].is_file()
+    if files[0] == files[1] or (
+        readable and workdir_vocab.symbols(files[0]) == workdir_vocab.symbols(files[1])
+    ):
+        return ()
+    prefixes = tuple(getattr(family, "VOCAB_PARAMS", ()))
+    log.info(
+        "init_from: this run's output ids (%s) are not %s's (%s): %s start fresh",
+        files[0],
+        init_from,
+        files[1],
+        ", ".join(prefixes),
+    )
+    return prefixes
+
+
 def _flatten(tree):
     return [
         (tuple(getattr(k, "key", k) for k in path), v)
@@ -155,12 +188,25 @@ def _flatten(tree):
 
 
 class StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit 0)."""
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (save, then exit 0),
+    while inside `with`; on leaving, the previous handlers are back, so a caller that goes on
+    after `train` returns (an experiment driver evaluating) is stopped by the next signal
+    instead of ignoring it."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.received = None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
         self.received = signal.Signals(signum).name
@@ -190,8 +236,12 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     sizes = config_lib.validate(config, jax.device_count(), jax.process_count())
     workdir = config_lib.writable_workdir(workdir)
     # Closed however the run ends: an open manager's threads fail at interpreter exit.
-    with checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt:
-        result = _train(config, workdir, stop_at, ckpt, sizes, start_time)
+    # The signal handlers outlast the checkpoint in flight: a second signal cannot cut it.
+    with (
+        StopSignal() as stop,
+        checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt,
+    ):
+        result = _train(config, workdir, stop_at, ckpt, stop, sizes, start_time)
     # Only now, with the last checkpoint written: the line says it is there.
     minutes = (time.perf_counter() - start_time) / 60.0
     logging.getLogger("unispeech_jax").info(
@@ -208,7 +258,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     return result
 
 
-def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
+def _train(config, workdir, stop_at, ckpt, stop, sizes, start_time) -> dict[str, Any]:
     log = logging.getLogger("unispeech_jax")
     family = models.get(config.model.name)
     models.resolve_config(family, config)  # what the data decides, saved in config.json
@@ -257,7 +307,11 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
             raise checkpoint_lib.CheckpointError(f"init_from: {e}") from None
         state["params"] = jax.jit(lambda p: p, out_shardings=built.state_shardings["params"])(
             merge_pretrained(
-                state["params"], pretrained, log, getattr(family, "PRETRAINED_ALIASES", ())
+                state["params"],
+                pretrained,
+                log,
+                getattr(family, "PRETRAINED_ALIASES", ()),
+                pretrained_fresh(family, config, config.init_from, log),
             )
         )
     start_step = int(state["step"])
@@ -287,7 +341,6 @@ def _train(config, workdir, stop_at, ckpt, sizes, start_time) -> dict[str, Any]:
         peak_flops=peak,
         measured=not config.peak_flops_per_device,
     )
-    stop = StopSignal()
     evaluator = evaluate_lib.Evaluator(config, family, module, mesh, rules)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -53,13 +54,28 @@ def is_done(workdir: pathlib.Path, total_steps: int) -> bool:
     return (pathlib.Path(workdir) / "checkpoints" / str(total_steps)).is_dir()
 
 
+class Stopped(Exception):
+    """A run was stopped by a signal (its checkpoint saved): the driver must not go on to
+    fine-tune from, or score, an unfinished run."""
+
+    def __init__(self, workdir: pathlib.Path, result: dict):
+        super().__init__(
+            f"{workdir}: stopped by {result['stopped']} at step {result['step']}; running the "
+            "same command again resumes it"
+        )
+        self.signal = result["stopped"]
+
+
 def train_arm(config, workdir: pathlib.Path) -> bool:
-    """Trains `config` in `workdir` unless it is done; True if it trained."""
+    """Trains `config` in `workdir` unless it is done; True if it trained. Raises Stopped
+    when a signal stopped the training."""
     if is_done(workdir, config.total_steps):
         log.info("%s: done (step %d), skipped", workdir, config.total_steps)
         return False
     log.info("%s: training to step %d", workdir, config.total_steps)
-    train_lib.train(config, workdir)
+    result = train_lib.train(config, workdir)
+    if result["stopped"]:
+        raise Stopped(workdir, result)
     return True
 
 
@@ -198,7 +214,8 @@ def base_parser(
 
 def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], pathlib.Path]):
     """Parses the command line, runs the experiment and prints where its results are; a
-    config, checkpoint or data mistake is one error line and exit status 2."""
+    config, checkpoint or data mistake is one error line and exit status 2; a run stopped by
+    SIGTERM/SIGINT (saved) ends the driver with one warning line, status 143/130."""
     args = parser.parse_args()
     platforms.skip_absent_accelerators()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -208,5 +225,8 @@ def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], pa
     except USER_ERRORS as e:
         logging.error("%s: %s", type(e).__name__, e)
         sys.exit(2)
+    except Stopped as e:  # the shell's status for death by that signal: a chain stops too
+        logging.warning("%s", e)
+        sys.exit(128 + getattr(signal, e.signal, signal.SIGTERM))
     print(results.read_text())
     print(f"written: {results} and {results.with_suffix('.png')}")
