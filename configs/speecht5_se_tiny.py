@@ -7,11 +7,11 @@ Command (from a speecht5_tiny pre-training workdir; without init_from: from scra
     python -m unispeech_jax.evaluate --workdir runs/st5_se --split test --asr-workdir runs/st5_asr
     python -m unispeech_jax.enhance --workdir runs/st5_se noisy.wav --out clean.wav
 
-SpeechT5ForSpeechToSpeech trained with configs/speecht5_vc_tiny.py's recipe, without a speaker
-input (the voice is the input's own; test voices are unseen); the corpus writes one noisy,
-reverberant copy per utterance at an SNR drawn from 0, 5, 10, 15 dB.
+SpeechT5ForSpeechToSpeech with configs/speecht5_vc_tiny.py's recipe, no speaker input (the
+voice is the input's own); one noisy, reverberant copy per utterance at 0, 5, 10 or 15 dB SNR.
 Hardware: 2 CPU cores, float32, batches of up to 24 audio-s (noisy and clean side each).
-Result: not measured yet (docs/results/speecht5_vc_se.md).
+Result (2026-12-04, 600 updates, 0.5 h): test MCD 5.58 dB from a 300-step speecht5_tiny, 6.64
+from scratch, noisy input 4.84 (no enhancement yet); STOI 0.30/0.38/0.60; speecht5_vc_se.md.
 """
 
 from unispeech_jax import config as config_lib

@@ -6,10 +6,12 @@ import pytest
 
 # The tests check values, not speed: LLVM's optimisation passes are half of every XLA CPU
 # compilation of the micro models (measured 15.6 s -> 7.2 s for one train step's builds) and
-# buy nothing at these sizes. Set before any test module imports JAX; subprocesses inherit it,
-# except the kill -9 test's runs and its reference (micro.subprocess_env(xla_default=True)):
-# bit-exact resume is checked at the level users run.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+# buy nothing at these sizes; XLA's newer fusion emitters take twice as long to compile as
+# the classic ones (micro UniSpeech init + train step 13.4 -> 6.3 CPU-s, medians of 3; the
+# same loss to 7 digits, 10 steps 0.75 vs 0.81 CPU-s). Set before any test module imports JAX;
+# subprocesses inherit it, except the kill -9 test's runs and its reference
+# (micro.subprocess_env(xla_default=True)): bit-exact resume is checked as users run.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 

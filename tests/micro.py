@@ -117,7 +117,8 @@ def subprocess_env(compile_cache, xla_default: bool = False) -> dict[str, str]:
     test and its reference run."""
     xla_flags = os.environ.get("XLA_FLAGS", "")
     if xla_default:
-        xla_flags = re.sub(r"--xla_backend_optimization_level=\S+", "", xla_flags).strip()
+        test_flags = r"--xla_(backend_optimization_level|cpu_use_fusion_emitters)=\S+"
+        xla_flags = re.sub(test_flags, "", xla_flags).strip()
     return dict(
         os.environ,
         XLA_FLAGS=xla_flags,

@@ -37,8 +37,8 @@ MESHES = {
 
 def run_steps(config, devices, batches):
     """Fresh state on a mesh of `devices`, then one train step per batch → (metrics of each
-    step, max bytes on a device of params, of optimizer state; the state after the last
-    step, its shardings)."""
+    step, max bytes on a device of params, of optimizer state; the initial parameters, the
+    state after the last step, its shardings)."""
     family = models.get(config.model.name)
     module = family.build(config.model, family.vocab_size(config))
     tx, lr_fn = optim.make(config.optim, config.total_steps)
@@ -46,6 +46,7 @@ def run_steps(config, devices, batches):
     rules = sharding.rules(config.mesh)
     init_fn = step_lib.make_init_fn(family, module, tx, family.dummy_batch(config.data))
     state, shardings = sharding.init_sharded(init_fn, jax.random.key(0), mesh, rules)
+    start = state["params"]  # the step does not donate its input: still valid after it
     param_bytes = sharding.bytes_per_device(state["params"])
     opt_bytes = sharding.bytes_per_device(state["opt_state"])
     step = jax.jit(
@@ -58,7 +59,7 @@ def run_steps(config, devices, batches):
         for batch in batches:
             state, metrics = step(state, sharding.global_batch(batch, mesh))
             results.append({k: float(v) for k, v in jax.device_get(metrics).items()})
-    return results, max(param_bytes.values()), max(opt_bytes.values()), state, shardings
+    return results, max(param_bytes.values()), max(opt_bytes.values()), start, state, shardings
 
 
 def micro_config(family):
@@ -93,8 +94,9 @@ def main():
         batches += itertools.islice(
             (b for b in it if {k: v.shape for k, v in b.items()} == shape), 2
         )
-    start = run_steps(config, jax.devices()[:1], [])[3]["params"]  # the initial state
-    single, param_bytes, opt_bytes, reference, _ = run_steps(config, jax.devices()[:1], batches)
+    single, param_bytes, opt_bytes, start, reference, _ = run_steps(
+        config, jax.devices()[:1], batches
+    )
     results = {"1": dict(metrics=single, param_bytes=param_bytes, opt_bytes=opt_bytes)}
     for mesh in MESHES[family]:
         config.mesh.shape.data, config.mesh.shape.fsdp, config.mesh.shape.tensor = mesh
@@ -104,7 +106,7 @@ def main():
         # (the implementations agree to rounding, test_unispeech_model).
         if family == "unispeech":
             config.model.pos_conv_impl = {(2, 2, 2): "conv", (1, 8, 1): "taps"}.get(mesh, "auto")
-        metrics, param_bytes, opt_bytes, state, shardings = run_steps(
+        metrics, param_bytes, opt_bytes, _, state, shardings = run_steps(
             config, jax.devices(), batches
         )
         laid_out = jax.device_put(reference, shardings)  # the same values, sharded

@@ -99,6 +99,57 @@ def test_finetuning_config_trains_and_evaluates(tiny_corpus, tmp_path, name, met
         assert params["speaker_table"].shape == (speakers, saved.model.speaker_embedding_dim)
 
 
+def test_init_from_loads_the_text_rows_only_for_the_same_symbols(tiny_corpus, tmp_path):
+    """An st target vocabulary of the pre-trained text vocabulary's size but other symbols:
+    its embedding rows start fresh (they were loaded, matched by shape alone) while the
+    encoder loads; the pre-trained vocabulary itself as the target keeps them."""
+    import logging
+
+    from unispeech_jax.data import corpus, workdir_vocab
+
+    pretrained = tmp_path / "pretrain"
+    train.train(test_train_speecht5.micro_config(total_steps=1, eval_every=1), pretrained)
+    english = pretrained / "vocab" / "spm.model"
+    size = text_lib.load_sp(english).get_piece_size()
+    spanish = [line.split("\t")[1] for line in BIBLE.read_text(encoding="utf-8").splitlines()]
+    letters = sorted({c for line in spanish for c in line if c != " "})
+    letters = (letters + [chr(0x3B1 + i) for i in range(size)])[: size - 4]  # Greek pads
+    kept = [" ".join(letters)] + [
+        "".join(c for c in line if c in letters or c == " ") for line in spanish
+    ]
+    corpus.write_sentencepiece(tmp_path / "es", kept)
+    spanish_sp = tmp_path / "es.model"
+    assert text_lib.load_sp(spanish_sp).get_piece_size() == size
+    assert workdir_vocab.symbols(spanish_sp) != workdir_vocab.symbols(english)
+
+    common = {
+        "total_steps": 1,
+        "eval_every": 100,
+        "optim.lr": 0.0,  # the checkpoint holds the parameters as initialised
+        "seed": 1,  # a fresh row differs from the pre-trained run's seed-0 initialisation
+        "init_from": str(pretrained),
+        "data.corpus.translations": str(BIBLE),
+    }
+    config = task_micro_config("st_tiny", **common, **{"data.target_sp_model": str(spanish_sp)})
+    train.train(config, tmp_path / "st")
+    before, _ = micro.restore_variables(pretrained)
+    after, _ = micro.restore_variables(tmp_path / "st")
+    rows = [v["embed_tokens"]["embedding"] for v in (before, after)]
+    assert rows[0].shape == rows[1].shape and not np.allclose(rows[0], rows[1])
+    for a, b in zip(*(jax.tree.leaves(v["encoder"]) for v in (after, before)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    log = logging.getLogger("unispeech_jax")
+    pinned = workdir_vocab.pin(config, tmp_path / "st", keep=False)
+    assert train.pretrained_fresh(speecht5, pinned, str(pretrained), log) == (
+        "embed_tokens/",
+        "ctc_proj/",
+    )
+    same = task_micro_config("st_tiny", **common, **{"data.target_sp_model": str(english)})
+    pinned = workdir_vocab.pin(same, tmp_path / "same", keep=False)
+    assert train.pretrained_fresh(speecht5, pinned, str(pretrained), log) == ()
+
+
 def test_a_speaker_table_smaller_than_the_data_is_refused(tiny_corpus):
     config = task_micro_config("tts_tiny", **{"model.num_speakers": 1})
     with pytest.raises(config_lib.ConfigError, match="num_speakers=1: the training split has"):

@@ -2,14 +2,19 @@
 through `transcribe`, BLEU/chrF and accuracy/EER through `evaluate`'s scorers, the x-vector
 export TTS reads; the SID loss terms and the trial and chrF helpers on known cases."""
 
+import json
+import subprocess
+import sys
+
 import jax.numpy as jnp
+import micro
 import numpy as np
 import pytest
 import soundfile as sf
 import test_finetune_configs
 
 from unispeech_jax import config as config_lib
-from unispeech_jax import inference, metrics, scoring, transcribe
+from unispeech_jax import evaluate, inference, metrics, scoring, transcribe
 from unispeech_jax.data import data_config, pipeline
 from unispeech_jax.data.stats import DataError
 from unispeech_jax.models.speecht5.tasks import sid
@@ -124,6 +129,26 @@ def test_sid_scores_accuracy_on_training_speakers_and_eer_on_trials(sid_workdir)
     embeddings, _ = inference.embed_speakers(trained, waves)
     expected = metrics.equal_error_rate(*metrics.cosine_trials(embeddings, split.speaker_names))
     assert test["eer"] == pytest.approx(expected)
+
+
+def test_evaluate_leaves_out_the_class_terms_of_unseen_voices(sid_workdir, compile_cache):
+    """On the test split (no training speaker) the loss, sid/ce and sid/accuracy are not
+    defined: neither printed nor written (they were 0.0); eer is. On train:heldout they are
+    the means over its rows."""
+    cli = [sys.executable, "-m", "unispeech_jax.evaluate", "--workdir", str(sid_workdir)]
+    env = micro.subprocess_env(compile_cache)
+    cli += ["--split", "test", "--max_batches", "1"]
+    out = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    saved = json.loads((sid_workdir / "eval_test.json").read_text())
+    printed = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    for keys in (saved.keys(), printed):
+        assert {"eer", "trials"} <= set(keys)
+        assert not {"loss", "sid/ce", "sid/accuracy", "accuracy"} & set(keys)
+    assert "not applicable" in out.stderr
+    heldout = evaluate.evaluate_workdir(sid_workdir, "train:heldout", max_batches=1)
+    assert heldout["sid/ce"] > 0 and heldout["loss"] == heldout["sid/ce"]
+    assert 0 <= heldout["sid/accuracy"] <= 1 and "counted_rows" not in heldout
 
 
 def test_exported_embeddings_are_x_vectors_tts_reads(sid_workdir, tmp_path):

@@ -15,7 +15,9 @@ config is the one the run saved (`<workdir>/config.json`), the parameters those 
 newest checkpoint (or of step N); `--data DIR` reads the split from the manifest folder DIR
 instead of the run's data. Labels are always read through the vocabulary the workdir keeps
 (data/workdir_vocab.py). Training calls the same `Evaluator` periodically on the
-validation split.
+validation split. Loss metrics a split does not define are left out (sid on the test
+split's unseen voices: no training speaker, so no loss, sid/ce nor sid/accuracy; eer is its
+score).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ class Evaluator:
             self._predict = jax.jit(lambda p, b: _greedy_ids(*family.predict_fn(module, p, b)))
 
     def run(self, params, split: str, max_batches: int = 0, model_state=None) -> dict[str, float]:
-        """Weighted mean of every loss metric over `split` (and PER with a CTC head).
+        """Weighted mean of every loss metric over `split` (and PER with a CTC head); each
+        batch weighs its real rows, or the rows its loss counts (models.COUNTED_ROWS), and a
+        split with none of those has no loss metrics.
         model_state: the family's non-trainable variables (SpeechT5: 'batch_stats')."""
         model_state = model_state or {}
         sums: dict[str, float] = {}
@@ -80,10 +84,13 @@ class Evaluator:
                 if max_batches and i >= max_batches:
                     break
                 batch = sharding.global_batch(local, self.mesh)
-                weight = float(multihost_utils.process_allgather(batch["weight"], tiled=True).sum())
-                for k, v in jax.device_get(self._loss(params, model_state, batch)).items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * weight
-                total_weight += weight
+                values = jax.device_get(self._loss(params, model_state, batch))
+                weight = values.pop(models.COUNTED_ROWS, None)
+                if weight is None:
+                    weight = multihost_utils.process_allgather(batch["weight"], tiled=True).sum()
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * float(weight)
+                total_weight += float(weight)
                 if self._predict is None:
                     continue
                 ids, lengths = self._predict(params, batch)
@@ -100,7 +107,13 @@ class Evaluator:
                 r, h = self._transcripts(got)
                 refs += r
                 hyps += h
-        out = {k: v / max(total_weight, 1.0) for k, v in sums.items()}
+        out = {k: v / total_weight for k, v in sums.items()} if total_weight > 0 else {}
+        if sums and not out:  # e.g. sid on unseen voices: no class of the head to score
+            logging.getLogger("unispeech_jax").info(
+                "%s: no row the loss counts; its metrics (%s) are not applicable",
+                split,
+                ", ".join(sorted(sums)),
+            )
         if refs:
             out["per"] = metrics_lib.error_rate(*(_units(lines) for lines in (refs, hyps)))
             out["examples"] = float(len(refs))

@@ -98,13 +98,14 @@ def maybe_initialize_distributed(coordinator=None, num_processes=None, process_i
         jax.distributed.initialize(**kwargs)
 
 
-def merge_pretrained(params, pretrained, log, aliases=()):
+def merge_pretrained(params, pretrained, log, aliases=(), fresh=()):
     """Copies every pre-trained leaf whose path and shape match into `params` (fine-tuning);
     logs what was loaded and what stays freshly initialised.
 
     aliases: (new_prefix, old_prefix) pairs: a leaf under `new_prefix` with no pre-trained
       twin of its own name is loaded from the same path under `old_prefix` when the shapes
       match (UniSpeech's CTC fine-tuning head `lm_head/` from the phonetic `ctc_proj/`).
+    fresh: path prefixes never loaded (`pretrained_fresh`: output rows of other symbols).
     Layer stacks are matched whatever the two runs' `model.scan_layers`.
     """
     pretrained = relayout_layers(pretrained, params)
@@ -112,6 +113,8 @@ def merge_pretrained(params, pretrained, log, aliases=()):
     flat_old = {"/".join(map(str, k)): v for k, v in _flatten(pretrained)}
 
     def source(key):
+        if key.startswith(tuple(fresh)):
+            return None
         candidates = [key] + [old + key[len(new) :] for new, old in aliases if key.startswith(new)]
         for c in candidates:
             if c in flat_old and flat_old[c].shape == flat_new[key].shape:
@@ -140,6 +143,36 @@ def merge_pretrained(params, pretrained, log, aliases=()):
         return jnp.asarray(flat_old[loaded[key]], new.dtype) if key in loaded else new
 
     return jax.tree_util.tree_map_with_path(pick, params)
+
+
+def pretrained_fresh(family, config, init_from: str, log) -> tuple[str, ...]:
+    """The family's VOCAB_PARAMS (params with a row per output id) when the pinned run
+    `config` and the `init_from` workdir's model give their output ids to different symbols
+    (st's target language, a corpus with symbols the pre-trained run lacks) or when its
+    vocabulary file is gone, whatever the sizes: those rows would mean other symbols, so they
+    start fresh. () when they agree."""
+    try:
+        theirs = config_lib.load_saved(pathlib.Path(init_from))
+    except config_lib.ConfigError as e:
+        raise config_lib.ConfigError(f"init_from: {e}") from None
+    files = [
+        workdir_vocab.output_vocabulary(c)
+        for c in (config, workdir_vocab.pin(theirs, init_from, keep=False))
+    ]
+    readable = None not in files and files[1].is_file()
+    if files[0] == files[1] or (
+        readable and workdir_vocab.symbols(files[0]) == workdir_vocab.symbols(files[1])
+    ):
+        return ()
+    prefixes = tuple(getattr(family, "VOCAB_PARAMS", ()))
+    log.info(
+        "init_from: this run's output ids (%s) are not %s's (%s): %s start fresh",
+        files[0],
+        init_from,
+        files[1],
+        ", ".join(prefixes),
+    )
+    return prefixes
 
 
 def _flatten(tree):
@@ -274,7 +307,11 @@ def _train(config, workdir, stop_at, ckpt, stop, sizes, start_time) -> dict[str,
             raise checkpoint_lib.CheckpointError(f"init_from: {e}") from None
         state["params"] = jax.jit(lambda p: p, out_shardings=built.state_shardings["params"])(
             merge_pretrained(
-                state["params"], pretrained, log, getattr(family, "PRETRAINED_ALIASES", ())
+                state["params"],
+                pretrained,
+                log,
+                getattr(family, "PRETRAINED_ALIASES", ()),
+                pretrained_fresh(family, config, config.init_from, log),
             )
         )
     start_step = int(state["step"])

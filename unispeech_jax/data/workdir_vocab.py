@@ -43,6 +43,18 @@ def used_files(config) -> dict[str, Path]:
     return files
 
 
+def output_vocabulary(config) -> Path | None:
+    """The vocabulary file of a `pin`ned run config whose ids index the model's output rows
+    (its text embedding and CTC heads, the family's VOCAB_PARAMS): task st the target
+    language's SentencePiece model, else SpeechT5's text model or the label dictionary; None
+    for a run that reads none."""
+    files = used_files(config)
+    for name in ("spm_tgt.model", "spm.model"):
+        if name in files:
+            return files[name]
+    return next(iter(files.values()), None)
+
+
 def pin(config, workdir, keep: bool = True, init_from: str = ""):
     """A copy of `config` whose data block reads the vocabulary kept in `workdir`.
 

@@ -15,8 +15,9 @@ split hears (data/voices.py).
 
 Arms: a pre-training run (or none), then CTC fine-tuning on the target's labelled minutes
 (configs/finetune_ctc.py). The fine-tune's output layer is its own when the target has phones
-en-us lacks (init_from loads only parameters whose name and shape match: a new CTC head over
-the target's phones, the paper's recipe), the pre-trained one otherwise.
+en-us lacks (init_from loads the CTC head only when the two dictionaries list the same
+phones: a new head over the target's phones, the paper's recipe), the pre-trained one
+otherwise.
   ctc_target    no pre-training: CTC from scratch on the target labels ("CTC from scratch" =
                 configs/finetune_ctc.py without frozen updates, at configs/tiny.py's lr)
   ctc_transfer  CTC from scratch on en-us, then fine-tune

@@ -10,6 +10,10 @@ import jax
 from unispeech_jax.errors import ConfigError
 
 FAMILIES = ("unispeech", "speecht5")
+# A loss metric: how many of the batch's rows the loss averages over, when that is not every
+# real row (SpeechT5 sid: rows of training speakers). Evaluation weights batches by it, and a
+# split where it is 0 has no defined loss (evaluate leaves the losses out).
+COUNTED_ROWS = "counted_rows"
 
 
 def get(name: str):

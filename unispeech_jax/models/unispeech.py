@@ -390,8 +390,10 @@ def _dense(features, axes, dtype):
 # --------------------------------------------------------------------------------------------
 
 # Fine-tuning from a pre-training run (train.merge_pretrained): the CTC head starts from the
-# pre-trained phonetic CTC head when the label vocabularies have the same size.
+# pre-trained phonetic CTC head when the two label dictionaries list the same phones in the
+# same order; otherwise both heads (a row per phone id) start fresh (train.pretrained_fresh).
 PRETRAINED_ALIASES = (("lm_head/", "ctc_proj/"),)
+VOCAB_PARAMS = ("lm_head/", "ctc_proj/")
 LOGICAL_AXES = layers.ACTIVATION_AXES + (
     "layers",
     "embed",

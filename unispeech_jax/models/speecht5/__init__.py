@@ -62,6 +62,7 @@ from unispeech_jax.models.speecht5.args import LOGICAL_AXES, TASKS, ModelArgs, d
 from unispeech_jax.models.speecht5.encoder_decoder import Decoder, Encoder, init_cache
 from unispeech_jax.models.speecht5.flops import flops_per_batch, forward_flops
 from unispeech_jax.models.speecht5.model import (
+    VOCAB_PARAMS,
     SpeechT5,
     build,
     check_config,
@@ -92,6 +93,7 @@ from unispeech_jax.models.transformer import Attention
 __all__ = [
     "LOGICAL_AXES",
     "TASKS",
+    "VOCAB_PARAMS",
     "Attention",
     "Decoder",
     "Encoder",

@@ -28,6 +28,10 @@ from unispeech_jax.models.speecht5.positions import (
 from unispeech_jax.models.speecht5.postnets import SpeechDecoderPostnet
 from unispeech_jax.models.speecht5.prenets import SpeechDecoderPrenet, SpeechEncoderPrenet
 
+# Params with a row per text id (train.pretrained_fresh): loaded from a pre-trained run only
+# when its ids stand for the same SentencePiece pieces (not an st target of the same size).
+VOCAB_PARAMS = ("embed_tokens/", "ctc_proj/")
+
 
 class SpeechT5(nn.Module):
     """All SpeechT5 pre/post-nets around one encoder–decoder.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from unispeech_jax.models import COUNTED_ROWS
 from unispeech_jax.models.speecht5.apply import apply_forward, split_rngs
 from unispeech_jax.models.speecht5.tasks.asr import time_mask
 
@@ -25,7 +26,8 @@ def class_terms(logits, speaker, counted):
 
 def loss(module, params, model_state, batch, rng, step, train):
     """Speaker cross-entropy of a batch with audio and its `speaker` index (-1, a voice
-    outside the training speakers, counts 0); see `loss_fn`."""
+    outside the training speakers, counts 0: metric COUNTED_ROWS says how many did); see
+    `loss_fn`."""
     a = module.args
     rngs, mask_rng = split_rngs(rng, train)
     audio, audio_mask = batch["audio"], batch["audio_mask"].astype(bool)
@@ -39,4 +41,5 @@ def loss(module, params, model_state, batch, rng, step, train):
     speaker = batch["speaker"].astype(jnp.int32)
     counted = (batch["weight"] > 0) & (speaker >= 0)
     ce, accuracy = class_terms(logits, speaker, counted)
-    return ce, ({"loss": ce, "sid/ce": ce, "sid/accuracy": accuracy}, model_state)
+    metrics = {"loss": ce, "sid/ce": ce, "sid/accuracy": accuracy}
+    return ce, ({**metrics, COUNTED_ROWS: jnp.sum(counted).astype(jnp.float32)}, model_state)
