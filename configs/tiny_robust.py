@@ -9,8 +9,8 @@ Command:
 (white, pink, brown or babble) at 5-20 dB SNR; `--config.data.augment_noise_dir=MUSAN` and
 `--config.data.augment_rir_dir=RIRS` add recordings.
 Hardware: 2 CPU cores, float32, the steps of configs/tiny.py (2500 of 16 audio-s).
-Result (2026-12-04, loaded machine, stopped at step 1650): test PER 23.1 % clean, 55.3 % with
-10 dB noise and reverberation (tiny.py at 2250: 13.4 / 72.6 %); docs/results/noise_robustness.md.
+Result (2026-12-04, loaded machine): test PER 17.5 % clean, 51.1 % with 10 dB noise and
+reverberation (tiny.py at 2250: 13.4 / 72.6 %); docs/results/noise_robustness.md.
 """
 
 from unispeech_jax import config as config_lib
