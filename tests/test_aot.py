@@ -115,6 +115,22 @@ def test_a_parameter_that_does_not_split_over_the_mesh_is_named():
         aot.check_divisible({"a": fine, "post": {"bias": bad}}, {"fsdp": 16})
 
 
+def test_buckets_compile_one_at_a_time(tiny_corpus, monkeypatch):
+    """The CLI prints each bucket as it compiles (a large config's take minutes each): the
+    config is checked at once, and a bucket is compiled only when the iterator reaches it."""
+    compiled = []
+    monkeypatch.setattr(aot, "_compile_shape", lambda *a: compiled.append(a[4]) or a[4])
+    devices = aot.topology_devices("v5e:2x2")
+    config = micro.micro_config(**{"data.batch_multiple": 4})
+    shapes = aot.compile_step(config, devices)
+    assert compiled == []
+    first = next(shapes)
+    assert compiled == [first] and first["audio"][0] == (4, 16_000)
+    assert [s["audio"][0][1] for s in shapes] == [32_000] and len(compiled) == 2
+    with pytest.raises(aot.config_lib.ConfigError, match="no such batch shape"):
+        aot.compile_step(config, devices, widths={8000})  # before any compile
+
+
 def test_a_v4_slice_has_one_device_per_chip():
     """libtpu's default v4:2x2x1 has a device per TensorCore (8), which jax.make_mesh refuses;
     the tool asks for the megacore layout JAX runs on v4: 4 chips, each a 32 GiB device."""

@@ -7,7 +7,7 @@ Builds the step exactly as `unispeech_jax.train` does (`step.build`: same mesh r
 state) over the devices of the topology (`jax.experimental.topologies`; a TPU topology needs
 `libtpu`, a GPU one (`h100:1x1x8`) the CUDA plugin of jax[cuda12]; both load without the
 hardware), compiles it for every batch shape the input pipeline makes (one length
-bucket each, `pipeline.train_batch_shapes`) and prints per device: parameter + optimizer
+bucket each, `pipeline.train_batch_shapes`) and prints, as each compiles, per device: parameter + optimizer
 bytes, temporaries, the total against the chip's HBM, FLOPs and bytes accessed, the roofline
 step-time bound, the MFU a step at `--efficiency` of that bound would reach, and the
 collectives of the compiled HLO. XLA's `optimal_seconds` estimate is not used (it comes out
@@ -32,6 +32,7 @@ import math  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
@@ -323,61 +324,65 @@ def roofline(flops, bytes_accessed, model_flops: float, chip: Chip, eff: float):
     }
 
 
-def compile_step(config, devices, widths=()) -> list[dict]:
-    """Compiles the train step of `config` for `devices` (one report per batch shape, or the
-    shapes whose width is in `widths`); raises ConfigError for a config that cannot run."""
+def compile_step(config, devices, widths=()) -> Iterator[dict]:
+    """Compiles the train step of `config` for `devices`: one report per batch shape (or per
+    shape whose width is in `widths`), each compiled when the iterator reaches it, so a caller
+    can show every bucket as it is done. Raises ConfigError at once, before any compile, for
+    a config that cannot run."""
     processes = len({d.process_index for d in devices})
     sizes = config_lib.validate(config, len(devices), processes)
     models.resolve_config(models.get(config.model.name), config)  # as train.py does
     mesh = sharding.make_mesh(config.mesh, devices)
     built = build(config, mesh)
-    batch_sharding = sharding.batch_sharding(mesh)
     shapes = pipeline.train_batch_shapes(config)
     if widths:
         shapes = [s for s in shapes if _width(s) in widths]
         if not shapes:
             raise config_lib.ConfigError(f"--buckets={sorted(widths)}: no such batch shape")
+    check_divisible(built.abstract_state["params"], sizes)  # named by the parameter first
+    check_divisible(built.abstract_state, sizes)
+    return (_compile_shape(config, built, mesh, sizes, shape, len(devices)) for shape in shapes)
+
+
+def _compile_shape(config, built, mesh, sizes: dict, shape: dict, n_devices: int) -> dict:
+    """The report of one batch shape ({name: (global shape, dtype)}): sizes, and XLA's memory
+    and cost analyses, or `out_of_memory` with XLA's message when it would not fit."""
     state = built.abstract_state
-    check_divisible(state["params"], sizes)  # named by the parameter, before its moments
-    check_divisible(state, sizes)
-    reports = []
-    for shape in shapes:
-        batch = {
-            k: jax.ShapeDtypeStruct(s, dt, sharding=batch_sharding) for k, (s, dt) in shape.items()
-        }
-        global_shapes = {k: s for k, (s, _) in shape.items()}
-        r = {
-            "batch": {k: list(s) for k, s in global_shapes.items()},
-            "mesh": sizes,
-            "param_bytes": device_bytes(state["params"]),
-            "opt_state_bytes": device_bytes(state["opt_state"]),
-            "state_bytes": device_bytes(state),
-            "batch_bytes": device_bytes(batch),
-            "model_flops": built.family.flops_per_batch(config.model, global_shapes) / len(devices),
-        }
-        start = time.perf_counter()
-        try:
-            with jax.set_mesh(mesh), nn.logical_axis_rules(built.rules):
-                compiled = built.train_step.lower(state, batch).compile()
-        except jax.errors.JaxRuntimeError as e:
-            # XLA refuses a program whose buffers cannot all be placed in HBM.
-            if "RESOURCE_EXHAUSTED" not in str(e):
-                raise
-            r.update(compile_s=time.perf_counter() - start, out_of_memory=_first_line(e))
-            reports.append(r)
-            continue
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        # XLA's GPU compile-only client gives no cost analysis (None): model FLOPs only.
-        r.update(
-            compile_s=time.perf_counter() - start,
-            memory=compiled.memory_analysis(),
-            flops=float(cost.get("flops", 0.0)) if cost else None,
-            bytes_accessed=float(cost.get("bytes accessed", 0.0)) if cost else None,
-            collectives=collectives(compiled.as_text()),
-        )
-        reports.append(r)
-    return reports
+    batch_sharding = sharding.batch_sharding(mesh)
+    batch = {
+        k: jax.ShapeDtypeStruct(s, dt, sharding=batch_sharding) for k, (s, dt) in shape.items()
+    }
+    global_shapes = {k: s for k, (s, _) in shape.items()}
+    r = {
+        "batch": {k: list(s) for k, s in global_shapes.items()},
+        "mesh": sizes,
+        "param_bytes": device_bytes(state["params"]),
+        "opt_state_bytes": device_bytes(state["opt_state"]),
+        "state_bytes": device_bytes(state),
+        "batch_bytes": device_bytes(batch),
+        "model_flops": built.family.flops_per_batch(config.model, global_shapes) / n_devices,
+    }
+    start = time.perf_counter()
+    try:
+        with jax.set_mesh(mesh), nn.logical_axis_rules(built.rules):
+            compiled = built.train_step.lower(state, batch).compile()
+    except jax.errors.JaxRuntimeError as e:
+        # XLA refuses a program whose buffers cannot all be placed in HBM.
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        r.update(compile_s=time.perf_counter() - start, out_of_memory=_first_line(e))
+        return r
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    # XLA's GPU compile-only client gives no cost analysis (None): model FLOPs only.
+    r.update(
+        compile_s=time.perf_counter() - start,
+        memory=compiled.memory_analysis(),
+        flops=float(cost.get("flops", 0.0)) if cost else None,
+        bytes_accessed=float(cost.get("bytes accessed", 0.0)) if cost else None,
+        collectives=collectives(compiled.as_text()),
+    )
+    return r
 
 
 def _width(shape: dict) -> int:
@@ -483,8 +488,9 @@ def format_report(r: dict, chip: Chip) -> str:
     return "\n".join(lines)
 
 
-def report(config, topology: str, devices, widths=(), efficiency: float = 0.5) -> list[dict]:
-    """Compiles and reports every batch shape of `config` on `devices` (see the module doc)."""
+def report(config, topology: str, devices, widths=(), efficiency: float = 0.5) -> Iterator[dict]:
+    """The finished report of every batch shape of `config` on `devices`, each compiled when
+    the iterator reaches it (see the module doc); config errors are raised at once."""
     if not 0 < efficiency <= 1:
         raise config_lib.ConfigError(f"--efficiency={efficiency} must be in (0, 1]")
     chip = chip_of(devices)
@@ -492,7 +498,7 @@ def report(config, topology: str, devices, widths=(), efficiency: float = 0.5) -
         raw = compile_step(config, devices, widths)
     except config_lib.ConfigError as e:
         raise config_lib.ConfigError(f"topology {topology} ({len(devices)} devices): {e}") from None
-    return [finish(r, chip, efficiency) for r in raw]
+    return (finish(r, chip, efficiency) for r in raw)
 
 
 def _define_flags():
@@ -535,22 +541,28 @@ def main(overrides):
             f"{chip.peak_flops / 1e12:.0f} TFLOP/s bf16, {chip.hbm_bytes_per_s / 1e9:.0f} GB/s)",
             flush=True,
         )
-        reports = report(config, _TOPOLOGY.value, devices, widths, _EFFICIENCY.value)
+        reports = []
+        # Each bucket is printed (and the JSON rewritten) as it compiles: a large config's
+        # buckets take minutes each, and a run cut short keeps what it finished.
+        for r in report(config, _TOPOLOGY.value, devices, widths, _EFFICIENCY.value):
+            if not reports:
+                print(f"mesh {r['mesh']}")
+            print(format_report(r, chip), flush=True)
+            reports.append(r)
+            if _JSON.value:
+                with open(_JSON.value, "w") as f:
+                    json.dump(
+                        {"topology": _TOPOLOGY.value, "chip": chip.name, "reports": reports}, f
+                    )
     except (config_lib.ConfigError, AotError, pipeline.DataError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"mesh {reports[0]['mesh']}")
-    for r in reports:
-        print(format_report(r, chip))
     fits = all(r["memory"]["fits"] for r in reports)
     if fits:
         worst = max(r["memory"]["total_bytes"] for r in reports)
         print(f"every batch shape fits; the largest needs {_gib(worst)} per device")
     else:
         print("NOT EVERY BATCH SHAPE FITS")
-    if _JSON.value:
-        with open(_JSON.value, "w") as f:
-            json.dump({"topology": _TOPOLOGY.value, "chip": chip.name, "reports": reports}, f)
     sys.exit(0 if fits else 1)
 
 
