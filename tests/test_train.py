@@ -231,3 +231,18 @@ def test_stop_signal_flags_signals_inside_with_and_restores_the_handlers():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.received == "SIGTERM"
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_second_run_in_a_busy_workdir_fails_at_once_naming_the_first(tmp_path):
+    """Two runs in one workdir would save into each other's checkpoints: the second stops
+    before building anything; the lock goes with the first run (or its process)."""
+    from unispeech_jax import checkpoint as checkpoint_lib
+
+    with checkpoint_lib.workdir_lock(tmp_path):
+        with pytest.raises(
+            checkpoint_lib.CheckpointError, match=rf"in use .*\(pid {os.getpid()} on"
+        ):
+            train.train(micro_config(), tmp_path)
+        assert not (tmp_path / "checkpoints").exists()
+    with checkpoint_lib.workdir_lock(tmp_path):  # released
+        pass

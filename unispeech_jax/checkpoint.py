@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import pathlib
+import socket
 import zlib
 from typing import Any
 
@@ -46,6 +49,34 @@ class DamagedCheckpoint(CheckpointError):
     def __init__(self, directory: pathlib.Path, step: int, what: str):
         super().__init__(f"checkpoint step {step} in {directory} is damaged: {what}")
         self.step = step
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: pathlib.Path):
+    """Holds `workdir`/.lock while a run trains there. Two runs in one workdir (the same
+    command started twice, a rerun while a stopped run is still writing its last checkpoint)
+    would save into each other's checkpoints and resume from them; the second one fails at
+    once instead, naming the holder. The lock is the kernel's (flock): a killed run leaves
+    none behind. Process 0 takes it for the run (hosts sharing a filesystem would otherwise
+    lock each other out)."""
+    if jax.process_index() != 0:
+        yield
+        return
+    fd = os.open(pathlib.Path(workdir) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            raise CheckpointError(
+                f"workdir {workdir} is in use by another run ({holder}): wait for it to end, "
+                "or give this run its own --workdir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _key_name(key) -> str:

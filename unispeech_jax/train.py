@@ -238,6 +238,7 @@ def train(config, workdir: str | pathlib.Path, stop_at: int | None = None) -> di
     # Closed however the run ends: an open manager's threads fail at interpreter exit.
     # The signal handlers outlast the checkpoint in flight: a second signal cannot cut it.
     with (
+        checkpoint_lib.workdir_lock(workdir),
         StopSignal() as stop,
         checkpoint_lib.Checkpoints(workdir, keep=config.keep_checkpoints) as ckpt,
     ):
