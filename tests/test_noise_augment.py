@@ -131,7 +131,9 @@ def test_bad_folders_stop_the_training_pipeline_naming_them(corpus, tmp_path, ke
     data_config.resolve({**base, key: str(missing)})  # evaluation does not need the folder
 
 
-def test_robust_config_is_tiny_plus_noise_and_rooms():
+def test_robust_config_is_tiny_plus_noise_and_rooms_for_the_budget():
+    """tiny.py with noise and rooms, trained for the README job's budget (6000 steps) with
+    tiny.py's schedule otherwise (warm-up, phases, peak lr)."""
     from unispeech_jax import config as config_lib
 
     configs = pathlib.Path(__file__).parents[1] / "configs"
@@ -139,5 +141,6 @@ def test_robust_config_is_tiny_plus_noise_and_rooms():
     robust = config_lib.load_file(configs / "tiny_robust.py").to_dict()
     changed = {k for k in tiny["data"] if tiny["data"][k] != robust["data"][k]}
     assert changed == {"augment_reverb_prob", "augment_noise_prob"}
-    assert {**robust, "data": tiny["data"]} == tiny
+    assert robust["total_steps"] == 6000 and robust["optim"] == tiny["optim"]
+    assert {**robust, "data": tiny["data"], "total_steps": tiny["total_steps"]} == tiny
     assert data_config.augment_of(data_config.resolve(robust["data"])).active
