@@ -76,8 +76,9 @@ def test_speecht5_ablation_micro_runs_every_arm_kind_and_reruns_nothing(
     rows = _table_rows(results.read_text())
     assert [name for name in rows if name != "arm"] == ["joint", "none"]
     for arm in args.arms:
-        cer, wer, mcd, roundtrip = (float(v) for v in rows[arm][1:])
+        cer, wer, ce, mcd, l1, roundtrip = (float(v) for v in rows[arm][1:])
         assert cer >= 0 and wer >= 0 and mcd > 0 and roundtrip >= 0, rows[arm]
+        assert 0 < ce < 10 and 0 < l1 < 10, rows[arm]  # teacher-forced test losses
     assert not (tmp_path / "pretrain" / "none").exists()
     assert results.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
