@@ -96,13 +96,18 @@ def test_grid_runs_alpha_zero_once_and_adds_only_new_pretrainings():
     assert all(a.alpha > 0 for a in grid)
 
 
-def test_steps_overrides_keep_the_frozen_share():
+def test_steps_overrides_keep_the_frozen_and_warm_up_shares():
     assert arms.steps_overrides("finetune_ctc.py", 50) == [
         "total_steps=50",
         "optim.freeze_steps=10",
+        "optim.warmup_steps=25",  # unused by its tri-stage schedule (phase_ratio)
     ]
     asr = arms.load_config("speecht5_asr_tiny.py", arms.steps_overrides("speecht5_asr_tiny.py", 80))
-    assert asr.total_steps == 80 and asr.optim.freeze_steps == 13
+    assert asr.total_steps == 80 and asr.optim.freeze_steps == 13 and asr.optim.warmup_steps == 8
+    tts = arms.load_config(
+        "speecht5_tts_tiny.py", arms.steps_overrides("speecht5_tts_tiny.py", 300)
+    )
+    assert tts.optim.freeze_steps == 50 and tts.optim.warmup_steps == 25  # 1/6 and 1/12
 
 
 def test_summary_and_table():
