@@ -17,7 +17,7 @@ Each arm is fine-tuned for ASR (configs/speecht5_asr_tiny.py; test CER/WER, gree
 (configs/speecht5_tts_tiny.py; test MCD and the round-trip CER of the joint arm's ASR model
 on the Griffin-Lim speech, the same judge for every arm) on `--finetune-fraction` of the
 training sentences (`data.heldout_fraction` holds out the rest: low-label fine-tuning).
-Frozen-update counts keep each recipe's share of the steps. `--arms` runs a subset (joint
+Frozen and warm-up updates keep each recipe's shares of the steps. `--arms` runs a subset (joint
 always: it judges the round trip). `--set KEY=VALUE` overrides every run's config (after the
 scale's).
 
