@@ -10,9 +10,9 @@ hardware), compiles it for every batch shape the input pipeline makes (one lengt
 bucket each, `pipeline.train_batch_shapes`) and prints, as each one compiles, per device:
 parameter + optimizer bytes, temporaries, the total against the chip's HBM, FLOPs and bytes
 accessed, the roofline step-time bound, the MFU a step at `--efficiency` of that bound would
-reach, and the collectives of the compiled HLO. XLA's `optimal_seconds` estimate is not used (it comes out
-negative for these steps). A config that does not divide the topology is one error line
-(exit status 2); a batch shape that does not fit in HBM makes the exit status 1.
+reach, and the collectives of the compiled HLO. XLA's `optimal_seconds` estimate is not
+used (it comes out negative for these steps). A config that does not divide the topology is
+one error line (exit status 2); a batch shape that does not fit in HBM makes the exit status 1.
 """
 
 from __future__ import annotations

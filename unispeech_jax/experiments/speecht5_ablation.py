@@ -154,8 +154,9 @@ def run(args) -> pathlib.Path:
                 "test",
                 scoring.Options(asr_workdir=str(fine["asr", "joint"]), limit=s.tts_utterances),
             )
-            values = (asr["cer"], asr["wer"], asr["asr/ce"], tts["mcd"], tts["tts/l1"])
-            for name, value in zip(names, (*values, tts["roundtrip_cer"])):
+            values = (asr["cer"], asr["wer"], asr["asr/ce"])
+            values += (tts["mcd"], tts["tts/l1"], tts["roundtrip_cer"])
+            for name, value in zip(names, values):
                 got[arm][name].append(value)
     results = workdir / "results.md"
     results.write_text(report(args, s, got))
@@ -194,8 +195,9 @@ def report(args, s: Scale, got) -> str:
         ]
         for arm, v in got.items()
     ]
-    header = ["arm", "pre-training", "ASR CER %", "ASR WER %", "ASR CE", "TTS MCD dB"]
-    return text + arms_lib.markdown_table([*header, "TTS L1", "TTS round-trip CER %"], rows)
+    header = ["arm", "pre-training", "ASR CER %", "ASR WER %", "ASR CE"]
+    header += ["TTS MCD dB", "TTS L1", "TTS round-trip CER %"]
+    return text + arms_lib.markdown_table(header, rows)
 
 
 def parser() -> argparse.ArgumentParser:

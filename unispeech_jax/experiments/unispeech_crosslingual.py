@@ -34,8 +34,7 @@ Writes W/results.md (test PER per arm: mean, range over seeds and each seed; the
 phones the target shares with en-us) and W/results.png (valid PER during fine-tuning, mean
 over seeds). Workdirs: W/pretrain/<name>/seed<S>, W/finetune/<arm>/seed<S>; a rerun skips
 every run whose final checkpoint exists and resumes the others.
-Result (2026-12-04, de; grid and seed 2 not run yet): test PER, mean of seeds 0-1,
-ctc_target 32.4, ctc_transfer 23.6, unispeech 27.2 %; contrastive 81.6 (seed 0); docs/results/.
+Results: docs/results/unispeech_crosslingual.md.
 """
 
 from __future__ import annotations
