@@ -43,7 +43,8 @@ def load_config(name: str, overrides: Sequence[str], extra: Sequence[str] = ()):
 def steps_overrides(name: str, steps: int) -> list[str]:
     """configs/<name> run for `steps` updates: total_steps, and its frozen and warm-up updates
     (optim.freeze_steps, optim.warmup_steps) scaled to keep their shares of the steps: the
-    recipe, shortened (an unscaled warm-up of 200 would fill two thirds of 300 updates)."""
+    recipe, shortened (TTS's unscaled warm-up of 167 would fill over half of 300 updates;
+    tri-stage schedules, ASR's and CTC's, ignore warmup_steps: their phases are shares)."""
     c = load_config(name, [])
     frozen, warmup = (
         round(n * steps / c.total_steps) for n in (c.optim.freeze_steps, c.optim.warmup_steps)
